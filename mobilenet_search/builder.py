@@ -1,0 +1,115 @@
+"""``build_model(spec)``: turn an :class:`ArchSpec` into a PyTorch module, and nothing else.
+
+The module layout mirrors torchvision's ``MobileNetV2`` (``features`` of conv-BN-activation
+sequences and inverted-residual blocks with a ``conv`` sequence, ``classifier`` of dropout
+and linear), so torchvision's state dict loads into a MobileNetV2 spec strictly, key for key.
+The only layout difference is the paper's ``conv1x1`` head, whose classifier weight is the
+linear weight reshaped to ``(k, C, 1, 1)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mobilenet_search.spec import ArchSpec, Block
+
+_ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+
+
+class ConvBNAct(nn.Sequential):
+    """Convolution without bias, BatchNorm, then the activation (omitted when ``act`` is None)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, act: type[nn.Module] | None = nn.ReLU6) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
+                      groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if act is not None:
+            layers.append(act(inplace=True))
+        super().__init__(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2's block: 1x1 expansion (when t > 1), 3x3 depthwise, 1x1 projection.
+
+    With ``linear=True`` the projection has no activation (the paper's linear bottleneck).
+    The same block with t = 1, no residual and a non-linear projection is MobileNetV1's
+    depthwise-separable layer.
+    """
+
+    def __init__(self, block: Block, act: type[nn.Module], linear: bool) -> None:
+        super().__init__()
+        self.use_res_connect = block.residual
+        layers: list[nn.Module] = []
+        if block.expansion != 1:
+            layers.append(ConvBNAct(block.in_channels, block.hidden, 1, act=act))
+        layers.append(ConvBNAct(block.hidden, block.hidden, 3, block.stride, groups=block.hidden, act=act))
+        if linear:
+            # Conv and BN directly in this sequence: torchvision's key layout (conv.N, conv.N+1).
+            layers += [nn.Conv2d(block.hidden, block.out_channels, 1, bias=False), nn.BatchNorm2d(block.out_channels)]
+        else:
+            layers.append(ConvBNAct(block.hidden, block.out_channels, 1, act=act))
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Out of place: autograd needs x for the residual's backward pass.
+        return x + self.conv(x) if self.use_res_connect else self.conv(x)
+
+
+class MobileNet(nn.Module):
+    """A MobileNetV1/V2 network built from a spec: ``features``, global pooling, ``classifier``."""
+
+    def __init__(self, spec: ArchSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        act = _ACTIVATIONS[spec.activation]
+        linear = spec.linear_bottleneck and spec.family == "mobilenet_v2"
+        features: list[nn.Module] = [ConvBNAct(spec.in_channels, spec.stem_out, 3, 2, act=act)]
+        features += [InvertedResidual(block, act, linear) for block in spec.blocks()]
+        if spec.head_out is not None:
+            features.append(ConvBNAct(spec.stages_out, spec.head_out, 1, act=act))
+        self.features = nn.Sequential(*features)
+        width = spec.features_out
+        if spec.head == "fc":
+            last: nn.Module = nn.Linear(width, spec.num_classes)
+        else:
+            last = nn.Conv2d(width, spec.num_classes, 1)
+        self.classifier = nn.Sequential(nn.Dropout(p=spec.dropout), last)
+        _init_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        x = nn.functional.adaptive_avg_pool2d(x, 1)
+        if self.spec.head == "fc":
+            x = torch.flatten(x, 1)
+            return self.classifier(x)
+        return torch.flatten(self.classifier(x), 1)
+
+
+def _init_weights(model: nn.Module) -> None:
+    """torchvision's MobileNetV2 initialisation (Kaiming fan-out convs, N(0, 0.01) classifier)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, 0, 0.01)
+            nn.init.zeros_(module.bias)
+
+
+def build_model(spec: ArchSpec) -> MobileNet:
+    """Build the network ``spec`` describes, freshly initialised (a pure function of the spec).
+
+    >>> from mobilenet_search import ArchSpec, build_model
+    >>> model = build_model(ArchSpec.mobilenet_v2())
+    >>> sum(p.numel() for p in model.parameters())
+    3504872
+    """
+    return MobileNet(spec)

@@ -1,0 +1,160 @@
+"""The cost model: multiply-adds and parameters as arithmetic on an :class:`ArchSpec`.
+
+Convention (Howard et al. 2017, Sandler et al. 2018): only the multiply-adds of
+convolutions and fully connected layers count; BatchNorm, activations, pooling and the
+residual additions do not, nor do bias additions. Parameters are every trainable tensor
+element (convolution and linear weights, biases, BatchNorm's scale and shift), as
+``sum(p.numel() for p in model.parameters())`` counts them. Nothing here builds a network:
+``count_madds`` is what lets a search reject an over-budget candidate in microseconds.
+
+:func:`profile_module` counts any module on the same convention through thop, for
+networks that do not come from a spec and as the cross-check of the arithmetic.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from mobilenet_search.spec import ArchSpec
+
+
+def conv_out(size: int, stride: int) -> int:
+    """Output side of a 3x3 (padding 1) or 1x1 (stride 1) convolution on a ``size`` input."""
+    return (size - 1) // stride + 1
+
+
+@dataclass(frozen=True)
+class StageRow:
+    """One layer group of a network: its shapes, settings and exact costs."""
+
+    name: str
+    in_resolution: int
+    out_resolution: int
+    in_channels: int
+    out_channels: int
+    expansion: int | None  # t, for stages
+    repeats: int | None  # n, for stages
+    stride: int
+    madds: int
+    params: int
+
+
+def _conv(cin: int, cout: int, kernel: int, out_size: int, groups: int = 1, bn: bool = True) -> tuple[int, int]:
+    """(madds, params) of a bias-free convolution, plus BatchNorm's two parameters per channel."""
+    weights = kernel * kernel * (cin // groups) * cout
+    return weights * out_size * out_size, weights + (2 * cout if bn else 0)
+
+
+def stage_table(spec: ArchSpec) -> list[StageRow]:
+    """One row per layer group: stem, each stage, head (the last 1x1 conv), classifier.
+
+    The rows' ``madds`` and ``params`` sum exactly to :func:`count_madds` and
+    :func:`count_params`; the CLI, the dashboard and the model library all print an
+    architecture through this table.
+    """
+    size = spec.resolution
+    stem_size = conv_out(size, 2)
+    madds, params = _conv(spec.in_channels, spec.stem_out, 3, stem_size)
+    rows = [StageRow("stem", size, stem_size, spec.in_channels, spec.stem_out, None, None, 2, madds, params)]
+    size = stem_size
+
+    blocks = list(spec.blocks())
+    for index, stage in enumerate(spec.stages):
+        stage_in_size, stage_in_channels = size, None
+        madds = params = 0
+        for block in (b for b in blocks if b.stage == index):
+            stage_in_channels = stage_in_channels or block.in_channels
+            out_size = conv_out(size, block.stride)
+            if block.expansion != 1:
+                m, p = _conv(block.in_channels, block.hidden, 1, size)
+                madds, params = madds + m, params + p
+            m, p = _conv(block.hidden, block.hidden, 3, out_size, groups=block.hidden)
+            madds, params = madds + m, params + p
+            m, p = _conv(block.hidden, block.out_channels, 1, out_size)
+            madds, params = madds + m, params + p
+            size = out_size
+        rows.append(StageRow(
+            f"stage{index + 1}", stage_in_size, size, stage_in_channels, spec.scaled(stage.channels),
+            stage.expansion, stage.repeats, stage.stride, madds, params,
+        ))
+
+    channels = spec.stages_out
+    if spec.head_out is not None:
+        madds, params = _conv(channels, spec.head_out, 1, size)
+        rows.append(StageRow("head", size, size, channels, spec.head_out, None, None, 1, madds, params))
+        channels = spec.head_out
+    # Global average pooling (not counted), then a fully connected layer or its 1x1 conv twin.
+    fc = channels * spec.num_classes
+    rows.append(StageRow("classifier", size, 1, channels, spec.num_classes, None, None, 1, fc, fc + spec.num_classes))
+    return rows
+
+
+def count_madds(spec: ArchSpec) -> int:
+    """Multiply-adds of one image at the spec's resolution (conv and FC only; see module doc).
+
+    >>> count_madds(ArchSpec.mobilenet_v2())
+    300774272
+    """
+    return sum(row.madds for row in stage_table(spec))
+
+
+def count_params(spec: ArchSpec) -> int:
+    """Trainable parameters of ``build_model(spec)``, computed without building it.
+
+    >>> count_params(ArchSpec.mobilenet_v2())
+    3504872
+    """
+    return sum(row.params for row in stage_table(spec))
+
+
+def format_stage_table(spec: ArchSpec) -> str:
+    """The stage table as aligned text with a totals line, for terminals and logs."""
+    header = ("layer", "in", "out", "c_in", "c_out", "t", "n", "s", "MAdds", "params")
+    rows = [header]
+    for r in stage_table(spec):
+        rows.append((
+            r.name, f"{r.in_resolution}²", f"{r.out_resolution}²", str(r.in_channels), str(r.out_channels),
+            "" if r.expansion is None else str(r.expansion), "" if r.repeats is None else str(r.repeats),
+            str(r.stride), f"{r.madds:,}", f"{r.params:,}",
+        ))
+    rows.append(("total", "", "", "", "", "", "", "", f"{count_madds(spec):,}", f"{count_params(spec):,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths, strict=True))]
+        lines.append("  ".join(cells))
+        if i == 0 or i == len(rows) - 2:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def profile_module(module, input_size: tuple[int, ...]) -> tuple[int, int]:
+    """(MAdds, params) of any module on the papers' convention, counted by thop.
+
+    thop's default ``profile`` also counts BatchNorm, pooling and some activations (327.5M
+    for MobileNetV2 1.0/224 instead of the paper's 300M); here those layers are registered
+    as zero-cost custom ops so only convolutions and linear layers count. ``input_size``
+    is the full input shape, batch included, e.g. ``(1, 3, 224, 224)``. The module is
+    profiled on a copy, in eval mode, and left untouched.
+    """
+    import thop
+    import torch
+    from torch import nn
+
+    def zero(module, inputs, output):
+        module.total_ops += torch.zeros(1, dtype=torch.float64)
+
+    zero_cost = (
+        nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.ReLU6,
+        nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.GELU, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+        nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity, nn.Flatten,
+    )
+    probe = copy.deepcopy(module).eval()
+    device = next(probe.parameters(), torch.zeros(0)).device
+    with torch.no_grad():
+        macs, params = thop.profile(
+            probe, inputs=(torch.zeros(input_size, device=device),),
+            custom_ops={op: zero for op in zero_cost}, verbose=False,
+        )
+    return round(macs), round(params)
