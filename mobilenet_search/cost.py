@@ -108,6 +108,14 @@ def count_params(spec: ArchSpec) -> int:
     return sum(row.params for row in stage_table(spec))
 
 
+def format_count(value: float) -> str:
+    """A count the way the papers print it: ``format_count(300_774_272) == '300.8M'``."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= scale:
+            return f"{value / scale:.{2 if abs(value) < 10 * scale else 1}f}{suffix}"
+    return f"{value:g}"
+
+
 def format_stage_table(spec: ArchSpec) -> str:
     """The stage table as aligned text with a totals line, for terminals and logs."""
     header = ("layer", "in", "out", "c_in", "c_out", "t", "n", "s", "MAdds", "params")

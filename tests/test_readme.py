@@ -1,0 +1,27 @@
+"""The README's commands and example are the ones that work (README.md, .ci/run)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+
+
+def _blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_ci_runs_exactly_the_quick_start_commands():
+    install, test = (block.strip() for block in _blocks("bash")[:2])
+    ci_lines = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert install in ci_lines and test in ci_lines
+    assert ci_lines.index(install) < ci_lines.index(test)
+
+
+def test_python_api_example_runs_as_written():
+    example = _blocks("python")[0]
+    result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("mnv2_w0.5_r150_")
