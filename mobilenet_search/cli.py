@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
@@ -18,6 +19,7 @@ from mobilenet_search.space import available_spaces, load_space
 from mobilenet_search.spec import ArchSpec, parse_arch
 
 PROG = "mobilenet-search"
+DEFAULT_TRIALS = 8
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -65,13 +67,109 @@ def _references(args: argparse.Namespace) -> int:
     return 0
 
 
+BUDGET_HELP = (
+    "hard limits, e.g. 300M-madds, 1.2G-madds, 3.4M-params, 5ms-latency, or several joined by commas "
+    "(300M-madds,4M-params). A budget compares at the precision it is written: 300M-madds admits every "
+    "candidate whose count rounds down to 300M (below 301,000,000, so MobileNetV2 1.0/224 at 300.8M fits); "
+    "300.5M-madds admits below 300.6M; 5ms-latency below 6 ms"
+)
+
+
+def _search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from mobilenet_search.latency import resolve_device
+    from mobilenet_search.results import pareto_front, trials_frame
+    from mobilenet_search.study import SearchConfig, default_storage, default_study_name, redact, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
+    if args.trials < 0:
+        raise UserError(f"invalid --trials {args.trials}: expected an integer >= 0")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UserError(f"invalid --timeout {args.timeout}: expected a number of seconds > 0")
+    config = SearchConfig(
+        budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
+        epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
+        objective=args.objective, sampler=args.sampler, seed=args.seed, latency_batch=args.latency_batch,
+    )
+    device = resolve_device(args.device)
+    results_dir = Path(args.results_dir)
+    study_name = args.study or default_study_name(config)
+    storage = args.storage or default_storage(results_dir, study_name)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
+          f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
+          file=sys.stderr)
+    study = run_search(config, storage=storage, study_name=study_name, trials=args.trials, timeout=args.timeout,
+                       device=device, results_dir=results_dir)
+    frame = trials_frame(study)
+    front = pareto_front(frame)
+    counts = frame["state"].value_counts().to_dict()
+    over = int((frame["status_reason"].fillna("").str.contains("over budget")).sum())
+    print(f"\n{len(frame)} trials: {counts.get('COMPLETE', 0) - over} trained, {over} over budget "
+          f"(not trained), {counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed or interrupted")
+    if front.empty:
+        print("no trained candidate inside the budget yet")
+    else:
+        print(f"\nPareto-optimal candidates (accuracy vs MAdds), budget {config.budget}:")
+        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {'accuracy':>8s}  arch")
+        for row in front.itertuples():
+            print(f"{row.number:5d} {format_count(row.madds):>8s} {format_count(row.params):>8s} "
+                  f"{row.latency_ms:8.2f}ms {row.accuracy:8.3f}  {row.arch}")
+    print(f"\nresults: {results_dir / study_name}/trials.csv, pareto.json; study: {redact(storage)} ({study_name})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
-        description="Architecture search and scaling exploration for MobileNetV1/V2.",
-        epilog=f"Example: {PROG} describe v2 --width 0.75 --resolution 160",
+        description="Architecture search and scaling exploration for MobileNetV1/V2. "
+                    f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
+        epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    search = sub.add_parser(
+        "search", help="search the space under a budget (the default: `mobilenet-search --budget ...`)",
+        description="Run (or resume) an Optuna study of candidate networks under a budget: each trial is "
+                    "counted, rejected before training if over budget, timed, and trained briefly on real "
+                    "images; the Pareto-optimal candidates (accuracy vs MAdds) are printed at the end.",
+        epilog=f"Example: {PROG} --budget 300M-madds --trials 20 --epochs 4",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    search.add_argument("--budget", required=True, help=BUDGET_HELP)
+    search.add_argument("--space", default="mobilenetv2",
+                        help="a search space: a name from search_spaces/ (see `space --list`) or a .yaml path")
+    search.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                        help="stop once the study holds this many trained candidates (over-budget rejections, "
+                             "which take milliseconds, do not count); counted across runs, so a resumed study "
+                             "continues up to it")
+    search.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    search.add_argument("--dataset", default="embedded",
+                        help="embedded (elpv solar cells), elpv, mnist, cifar10:ROOT, imagefolder:ROOT, "
+                             "or synthetic[:N] (generated, for tests)")
+    search.add_argument("--dataset-limit", type=int, default=None,
+                        help="use a seeded stratified subset of this many images (quick runs)")
+    search.add_argument("--epochs", type=int, default=4, help="proxy training epochs per candidate")
+    search.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
+    search.add_argument("--proxy-size", type=int, default=64,
+                        help="proxy training image size for a 224 px candidate; scaled by resolution/224, "
+                             "rounded to a multiple of 8, at least 32")
+    search.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    search.add_argument("--objective", choices=["multi", "accuracy"], default="multi",
+                        help="multi: maximise accuracy and minimise MAdds; accuracy: accuracy alone under the "
+                             "budget (with median pruning)")
+    search.add_argument("--sampler", choices=["tpe", "nsga2", "random", "grid"], default="tpe",
+                        help="Optuna sampler (grid only for small spaces)")
+    search.add_argument("--seed", type=int, default=0, help="seed of the sampler, data split and training")
+    search.add_argument("--storage", default=None,
+                        help="Optuna storage URL (default: sqlite:///RESULTS_DIR/STUDY.db)")
+    search.add_argument("--study", default=None,
+                        help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
+    search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
+    search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
+    search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
+    search.set_defaults(run=_search)
 
     describe = sub.add_parser(
         "describe", help="print an architecture's stage table, MAdds and parameters",
@@ -102,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
+        argv.insert(0, "search")  # the bare form: mobilenet-search --budget 300M-madds
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -1,0 +1,99 @@
+"""The read side of a study: trials as a pandas frame, the Pareto set, files on disk.
+
+Shared by the command line, the dashboard and the model library, so that all of them see a
+study the same way. A trial's measurements live in Optuna user attributes with the names in
+:data:`TRIAL_ATTRS`; this module never needs to know how they were produced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+
+# The user attributes every trial records (the contract with the dashboard and export).
+TRIAL_ATTRS = (
+    "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
+    "balanced_accuracy", "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
+    "time_latency", "time_train", "time_eval", "status_reason",
+)
+FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: number, state, feasibility, every recorded attribute, duration."""
+    rows = []
+    for trial in study.get_trials(deepcopy=False):
+        row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
+                               "feasible": all(v <= 0 for v in trial.constraints.values())}
+        row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
+        if trial.datetime_start and trial.datetime_complete:
+            row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        rows.append(row)
+    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
+    frame["accuracy_history"] = frame["accuracy_history"].map(
+        lambda h: json.dumps(h) if isinstance(h, list) else h)
+    return frame
+
+
+def trained(frame: pd.DataFrame) -> pd.DataFrame:
+    """The complete, feasible trials that have a measured accuracy."""
+    ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame["accuracy"].notna()
+    return frame[ok]
+
+
+def pareto_mask(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy") -> pd.Series:
+    """Which rows are Pareto-optimal: no other row has lower-or-equal cost and higher quality.
+
+    A sort by cost, then one scan keeping each row that beats the best quality seen so far
+    (ties in cost go to the higher quality). Rows with a missing value are never optimal.
+    """
+    mask = pd.Series(False, index=frame.index)
+    valid = frame[[cost, quality]].dropna()
+    if valid.empty:
+        return mask
+    order = np.lexsort((-valid[quality].to_numpy(float), valid[cost].to_numpy(float)))
+    best = -np.inf
+    for position in order:
+        value = valid[quality].iat[position]
+        if value > best:
+            mask.at[valid.index[position]] = True
+            best = value
+    return mask
+
+
+def pareto_front(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy") -> pd.DataFrame:
+    """The Pareto-optimal trained trials, cheapest first."""
+    candidates = trained(frame)
+    return candidates[pareto_mask(candidates, cost, quality)].sort_values(cost)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that readers see the old or the new content, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:
+    """Write ``trials.csv`` and ``pareto.json`` of ``study`` into ``folder``; return the frame."""
+    frame = trials_frame(study)
+    atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
+    front = pareto_front(frame)
+    records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", "accuracy"]].to_json(
+        orient="records"))
+    atomic_write_text(folder / "pareto.json", json.dumps({"study": study.study_name, "pareto": records}, indent=2))
+    return frame

@@ -1,0 +1,361 @@
+"""The search: an Optuna study whose trials are candidate networks, measured and trained.
+
+One trial samples an :class:`ArchSpec` from the search space, counts it (instantly, from
+the spec), rejects it before any training when it is over budget (telling the sampler
+through Optuna's constraints), measures its latency at the deployment resolution, trains a
+short proxy at a proxy resolution and records everything as user attributes (names in
+:data:`mobilenet_search.results.TRIAL_ATTRS`). The study itself records the settings it was
+created with, so resuming it (or joining it from another process) needs nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import TrialState
+
+from mobilenet_search.budget import Budget
+from mobilenet_search.builder import build_model
+from mobilenet_search.cost import count_madds, count_params, format_count
+from mobilenet_search.data import ImageData, load_dataset, proxy_resolution
+from mobilenet_search.errors import UserError
+from mobilenet_search.latency import measure_latency
+from mobilenet_search.space import SearchSpace, load_space
+from mobilenet_search.train import TrainConfig, TrainingDiverged, train_and_evaluate
+
+OBJECTIVES = ("multi", "accuracy")
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigger spaces
+CONFIG_ATTR = "mobilenet_search.config"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What defines a study: stored in it, so every run or worker of the study uses the same."""
+
+    budget: str
+    space: str = "mobilenetv2"
+    dataset: str = "embedded"
+    dataset_limit: int | None = None  # a seeded stratified subset, for quick runs and tests
+    epochs: int = 4
+    batch_size: int = 64
+    proxy_size: int = 64
+    lr: float = 2e-3
+    objective: str = "multi"
+    sampler: str = "tpe"
+    seed: int = 0
+    latency_batch: int = 1
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", str(Budget.parse(self.budget)))
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)}")
+        if self.sampler not in SAMPLERS:
+            raise UserError(f"invalid sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
+        for name in ("epochs", "batch_size", "proxy_size", "latency_batch"):
+            if getattr(self, name) < 1:
+                raise UserError(f"invalid --{name.replace('_', '-')} {getattr(self, name)}: expected an integer >= 1")
+        if self.proxy_size < 32:
+            raise UserError(f"invalid --proxy-size {self.proxy_size}: expected an integer >= 32")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def train_config(self, device: str) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
+                           device=device.split(":")[0])
+
+
+def default_study_name(config: SearchConfig) -> str:
+    """A readable name from the space, budget and dataset: ``mobilenetv2-300M-madds``."""
+    parts = [Path(config.space).stem, config.budget.replace(",", "_")]
+    if config.dataset != "embedded":
+        kind, _, root = config.dataset.partition(":")
+        parts.append(Path(root).name if kind in ("imagefolder", "cifar10") and Path(root).name else config.dataset)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts))
+
+
+def default_storage(results_dir: Path, study_name: str) -> str:
+    return f"sqlite:///{Path(results_dir) / f'{study_name}.db'}"
+
+
+class Objective:
+    """Evaluates one trial; holds the datasets decoded so far (one per proxy resolution)."""
+
+    def __init__(self, config: SearchConfig, device: str = "cpu", cache_dir: Path | None = Path("results/cache"),
+                 on_epoch: Callable[[int, int], None] | None = None) -> None:
+        self.config = config
+        self.budget = Budget.parse(config.budget)
+        self.space = load_space(config.space)
+        self.device = device
+        self.cache_dir = cache_dir
+        self.on_epoch = on_epoch
+        self._data: dict[int, ImageData] = {}
+        probe = self.data(config.proxy_size)
+        self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
+
+    def data(self, size: int) -> ImageData:
+        if size not in self._data:
+            self._data[size] = load_dataset(self.config.dataset, size, seed=self.config.seed,
+                                            cache_dir=self.cache_dir, limit=self.config.dataset_limit)
+        return self._data[size]
+
+    def _constrain(self, trial: optuna.Trial, **measured: float | None) -> str | None:
+        """Report every budget kind as an Optuna constraint (<= 0 feasible); the reason if over.
+
+        Kinds not measured yet (latency of a candidate rejected on MAdds) are reported as 0:
+        the candidate is infeasible through the measured kind alone.
+        """
+        excess = self.budget.excesses(**measured)
+        for kind in self.budget.kinds:
+            trial.set_constraint(f"{kind}_over_budget", excess.get(kind, 0.0))
+        return self.budget.reason(**measured)
+
+    def _values(self, accuracy: float, madds: int) -> float | tuple[float, float]:
+        return (accuracy, float(madds)) if self.config.objective == "multi" else accuracy
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        config = self.config
+        started = time.perf_counter()
+        spec = self.space.sample(trial, num_classes=self.num_classes, in_channels=self.in_channels)
+        madds, params = count_madds(spec), count_params(spec)
+        for key, value in {"arch": spec.to_string(), "spec": spec.to_json(), "madds": madds, "params": params,
+                           "epochs": config.epochs}.items():
+            trial.set_user_attr(key, value)
+
+        if not self.budget.needs_latency:
+            reason = self._constrain(trial, madds=madds, params=params)
+        else:
+            reason = self.budget.reason(madds=madds, params=params)
+            if reason:
+                self._constrain(trial, madds=madds, params=params)
+        if reason:
+            return self._reject(trial, reason, madds)
+
+        try:
+            model = build_model(spec)
+            trial.set_user_attr("time_build", time.perf_counter() - started)
+            t0 = time.perf_counter()
+            latency = measure_latency(model, (config.latency_batch, spec.in_channels, spec.resolution,
+                                              spec.resolution), device=self.device)
+            trial.set_user_attr("time_latency", time.perf_counter() - t0)
+            trial.set_user_attr("latency_ms", latency.ms)
+            trial.set_user_attr("latency_device", latency.device)
+            trial.set_user_attr("latency_batch", latency.batch_size)
+            if self.budget.needs_latency:
+                reason = self._constrain(trial, madds=madds, params=params, latency_ms=latency.ms)
+                if reason:
+                    return self._reject(trial, reason, madds)
+
+            size = proxy_resolution(config.proxy_size, spec.resolution)
+            trial.set_user_attr("proxy_resolution", size)
+            data = self.data(size)
+
+            def report(epoch: int, accuracy: float) -> None:
+                if self.on_epoch:
+                    self.on_epoch(epoch + 1, config.epochs)
+                if config.objective == "accuracy":
+                    trial.report(accuracy, epoch)
+                    if trial.should_prune():
+                        trial.set_user_attr("outcome", "pruned")
+                        raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch + 1}")
+
+            result = train_and_evaluate(model, data, config.train_config(self.device), on_epoch=report)
+        except KeyboardInterrupt:
+            trial.set_user_attr("outcome", "interrupted")
+            trial.set_user_attr("status_reason", "interrupted by the user; retried when the study resumes")
+            raise
+        except (TrainingDiverged, torch.OutOfMemoryError, UserError) as exc:
+            trial.set_user_attr("outcome", "failed")
+            trial.set_user_attr("status_reason", f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
+            raise
+
+        for key, value in {
+            "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy,
+            "accuracy_history": list(result.history), "train_seconds": result.train_seconds,
+            "time_train": result.train_seconds, "time_eval": result.eval_seconds, "outcome": "trained",
+        }.items():
+            trial.set_user_attr(key, value)
+        return self._values(result.accuracy, madds)
+
+    def _reject(self, trial: optuna.Trial, reason: str, madds: int) -> float | tuple[float, float]:
+        """An over-budget candidate: complete (so the sampler learns the constraint), never trained."""
+        trial.set_user_attr("outcome", "over_budget")
+        trial.set_user_attr("status_reason", reason)
+        return self._values(0.0, madds)
+
+
+def make_sampler(config: SearchConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
+    """The sampler by name, seeded; constraints reach TPE/NSGA-II through ``trial.set_constraint``."""
+    if config.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=False)
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=config.seed)
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    if space.size > GRID_LIMIT:
+        raise UserError(f"--sampler grid needs a small space: {space.name!r} has {space.size:,} members "
+                        f"(at most {GRID_LIMIT:,}); use tpe, nsga2 or random")
+    return optuna.samplers.GridSampler({k: list(v) for k, v in space.searched.items()}, seed=config.seed)
+
+
+def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int) -> None:
+    """Refuse a study whose space has no member inside the budget (MAdds and parameters)."""
+    budget = Budget.parse(config.budget)
+    for kind, cost in (("madds", count_madds), ("params", count_params)):
+        if budget.get(kind) is None:
+            continue
+        cheapest = space.extreme(cost, num_classes=num_classes, in_channels=in_channels)
+        value = cost(cheapest)
+        if not budget.get(kind).admits(value):
+            raise UserError(f"no member of space {space.name!r} fits budget {config.budget}: the cheapest by "
+                            f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
+
+
+def open_study(storage: str, study_name: str, config: SearchConfig | None, *,
+               load_only: bool = False) -> tuple[optuna.Study, SearchConfig]:
+    """Create the study, or resume it; a resumed study must have been created with ``config``.
+
+    With ``config=None`` (or ``load_only``), the study must exist and its own config is used.
+    """
+    directions = None
+    if config is not None:
+        directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
+    try:
+        if load_only or config is None:
+            study = optuna.load_study(study_name=study_name, storage=storage)
+        else:
+            space = load_space(config.space)
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+            study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
+                                        sampler=make_sampler(config, space), pruner=pruner, load_if_exists=True)
+    except KeyError:
+        raise UserError(f"study {study_name!r} does not exist in {redact(storage)}") from None
+    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+        raise UserError(f"cannot open storage {redact(storage)}: {' '.join(str(exc).split())[:300]}") from None
+
+    stored = study.user_attrs.get(CONFIG_ATTR)
+    if stored is None:
+        if config is None:
+            raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
+        study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        return study, config
+    stored_config = SearchConfig.from_dict(stored)
+    if config is not None and stored_config != config:
+        differ = [k for k, v in config.to_dict().items() if stored.get(k) != v]
+        raise UserError(f"study {study_name!r} already exists with other settings ({', '.join(differ)}: "
+                        f"{', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); use another --study name "
+                        "or the same settings to resume it")
+    if config is None:
+        # Re-create the sampler for this process, since samplers are not stored.
+        study = optuna.load_study(study_name=study_name, storage=storage,
+                                  sampler=make_sampler(stored_config, load_space(stored_config.space)),
+                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    return study, stored_config
+
+
+def redact(url: str) -> str:
+    """A storage URL with any password replaced by ``***``."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Enqueue once again every trial a Ctrl-C interrupted, so resuming loses nothing."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    count = 0
+    for trial in trials:
+        if (trial.state == TrialState.FAIL and trial.user_attrs.get("outcome") == "interrupted"
+                and trial.number not in retried):
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
+            count += 1
+    return count
+
+
+def evaluated_count(study: optuna.Study) -> int:
+    """Trials that count towards ``--trials``: trained, pruned or failed, not rejected or interrupted."""
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        if t.user_attrs.get("outcome") not in ("over_budget", "interrupted")
+    )
+
+
+def best_feasible_accuracy(study: optuna.Study) -> float | None:
+    values = [t.user_attrs["accuracy"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("outcome") == "trained"]
+    return max(values) if values else None
+
+
+class StopAfter:
+    """Stop the study once it holds ``target`` evaluated trials (counted across all workers).
+
+    Over-budget rejections cost milliseconds and do not count, but at most ``max_attempts``
+    trials are started in all, so a budget that only the rare candidate meets still ends.
+    """
+
+    def __init__(self, target: int, max_attempts: int) -> None:
+        self.target, self.max_attempts = target, max_attempts
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if evaluated_count(study) >= self.target or len(study.get_trials(deepcopy=False)) >= self.max_attempts:
+            study.stop()
+
+
+def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: int, timeout: float | None = None,
+               device: str = "cpu", results_dir: Path = Path("results"), progress: bool = True) -> optuna.Study:
+    """Create or resume a study and run it until it holds ``trials`` evaluated trials.
+
+    After every trial, ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten
+    (atomically). Ctrl-C stops at once; the interrupted trial is retried when the study is
+    run again, and every completed trial is kept in the storage.
+    """
+    from tqdm.auto import tqdm
+
+    from mobilenet_search.results import write_results
+
+    # Everything that can refuse the run (data, space, budget) is checked before the study exists.
+    objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
+    check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
+    study, config = open_study(storage, study_name, config)
+    requeue_interrupted(study)
+    bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress, dynamic_ncols=True)
+
+    def show_epoch(epoch: int, epochs: int) -> None:
+        bar.set_postfix_str(f"training epoch {epoch}/{epochs}", refresh=True)
+
+    objective.on_epoch = show_epoch
+    folder = Path(results_dir) / study_name
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        write_results(study, folder)
+        if trial.user_attrs.get("outcome") == "failed":
+            bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('status_reason')}")
+        bar.n = min(evaluated_count(study), trials)
+        best = best_feasible_accuracy(study)
+        bar.set_postfix_str("best accuracy " + ("-" if best is None else f"{best:.3f}"), refresh=True)
+
+    bar.n = min(evaluated_count(study), trials)
+    bar.refresh()
+    try:
+        if evaluated_count(study) < trials:
+            study.optimize(
+                objective, timeout=timeout, catch=(TrainingDiverged, torch.OutOfMemoryError, UserError),
+                callbacks=[after_trial, StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100)],
+            )
+    finally:
+        bar.close()
+        write_results(study, folder)
+    return study
