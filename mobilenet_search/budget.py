@@ -35,15 +35,12 @@ from numbers import Integral, Real
 
 from mobilenet_search.errors import UserError
 
-#: kind -> (keyword of the measured value, display unit); the order is the canonical order.
-KINDS: dict[str, tuple[str, str]] = {
-    "madds": ("madds", ""),
-    "params": ("params", ""),
-    "latency": ("latency_ms", "ms"),
-}
+#: kind -> keyword of its measured value; the order is the canonical order of a budget's limits.
+KINDS: dict[str, str] = {"madds": "madds", "params": "params", "latency": "latency_ms"}
 _SUFFIXES = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9}
 _ITEM = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[A-Za-z]*)-(?P<kind>[A-Za-z_]+)")
-_EXPECTED = "expected NUMBER[K|M|G]-madds, NUMBER[K|M|G]-params or NUMBERms-latency, e.g. 300M-madds,4M-params"
+_EXPECTED = ("expected NUMBER[K|M|G]-madds, NUMBER[K|M|G]-params or NUMBERms-latency, joined by commas, "
+             "e.g. 300M-madds,4M-params,5ms-latency")
 # An over-budget value exactly at the exclusive bound has relative excess 0; it still has to
 # read as infeasible (> 0), and 1e-12 is below one unit of any count budget under 1e12.
 _AT_BOUND = 1e-12
@@ -106,7 +103,7 @@ class Limit:
             bound = (value + step) * scale
             if bound == bound.to_integral_value():
                 bound = bound.quantize(Decimal(1))
-        return cls(kind, f"{value}{unit}-{kind}", bound)
+        return cls(kind, f"{value:f}{unit}-{kind}", bound)
 
     def admits(self, value: Real) -> bool:
         """Whether a measured value (a count, or milliseconds for latency) is inside the limit."""
@@ -165,6 +162,9 @@ class Budget:
     def parse(cls, text: str) -> Budget:
         """Parse ``"300M-madds,4M-params"``; raise UserError naming the bad item if malformed.
 
+        Each limit admits values below one unit of its last written digit above the number
+        (the precision rule in the module docstring):
+
         >>> Budget.parse("1.2G-madds").get("madds").bound
         Decimal('1300000000')
         >>> Budget.parse("5.25ms-latency").get("latency").bound
@@ -174,6 +174,8 @@ class Budget:
             raise UserError(f"budget {text!r} is empty: {_EXPECTED}")
         limits: dict[str, Limit] = {}
         for item in text.split(","):
+            if not item.strip():
+                raise UserError(f"budget {text!r} has an empty item between commas: {_EXPECTED}")
             limit = Limit.parse(item)
             if limit.kind in limits:
                 raise UserError(f"budget {text!r} gives {limit.kind} twice ({limits[limit.kind]} and {limit}): "
@@ -200,12 +202,11 @@ class Budget:
 
     def _measured(self, measured: dict[str, Real | None]) -> list[tuple[Limit, Real]]:
         """(limit, value) for each limit whose value was measured; unknown keywords are bugs."""
-        keys = {key for key, _ in KINDS.values()}
-        unknown = set(measured) - keys
+        unknown = set(measured) - set(KINDS.values())
         if unknown:
-            raise TypeError(f"unknown measured values {sorted(unknown)}; expected some of {sorted(keys)}")
-        return [(limit, measured[KINDS[limit.kind][0]]) for limit in self.limits
-                if measured.get(KINDS[limit.kind][0]) is not None]
+            raise TypeError(f"unknown measured values {sorted(unknown)}; expected some of {list(KINDS.values())}")
+        return [(limit, measured[KINDS[limit.kind]]) for limit in self.limits
+                if measured.get(KINDS[limit.kind]) is not None]
 
     def excesses(self, **measured: Real | None) -> dict[str, float]:
         """:meth:`Limit.excess` of every limited kind that was measured (keywords madds,
