@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
@@ -97,9 +98,6 @@ def _search(args: argparse.Namespace) -> int:
     study_name = args.study or default_study_name(config)
     storage = args.storage or default_storage(results_dir, study_name)
     results_dir.mkdir(parents=True, exist_ok=True)
-    print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
-          f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
-          file=sys.stderr)
     study = run_search(config, storage=storage, study_name=study_name, trials=args.trials, timeout=args.timeout,
                        device=device, results_dir=results_dir)
     frame = trials_frame(study)
@@ -120,8 +118,15 @@ def _search(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors on one line (what went wrong, and where help is)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=PROG,
         description="Architecture search and scaling exploration for MobileNetV1/V2. "
                     f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
@@ -203,6 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0].startswith("--") and argv[0] not in ("--help", "--version"):
         argv.insert(0, "search")  # the bare form: mobilenet-search --budget 300M-madds
+    # `--budget -5M-madds` would read as an option to argparse: keep the value with its flag.
+    if "--budget" in argv[:-1] and argv[argv.index("--budget") + 1].startswith("-"):
+        at = argv.index("--budget")
+        argv[at:at + 2] = [f"--budget={argv[at + 1]}"]
     args = parser.parse_args(argv)
     try:
         return args.run(args)

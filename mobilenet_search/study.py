@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -326,10 +327,15 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
 
     from mobilenet_search.results import write_results
 
-    # Everything that can refuse the run (data, space, budget) is checked before the study exists.
+    # Everything that can refuse the run (data, space, budget, sampler) is checked before the study exists.
     objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
     check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
+    make_sampler(config, objective.space)
     study, config = open_study(storage, study_name, config)
+    if progress:
+        print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
+              f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
+              file=sys.stderr)
     requeue_interrupted(study)
     bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress, dynamic_ncols=True)
 

@@ -1,0 +1,191 @@
+"""The search end to end: trials, budgets, failures, resume (study.py, cli.py search)."""
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+
+from mobilenet_search import ArchSpec, count_madds
+from mobilenet_search import study as study_module
+from mobilenet_search.cli import main
+from mobilenet_search.results import TRIAL_ATTRS, pareto_front, trials_frame
+from mobilenet_search.study import SearchConfig, run_search
+from mobilenet_search.train import TrainingDiverged
+
+FAST = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "1", "--proxy-size", "32", "--batch-size", "16"]
+
+
+def _config(**changes):
+    settings = dict(budget="600K-madds", space="tiny", dataset="synthetic:96", epochs=1, proxy_size=32, batch_size=16)
+    return SearchConfig(**{**settings, **changes})
+
+
+def _load(tmp_path, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / f'{name}.db'}")
+
+
+def test_cli_search_records_every_attribute_and_writes_results(tmp_path, capsys):
+    code = main(["--budget", "600K-madds", *FAST, "--trials", "3", "--results-dir", str(tmp_path), "--study", "s"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "Pareto-optimal candidates" in out and "results:" in out
+    study = _load(tmp_path, "s")
+    trained = [t for t in study.trials if t.user_attrs.get("outcome") == "trained"]
+    assert len(trained) == 3
+    for trial in trained:
+        spec = ArchSpec.from_json(trial.user_attrs["spec"])
+        assert trial.user_attrs["arch"] == spec.to_string()
+        assert trial.user_attrs["madds"] == count_madds(spec) == trial.values[1]
+        assert 0 <= trial.user_attrs["accuracy"] <= 1 and trial.values[0] == trial.user_attrs["accuracy"]
+        assert trial.user_attrs["latency_ms"] > 0 and trial.user_attrs["latency_device"].startswith("cpu")
+        assert trial.user_attrs["proxy_resolution"] in (32, 40)  # 32 scaled by resolution/224, at least 32
+        for key in ("params", "epochs", "train_seconds", "time_build", "time_latency", "time_train", "time_eval"):
+            assert trial.user_attrs[key] is not None, key
+        assert all(v <= 0 for v in trial.constraints.values())
+    frame = pd.read_csv(tmp_path / "s" / "trials.csv")
+    assert set(TRIAL_ATTRS) <= set(frame.columns) and len(frame) == len(study.trials)
+    pareto = json.loads((tmp_path / "s" / "pareto.json").read_text())["pareto"]
+    assert [p["number"] for p in pareto] == list(pareto_front(trials_frame(study))["number"])
+
+
+def test_over_budget_candidates_are_rejected_before_training(tmp_path, monkeypatch):
+    trained = []
+    real_train = study_module.train_and_evaluate
+    monkeypatch.setattr(study_module, "train_and_evaluate",
+                        lambda model, *a, **k: trained.append(model.spec) or real_train(model, *a, **k))
+    study = run_search(_config(budget="300K-madds", sampler="random"), storage=f"sqlite:///{tmp_path / 'b.db'}",
+                       study_name="b", trials=3, results_dir=tmp_path, progress=False)
+    rejected = [t for t in study.trials if t.user_attrs.get("outcome") == "over_budget"]
+    assert rejected, "the random sampler should propose some of the tiny space's members over 300K"
+    for trial in rejected:
+        assert trial.user_attrs["madds"] >= 301_000 and trial.constraints["madds_over_budget"] > 0
+        assert "over budget 300K-madds" in trial.user_attrs["status_reason"]
+        assert "accuracy" not in trial.user_attrs and "latency_ms" not in trial.user_attrs
+    assert all(count_madds(spec) < 301_000 for spec in trained) and len(trained) == 3
+    assert all(t.values[1] < 301_000 for t in study.best_trials)  # Optuna's Pareto set excludes infeasible
+
+
+def test_latency_budget_rejects_after_measuring_before_training(tmp_path, monkeypatch):
+    from mobilenet_search.latency import Latency
+
+    calls = iter([9.0, 1.0, 1.0, 1.0, 1.0, 1.0])
+    monkeypatch.setattr(study_module, "measure_latency",
+                        lambda *a, **k: Latency(next(calls), 0, 0, "cpu: fake", 1, 1))
+    study = run_search(_config(budget="2ms-latency"), storage=f"sqlite:///{tmp_path / 'l.db'}", study_name="l",
+                       trials=2, results_dir=tmp_path, progress=False)
+    first = study.trials[0]
+    assert first.user_attrs["outcome"] == "over_budget" and first.constraints["latency_over_budget"] > 0
+    assert first.user_attrs["status_reason"] == "latency 9.00 ms over budget 2ms-latency (admits < 3 ms)"
+    assert [t.user_attrs["outcome"] for t in study.trials[1:]] == ["trained", "trained"]
+
+
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
+    real_train = study_module.train_and_evaluate
+    calls = []
+
+    def flaky(model, data, config, on_epoch=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrainingDiverged("loss became nan at step 3")
+        return real_train(model, data, config, on_epoch=on_epoch)
+
+    monkeypatch.setattr(study_module, "train_and_evaluate", flaky)
+    study = run_search(_config(), storage=f"sqlite:///{tmp_path / 'f.db'}", study_name="f", trials=3,
+                       results_dir=tmp_path, progress=False)
+    failed = study.trials[0]
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert failed.user_attrs["status_reason"] == "TrainingDiverged: loss became nan at step 3"
+    assert sum(t.user_attrs.get("outcome") == "trained" for t in study.trials) == 2
+
+
+def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
+    config = _config(budget="2M-madds")  # every member fits: no rejections between the trained trials
+    storage = f"sqlite:///{tmp_path / 'r.db'}"
+    real_train = study_module.train_and_evaluate
+    calls = []
+
+    def interrupt_second(model, data, config, on_epoch=None):
+        calls.append(model.spec)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_train(model, data, config, on_epoch=on_epoch)
+
+    monkeypatch.setattr(study_module, "train_and_evaluate", interrupt_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+    before = _load(tmp_path, "r").trials
+    assert [t.user_attrs.get("outcome") for t in before] == ["trained", "interrupted"]
+    interrupted = before[1]
+
+    study = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+    after = study.trials
+    assert after[0].user_attrs == before[0].user_attrs  # the completed trial is kept as it was
+    retry = next(t for t in after if t.user_attrs.get("retry_of") == interrupted.number)
+    assert retry.params == interrupted.params and retry.user_attrs["outcome"] == "trained"
+    assert sum(t.user_attrs.get("outcome") == "trained" for t in after) == 4
+    # Resuming once more neither re-runs the retried trial nor adds trials beyond the target.
+    again = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+    assert len(again.trials) == len(after)
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+    run_search(_config(), storage=storage, study_name="o", trials=1, results_dir=tmp_path, progress=False)
+    with pytest.raises(Exception, match="already exists with other settings.*epochs"):
+        run_search(_config(epochs=2), storage=storage, study_name="o", trials=1, results_dir=tmp_path,
+                   progress=False)
+
+
+def test_accuracy_objective_is_single_valued_and_reports_epochs(tmp_path):
+    config = _config(objective="accuracy", epochs=2, budget="2M-madds")
+    study = run_search(config, storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a", trials=2,
+                       results_dir=tmp_path, progress=False)
+    for trial in study.trials:
+        assert len(trial.values) == 1 and sorted(trial.intermediate_values) == [0, 1]
+
+
+def test_search_on_a_slice_of_the_embedded_dataset(tmp_path):
+    code = main(["--budget", "1M-madds", "--space", "tiny", "--dataset-limit", "64", "--epochs", "1",
+                 "--proxy-size", "32", "--trials", "1", "--results-dir", str(tmp_path), "--study", "e"])
+    assert code == 0
+    trial = _load(tmp_path, "e").trials[-1]
+    assert trial.user_attrs["outcome"] == "trained" and ArchSpec.from_json(trial.user_attrs["spec"]).in_channels == 1
+
+
+def _cli(*argv, cwd):
+    return subprocess.run([sys.executable, "-m", "mobilenet_search.cli", *argv], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+@pytest.mark.parametrize("budget", ["300X-madds", "-5M-madds", "madds", "", "300M-flops", "5-latency"])
+def test_malformed_budgets_exit_2_with_one_line(tmp_path, budget):
+    result = _cli("--budget", budget, *FAST, "--results-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "budget" in result.stderr
+    assert not any(tmp_path.glob("*.db"))
+
+
+def test_unreachable_budget_names_the_cheapest_member_and_writes_nothing(tmp_path):
+    result = _cli("--budget", "100K-madds", *FAST, "--results-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no member of space 'tiny' fits budget 100K-madds: the cheapest by madds has 124.4K madds" in result.stderr
+    assert not any(tmp_path.glob("*.db"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--dataset", "imagefolder:/does/not/exist"], "/does/not/exist"),
+        (["--space", "nope"], "unknown search space 'nope'"),
+        (["--sampler", "grid", "--space", "mobilenetv2", "--budget", "2G-madds"], "--sampler grid needs a small space"),
+        (["--device", "cuda"], "no CUDA GPU"),
+        (["--trials", "-1"], "invalid --trials -1"),
+    ],
+)
+def test_bad_search_options_exit_2(tmp_path, argv, message):
+    base = ["--budget", "600K-madds", "--dataset", "synthetic:96", "--space", "tiny", "--results-dir", str(tmp_path)]
+    result = _cli(*base, *argv, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
