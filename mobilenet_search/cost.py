@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from itertools import groupby
 
 from mobilenet_search.spec import ArchSpec
 
@@ -59,11 +60,10 @@ def stage_table(spec: ArchSpec) -> list[StageRow]:
     rows = [StageRow("stem", size, stem_size, spec.in_channels, spec.stem_out, None, None, 2, madds, params)]
     size = stem_size
 
-    blocks = list(spec.blocks())
-    for index, stage in enumerate(spec.stages):
+    for (index, blocks), stage in zip(groupby(spec.blocks(), key=lambda b: b.stage), spec.stages, strict=True):
         stage_in_size, stage_in_channels = size, None
         madds = params = 0
-        for block in (b for b in blocks if b.stage == index):
+        for block in blocks:
             stage_in_channels = stage_in_channels or block.in_channels
             out_size = conv_out(size, block.stride)
             if block.expansion != 1:

@@ -261,8 +261,8 @@ class ArchSpec:
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"invalid architecture: unknown field(s) {', '.join(unknown)}")
-        stages = data.get("stages")
-        if stages is not None:
+        if "stages" in data:
+            stages = data["stages"]
             if not isinstance(stages, (list, tuple)) or not all(
                 isinstance(row, (list, tuple)) and len(row) == 4 for row in stages
             ):
@@ -337,7 +337,7 @@ class ArchSpec:
 
 
 _FAMILY_TOKENS = {"mobilenet_v2": "mnv2", "mobilenet_v1": "mnv1"}
-_NUMBER = r"\d+(?:\.\d+)?(?:e-?\d+)?"
+_NUMBER = r"\d+(?:\.\d+)?(?:e[-+]?\d+)?"
 _STAGE = r"t\d+c\d+n\d+s\d+"
 _STAGE_RE = re.compile(r"t(\d+)c(\d+)n(\d+)s(\d+)")
 _STRING_RE = re.compile(
