@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from itertools import groupby
 
-from mobilenet_search.spec import ArchSpec
+from mobilenet_search.spec import ArchSpec, Block
 
 
 def conv_out(size: int, stride: int) -> int:
@@ -47,6 +46,18 @@ def _conv(cin: int, cout: int, kernel: int, out_size: int, groups: int = 1, bn: 
     return weights * out_size * out_size, weights + (2 * cout if bn else 0)
 
 
+def _block_cost(block: Block, size: int) -> tuple[int, int, int]:
+    """(madds, params, output size) of one block on a ``size`` input."""
+    out_size = conv_out(size, block.stride)
+    madds, params = _conv(block.hidden, block.hidden, 3, out_size, groups=block.hidden)
+    m, p = _conv(block.hidden, block.out_channels, 1, out_size)
+    madds, params = madds + m, params + p
+    if block.expansion != 1:
+        m, p = _conv(block.in_channels, block.hidden, 1, size)
+        madds, params = madds + m, params + p
+    return madds, params, out_size
+
+
 def stage_table(spec: ArchSpec) -> list[StageRow]:
     """One row per layer group: stem, each stage, head (the last 1x1 conv), classifier.
 
@@ -60,22 +71,14 @@ def stage_table(spec: ArchSpec) -> list[StageRow]:
     rows = [StageRow("stem", size, stem_size, spec.in_channels, spec.stem_out, None, None, 2, madds, params)]
     size = stem_size
 
-    for (index, blocks), stage in zip(groupby(spec.blocks(), key=lambda b: b.stage), spec.stages, strict=True):
-        stage_in_size, stage_in_channels = size, None
-        madds = params = 0
-        for block in blocks:
-            stage_in_channels = stage_in_channels or block.in_channels
-            out_size = conv_out(size, block.stride)
-            if block.expansion != 1:
-                m, p = _conv(block.in_channels, block.hidden, 1, size)
-                madds, params = madds + m, params + p
-            m, p = _conv(block.hidden, block.hidden, 3, out_size, groups=block.hidden)
-            madds, params = madds + m, params + p
-            m, p = _conv(block.hidden, block.out_channels, 1, out_size)
-            madds, params = madds + m, params + p
-            size = out_size
+    for index, ((first, repeat), stage) in enumerate(zip(spec.stage_blocks(), spec.stages, strict=True)):
+        stage_in_size = size
+        madds, params, size = _block_cost(first, size)
+        if repeat is not None:
+            m, p, _ = _block_cost(repeat, size)
+            madds, params = madds + m * (stage.repeats - 1), params + p * (stage.repeats - 1)
         rows.append(StageRow(
-            f"stage{index + 1}", stage_in_size, size, stage_in_channels, spec.scaled(stage.channels),
+            f"stage{index + 1}", stage_in_size, size, first.in_channels, first.out_channels,
             stage.expansion, stage.repeats, stage.stride, madds, params,
         ))
 

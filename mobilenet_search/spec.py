@@ -224,23 +224,30 @@ class ArchSpec:
         head = self.head_out
         return head if head is not None else self.stages_out
 
-    def blocks(self) -> Iterator[Block]:
-        """The network's blocks in order, channels resolved: the one place the rule lives."""
+    def stage_blocks(self) -> Iterator[tuple[Block, Block | None]]:
+        """Per stage, its first block and the block it then repeats ``n - 1`` times (None if n = 1).
+
+        Channels are resolved here and nowhere else: the builder and the cost model both read them.
+        """
         in_channels = self.stem_out
         for index, stage in enumerate(self.stages):
             out_channels = self.scaled(stage.channels)
-            for repeat in range(stage.repeats):
-                stride = stage.stride if repeat == 0 else 1
-                yield Block(
-                    stage=index,
-                    in_channels=in_channels,
-                    hidden=in_channels * stage.expansion,
-                    out_channels=out_channels,
-                    stride=stride,
-                    expansion=stage.expansion,
-                    residual=self.family == "mobilenet_v2" and stride == 1 and in_channels == out_channels,
-                )
-                in_channels = out_channels
+            first = self._block(index, in_channels, out_channels, stage.stride, stage.expansion)
+            repeat = self._block(index, out_channels, out_channels, 1, stage.expansion) if stage.repeats > 1 else None
+            yield first, repeat
+            in_channels = out_channels
+
+    def _block(self, stage: int, in_channels: int, out_channels: int, stride: int, expansion: int) -> Block:
+        return Block(stage=stage, in_channels=in_channels, hidden=in_channels * expansion, out_channels=out_channels,
+                     stride=stride, expansion=expansion,
+                     residual=self.family == "mobilenet_v2" and stride == 1 and in_channels == out_channels)
+
+    def blocks(self) -> Iterator[Block]:
+        """The network's blocks in order, channels resolved."""
+        for (first, repeat), stage in zip(self.stage_blocks(), self.stages, strict=True):
+            yield first
+            for _ in range(stage.repeats - 1):
+                yield repeat
 
     def replace(self, **changes: Any) -> ArchSpec:
         """A copy with some fields changed (validated again)."""
