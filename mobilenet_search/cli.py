@@ -80,6 +80,7 @@ def _search(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.latency import resolve_device
+    from mobilenet_search.report import format_gain, search_gain
     from mobilenet_search.results import pareto_front, trials_frame
     from mobilenet_search.study import SearchConfig, default_storage, default_study_name, redact, run_search
 
@@ -92,6 +93,7 @@ def _search(args: argparse.Namespace) -> int:
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
         objective=args.objective, sampler=args.sampler, seed=args.seed, latency_batch=args.latency_batch,
+        references=args.references,
     )
     device = resolve_device(args.device)
     results_dir = Path(args.results_dir)
@@ -114,7 +116,21 @@ def _search(args: argparse.Namespace) -> int:
         for row in front.itertuples():
             print(f"{row.number:5d} {format_count(row.madds):>8s} {format_count(row.params):>8s} "
                   f"{row.latency_ms:8.2f}ms {row.accuracy:8.3f}  {row.arch}")
-    print(f"\nresults: {results_dir / study_name}/trials.csv, pareto.json; study: {redact(storage)} ({study_name})")
+    print("\n" + format_gain(search_gain(study)))
+    print(f"\nresults: {results_dir / study_name}/trials.csv, pareto.json, report.json; "
+          f"study: {redact(storage)} ({study_name})")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from mobilenet_search.report import format_gain, write_report
+    from mobilenet_search.study import default_storage, open_study
+
+    storage = args.storage or default_storage(Path(args.results_dir), args.study)
+    study, _ = open_study(storage, args.study, None, load_only=True)
+    report = write_report(study, Path(args.results_dir) / args.study)
+    print(format_gain(report))
+    print(f"\nwritten to {Path(args.results_dir) / args.study / 'report.json'}")
     return 0
 
 
@@ -173,8 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
     search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
+    search.add_argument("--references", choices=["default", "all", "none"], default="default",
+                        help="also train the paper's width x resolution networks that fit the budget, under the "
+                             "same proxy: default up to 6 spread over the budget's range, all, or none")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.set_defaults(run=_search)
+
+    report = sub.add_parser(
+        "report", help="search gain of a study over the papers' hand-scaled networks",
+        description="Compare a study's searched Pareto front with its reference networks (hypervolume, and for "
+                    "each reference the best searched candidate at no more MAdds); writes report.json.",
+        epilog=f"Example: {PROG} report --study mobilenetv2-300M-madds",
+    )
+    report.add_argument("--study", required=True, help="study name")
+    report.add_argument("--storage", default=None, help="Optuna storage URL (default: sqlite:///RESULTS_DIR/STUDY.db)")
+    report.add_argument("--results-dir", default="results", help="where the study's folder is (default results)")
+    report.set_defaults(run=_report)
 
     describe = sub.add_parser(
         "describe", help="print an architecture's stage table, MAdds and parameters",

@@ -17,7 +17,8 @@ V1_RESOLUTIONS = (128, 160, 192, 224)
 
 def reference_name(spec: ArchSpec) -> str:
     """The conventional name of a paper network, e.g. ``mobilenet_v2_0.75_160``."""
-    return f"{spec.family}_{spec.width_mult:g}_{spec.resolution}"
+    width = f"{spec.width_mult:g}"
+    return f"{spec.family}_{width if '.' in width else width + '.0'}_{spec.resolution}"
 
 
 def paper_family(family: str = "mobilenet_v2", num_classes: int = 1000, in_channels: int = 3) -> dict[str, ArchSpec]:
@@ -32,3 +33,17 @@ def paper_family(family: str = "mobilenet_v2", num_classes: int = 1000, in_chann
         make, widths, resolutions = ArchSpec.mobilenet_v1, V1_WIDTHS, V1_RESOLUTIONS
     specs = (make(w, r, num_classes, in_channels=in_channels) for w in widths for r in resolutions)
     return {reference_name(spec): spec for spec in specs}
+
+
+def spread(items: list, count: int) -> list:
+    """At most ``count`` items evenly spread over ``items`` (which is sorted), ends included.
+
+    >>> spread(list(range(10)), 4)
+    [0, 3, 6, 9]
+    """
+    if len(items) <= count:
+        return list(items)
+    if count == 1:
+        return [items[-1]]
+    picks = sorted({round(i * (len(items) - 1) / (count - 1)) for i in range(count)})
+    return [items[i] for i in picks]

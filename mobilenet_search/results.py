@@ -21,7 +21,8 @@ import pandas as pd
 TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
     "balanced_accuracy", "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
-    "time_latency", "time_train", "time_eval", "outcome", "status_reason", "retry_of",
+    "time_latency", "time_train", "time_eval", "outcome", "status_reason", "retry_of", "reference",
+    "reference_name",
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 

@@ -29,6 +29,7 @@ from mobilenet_search.cost import count_madds, count_params, format_count
 from mobilenet_search.data import ImageData, load_dataset, proxy_resolution
 from mobilenet_search.errors import UserError
 from mobilenet_search.latency import measure_latency
+from mobilenet_search.references import paper_family, spread
 from mobilenet_search.space import SearchSpace, load_space
 from mobilenet_search.train import TrainConfig, TrainingDiverged, train_and_evaluate
 
@@ -36,6 +37,9 @@ OBJECTIVES = ("multi", "accuracy")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigger spaces
 CONFIG_ATTR = "mobilenet_search.config"
+REFERENCES_ATTR = "mobilenet_search.references"
+REFERENCE_CHOICES = ("default", "all", "none")
+DEFAULT_REFERENCES = 6
 
 
 @dataclass(frozen=True)
@@ -54,11 +58,14 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int = 0
     latency_batch: int = 1
+    references: str = "default"  # the papers' scaling family trained alongside: default (<= 6), all, none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", str(Budget.parse(self.budget)))
         if self.objective not in OBJECTIVES:
             raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)}")
+        if self.references not in REFERENCE_CHOICES:
+            raise UserError(f"invalid references {self.references!r}: expected one of {', '.join(REFERENCE_CHOICES)}")
         if self.sampler not in SAMPLERS:
             raise UserError(f"invalid sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
         for name in ("epochs", "batch_size", "proxy_size", "latency_batch"):
@@ -287,11 +294,47 @@ def requeue_interrupted(study: optuna.Study) -> int:
 
 
 def evaluated_count(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: trained, pruned or failed, not rejected or interrupted."""
+    """Trials that count towards ``--trials``: searched candidates trained, pruned or failed.
+
+    Over-budget rejections, interrupted trials and the reference networks do not count.
+    """
     return sum(
         1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        if t.user_attrs.get("outcome") not in ("over_budget", "interrupted")
+        if t.user_attrs.get("outcome") not in ("over_budget", "interrupted") and not t.user_attrs.get("reference")
     )
+
+
+def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: int,
+                         in_channels: int) -> dict[str, dict[str, Any]]:
+    """The papers' networks to train in this study: name -> the space's parameters for it.
+
+    Members of the family the space can express and the budget admits (MAdds and parameters;
+    latency is only known once measured), cheapest first; by default at most six spread over
+    that range, with ``references="all"`` every one, with ``"none"`` none.
+    """
+    if config.references == "none":
+        return {}
+    budget = Budget.parse(config.budget)
+    family = paper_family(space.family, num_classes=num_classes, in_channels=in_channels)
+    fitting = []
+    for name, spec in family.items():
+        params = space.params_of(spec)
+        madds, n_params = count_madds(spec), count_params(spec)
+        if params is not None and budget.reason(madds=madds, params=n_params) is None:
+            fitting.append((madds, name, params))
+    fitting.sort(key=lambda item: item[0])
+    if config.references == "default":
+        fitting = spread(fitting, DEFAULT_REFERENCES)
+    return {name: params for _, name, params in fitting}
+
+
+def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]]) -> None:
+    """Enqueue the reference networks once per study (a resumed study does not enqueue them again)."""
+    if study.user_attrs.get(REFERENCES_ATTR) is not None:
+        return
+    for name, params in references.items():
+        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name})
+    study.set_user_attr(REFERENCES_ATTR, list(references))
 
 
 def best_feasible_accuracy(study: optuna.Study) -> float | None:
@@ -325,6 +368,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     """
     from tqdm.auto import tqdm
 
+    from mobilenet_search.report import write_report
     from mobilenet_search.results import write_results
 
     # Everything that can refuse the run (data, space, budget, sampler) is checked before the study exists.
@@ -332,6 +376,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
     make_sampler(config, objective.space)
     study, config = open_study(storage, study_name, config)
+    enqueue_references(study, reference_candidates(config, objective.space, objective.num_classes,
+                                                   objective.in_channels))
     if progress:
         print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
               f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
@@ -364,4 +410,5 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     finally:
         bar.close()
         write_results(study, folder)
+        write_report(study, folder)
     return study

@@ -29,8 +29,8 @@ def test_space_and_references(capsys):
     assert "192 members" in out and "cheapest by MAdds" in out and "most expensive by MAdds" in out
     assert main(["references"]) == 0
     rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["mobilenet_v2_1_224"] == ["300.8M", "3.50M"]  # Sandler et al. 2018: 300M, 3.4M
-    assert rows["mobilenet_v1_1_224"] == ["568.7M", "4.23M"]  # Howard et al. 2017: 569M, 4.2M
+    assert rows["mobilenet_v2_1.0_224"] == ["300.8M", "3.50M"]  # Sandler et al. 2018: 300M, 3.4M
+    assert rows["mobilenet_v1_1.0_224"] == ["568.7M", "4.23M"]  # Howard et al. 2017: 569M, 4.2M
     assert len(rows) == 6 * 5 + 4 * 4
 
 
