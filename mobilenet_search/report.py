@@ -99,5 +99,6 @@ def format_gain(gain: dict[str, Any]) -> str:
 def write_report(study: optuna.Study, folder: Path) -> dict[str, Any]:
     """Write ``report.json`` (search gain and, once measured, proxy fidelity) into ``folder``."""
     report = search_gain(study)
+    report["fidelity"] = study.user_attrs.get("mobilenet_search.fidelity")
     atomic_write_text(Path(folder) / "report.json", json.dumps(report, indent=2))
     return report
