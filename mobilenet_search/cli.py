@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from mobilenet_search.cli_library import add_library_commands
 from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
 from mobilenet_search.references import paper_family
@@ -273,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     references = sub.add_parser("references", help="cost table of the papers' width x resolution networks")
     references.set_defaults(run=_references)
+
+    add_library_commands(sub)
     return parser
 
 

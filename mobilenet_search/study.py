@@ -14,6 +14,7 @@ import dataclasses
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.latency import measure_latency
 from mobilenet_search.references import paper_family, spread
 from mobilenet_search.space import SearchSpace, load_space
+from mobilenet_search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
 from mobilenet_search.train import TrainConfig, TrainingDiverged, train_and_evaluate
 
 OBJECTIVES = ("multi", "accuracy")
@@ -111,6 +113,8 @@ class Objective:
         self.device = device
         self.cache_dir = cache_dir
         self.on_epoch = on_epoch
+        self.target: int | None = None  # the study-wide --trials target, when slots are claimed
+        self.poll_seconds = 1.0
         self._data: dict[int, ImageData] = {}
         probe = self.data(config.proxy_size)
         self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
@@ -152,6 +156,13 @@ class Objective:
                 self._constrain(trial, madds=madds, params=params)
         if reason:
             return self._reject(trial, reason, madds)
+        # A trial re-queued by the heartbeat callback names the dead trial in its system attributes.
+        frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+        retry_of = trial.user_attrs.get("retry_of", frozen.system_attrs.get("failed_trial"))
+        if retry_of is not None:
+            trial.set_user_attr("retry_of", retry_of)
+        if not trial.user_attrs.get("reference"):
+            self._take_slot(trial)
 
         try:
             model = build_model(spec)
@@ -199,6 +210,38 @@ class Objective:
             trial.set_user_attr(key, value)
         return self._values(result.accuracy, madds)
 
+    def _take_slot(self, trial: optuna.Trial) -> None:
+        """Claim one of the study's ``--trials`` slots before training, or give the trial up.
+
+        Workers claim by marking their running trial; the lowest-numbered claimants get the
+        free slots, so several workers finish exactly the target. While claimed trials ahead of
+        this one are still running, wait: one may die, fail by heartbeat and free its slot. A
+        trial that loses gives up as ``surplus`` (pruned, never trained), leaving a queued retry
+        to the next trial.
+        """
+        if self.target is None:
+            return
+        trial.set_user_attr("claimed", True)
+        study = trial.study
+        while True:
+            with warnings.catch_warnings():  # marked experimental, stable since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            done = sum(_counts(t) for t in trials)
+            ahead = sum(1 for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
+                        and t.user_attrs.get("claimed") and not t.user_attrs.get("reference"))
+            if done + ahead < self.target:
+                return
+            if done >= self.target or any(t.state == TrialState.WAITING for t in trials):
+                if done >= self.target:
+                    study.stop()
+                trial.set_user_attr("outcome", "surplus")
+                trial.set_user_attr("status_reason", f"not trained: the study's target of {self.target} trials "
+                                                     "was taken by other workers")
+                raise optuna.TrialPruned("surplus")
+            time.sleep(self.poll_seconds)
+
     def _reject(self, trial: optuna.Trial, reason: str, madds: int) -> float | tuple[float, float]:
         """An over-budget candidate: complete (so the sampler learns the constraint), never trained."""
         trial.set_user_attr("outcome", "over_budget")
@@ -233,31 +276,37 @@ def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes
                             f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
 
 
-def open_study(storage: str, study_name: str, config: SearchConfig | None, *,
-               load_only: bool = False) -> tuple[optuna.Study, SearchConfig]:
+def _pruner() -> optuna.pruners.BasePruner:
+    return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
+
+
+def open_study(storage: str, study_name: str, config: SearchConfig | None, *, load_only: bool = False,
+               heartbeat: float | None = DEFAULT_HEARTBEAT) -> tuple[optuna.Study, SearchConfig]:
     """Create the study, or resume it; a resumed study must have been created with ``config``.
 
-    With ``config=None`` (or ``load_only``), the study must exist and its own config is used.
+    With ``config=None`` the study must exist, and the settings stored in it are used (a
+    worker's case). ``load_only`` opens an existing study for reading (report, export).
+    Two processes creating the same study at once both succeed (Optuna's ``load_if_exists``).
     """
-    directions = None
-    if config is not None:
-        directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
+    backend = make_storage(storage, heartbeat=None if load_only else heartbeat,
+                           must_exist=config is None or load_only)
     try:
-        if load_only or config is None:
-            study = optuna.load_study(study_name=study_name, storage=storage)
+        if config is None or load_only:
+            study = optuna.load_study(study_name=study_name, storage=backend)
         else:
-            space = load_space(config.space)
-            pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1)
-            study = optuna.create_study(study_name=study_name, storage=storage, directions=directions,
-                                        sampler=make_sampler(config, space), pruner=pruner, load_if_exists=True)
+            directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
+            study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
+                                        sampler=make_sampler(config, load_space(config.space)), pruner=_pruner(),
+                                        load_if_exists=True)
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(storage)}") from None
-    except (ImportError, ValueError, optuna.exceptions.StorageInternalError) as exc:
-        raise UserError(f"cannot open storage {redact(storage)}: {' '.join(str(exc).split())[:300]}") from None
+    except ValueError as exc:  # e.g. an existing study with other directions
+        message = clean_message(exc, storage)
+        raise UserError(f"cannot open study {study_name!r} in {redact(storage)}: {message}") from None
 
     stored = study.user_attrs.get(CONFIG_ATTR)
     if stored is None:
-        if config is None:
+        if config is None or load_only:
             raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
         return study, config
@@ -267,17 +316,11 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *,
         raise UserError(f"study {study_name!r} already exists with other settings ({', '.join(differ)}: "
                         f"{', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); use another --study name "
                         "or the same settings to resume it")
-    if config is None:
-        # Re-create the sampler for this process, since samplers are not stored.
-        study = optuna.load_study(study_name=study_name, storage=storage,
-                                  sampler=make_sampler(stored_config, load_space(stored_config.space)),
-                                  pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1))
+    if config is None and not load_only:
+        # A worker: its sampler and pruner come from the stored settings (samplers are not stored).
+        study = optuna.load_study(study_name=study_name, storage=backend, pruner=_pruner(),
+                                  sampler=make_sampler(stored_config, load_space(stored_config.space)))
     return study, stored_config
-
-
-def redact(url: str) -> str:
-    """A storage URL with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
@@ -293,15 +336,22 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return count
 
 
-def evaluated_count(study: optuna.Study) -> int:
-    """Trials that count towards ``--trials``: searched candidates trained, pruned or failed.
+COUNTED_OUTCOMES = ("trained", "failed", "pruned")
 
-    Over-budget rejections, interrupted trials and the reference networks do not count.
+
+def _counts(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a finished trial counts towards ``--trials``: a searched candidate trained, pruned or failed.
+
+    Over-budget rejections, interrupted or killed trials, surplus trials and the reference
+    networks do not count.
     """
-    return sum(
-        1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
-        if t.user_attrs.get("outcome") not in ("over_budget", "interrupted") and not t.user_attrs.get("reference")
-    )
+    return trial.state.is_finished() and trial.user_attrs.get("outcome") in COUNTED_OUTCOMES and not (
+        trial.user_attrs.get("reference"))
+
+
+def evaluated_count(study: optuna.Study) -> int:
+    """How many trials count towards ``--trials`` (see :func:`_counts`), across all workers."""
+    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
 
 
 def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: int,
@@ -359,37 +409,57 @@ class StopAfter:
 
 
 def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: int, timeout: float | None = None,
-               device: str = "cpu", results_dir: Path = Path("results"), progress: bool = True) -> optuna.Study:
+               device: str = "cpu", results_dir: Path = Path("results"), progress: bool = True,
+               heartbeat: float | None = DEFAULT_HEARTBEAT) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
     After every trial, ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten
     (atomically). Ctrl-C stops at once; the interrupted trial is retried when the study is
-    run again, and every completed trial is kept in the storage.
+    run again, and every completed trial is kept in the storage. ``trials=0`` only creates
+    the study (settings and reference networks recorded) for workers to run.
     """
+    # Everything that can refuse the run (data, space, budget, sampler) is checked before the study exists.
+    objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
+    check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
+    make_sampler(config, objective.space)
+    study, config = open_study(storage, study_name, config, heartbeat=heartbeat)
+    enqueue_references(study, reference_candidates(config, objective.space, objective.num_classes,
+                                                   objective.in_channels))
+    return _optimize(study, objective, storage=storage, trials=trials, timeout=timeout, results_dir=results_dir,
+                     progress=progress)
+
+
+def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | None = None, device: str = "cpu",
+               results_dir: Path = Path("results"), progress: bool = True,
+               heartbeat: float | None = DEFAULT_HEARTBEAT) -> optuna.Study:
+    """Join an existing study with the settings stored in it, and run trials until it holds ``trials``."""
+    study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
+    objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
+    return _optimize(study, objective, storage=storage, trials=trials, timeout=timeout, results_dir=results_dir,
+                     progress=progress)
+
+
+def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials: int, timeout: float | None,
+              results_dir: Path, progress: bool) -> optuna.Study:
     from tqdm.auto import tqdm
 
     from mobilenet_search.report import write_report
     from mobilenet_search.results import write_results
 
-    # Everything that can refuse the run (data, space, budget, sampler) is checked before the study exists.
-    objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
-    check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
-    make_sampler(config, objective.space)
-    study, config = open_study(storage, study_name, config)
-    enqueue_references(study, reference_candidates(config, objective.space, objective.num_classes,
-                                                   objective.in_channels))
+    config, name = objective.config, study.study_name
     if progress:
-        print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
-              f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
-              file=sys.stderr)
+        print(f"study {name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
+              f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, "
+              f"device {objective.device}", file=sys.stderr)
     requeue_interrupted(study)
-    bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress, dynamic_ncols=True)
+    objective.target = trials
+    bar = tqdm(total=trials, desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
 
     def show_epoch(epoch: int, epochs: int) -> None:
         bar.set_postfix_str(f"training epoch {epoch}/{epochs}", refresh=True)
 
     objective.on_epoch = show_epoch
-    folder = Path(results_dir) / study_name
+    folder = Path(results_dir) / name
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_results(study, folder)

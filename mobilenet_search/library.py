@@ -1,0 +1,260 @@
+"""The model library: named architectures, ready to build with one call.
+
+A library is a directory of ``<name>.json`` files, one per entry, each holding an
+:class:`ArchSpec`, where it came from and what was measured (see :func:`save`). It also
+holds the papers' reference networks as built-in entries -- MobileNetV2 at every width x
+resolution of Sandler et al. 2018 and MobileNetV1 1.0/224 -- generated from
+:func:`mobilenet_search.references.paper_family` rather than stored, so they need no file::
+
+    >>> from mobilenet_search import library
+    >>> library.load("mobilenet_v2_0.75_160").width_mult
+    0.75
+    >>> model = library.build("mobilenet_v1_1.0_224", num_classes=10)
+
+The directory is ``model_library/`` in the project unless ``library=`` (``--library DIR``)
+or the environment variable ``MOBILENET_SEARCH_LIBRARY`` names another. Entries are plain
+JSON (never pickles), written atomically; names are letters, digits and ``._-``. A built-in
+name can never be taken by a user entry, ``force`` or not: a script that builds
+``mobilenet_v2_1.0_224`` must always get the paper's network.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mobilenet_search.cost import count_madds, count_params
+from mobilenet_search.errors import UserError
+from mobilenet_search.references import paper_family
+from mobilenet_search.results import atomic_write_text
+from mobilenet_search.spec import ArchSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+FORMAT_VERSION = 1
+ENV_VAR = "MOBILENET_SEARCH_LIBRARY"
+DEFAULT_DIR = Path(__file__).resolve().parent.parent / "model_library"
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_NAME_RULE = "1-128 letters, digits and . _ -, starting with a letter or digit, without '..'"
+_BUILTIN_SOURCES = {
+    "mobilenet_v2": "MobileNetV2, Sandler et al. 2018 (Table 2; the widths and resolutions of Table 6)",
+    "mobilenet_v1": "MobileNetV1, Howard et al. 2017 (Table 1)",
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One library entry: its name, architecture and metadata (``source``, ``metrics``, ...).
+
+    ``path`` is the entry's file, None for a built-in. ``torchvision`` holds the keyword
+    arguments of ``torchvision.models.MobileNetV2`` that build the same network, or None
+    where torchvision cannot (see :func:`torchvision_kwargs`).
+    """
+
+    name: str
+    spec: ArchSpec
+    metadata: dict[str, Any] = field(default_factory=dict)
+    builtin: bool = False
+    path: Path | None = None
+
+    @property
+    def torchvision(self) -> dict[str, Any] | None:
+        return torchvision_kwargs(self.spec)
+
+
+def library_dir(library: str | Path | None = None) -> Path:
+    """The library directory: ``library`` if given, else ``$MOBILENET_SEARCH_LIBRARY``, else ``model_library/``."""
+    if library is not None:
+        return Path(library)
+    env = os.environ.get(ENV_VAR)
+    return Path(env) if env else DEFAULT_DIR
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a valid entry name; a :class:`UserError` otherwise.
+
+    Names become file names, so nothing that could leave the directory is accepted.
+
+    >>> check_name("mnv2-300M_v1.2")
+    'mnv2-300M_v1.2'
+    """
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise UserError(f"invalid entry name {name!r}: expected {_NAME_RULE}")
+    return name
+
+
+def _builtins() -> dict[str, ArchSpec]:
+    """The built-in entries, generated from the papers' families (cheap: specs are arithmetic)."""
+    v1 = {name: spec for name, spec in paper_family("mobilenet_v1").items()
+          if spec.width_mult == 1.0 and spec.resolution == 224}
+    return {**paper_family("mobilenet_v2"), **v1}
+
+
+def builtin_names() -> builtins.list[str]:
+    """Names of the built-in entries, MobileNetV2 (cheapest width first) then MobileNetV1."""
+    return builtins.list(_builtins())
+
+
+def torchvision_kwargs(spec: ArchSpec) -> dict[str, Any] | None:
+    """Keyword arguments of ``torchvision.models.MobileNetV2`` that build ``spec``'s network, or None.
+
+    torchvision's class fixes what the paper fixes: 3 input channels, a 32-channel stem, the
+    1280-channel last convolution, ReLU6, linear bottlenecks and a linear classifier; a spec
+    that changes any of them has no torchvision equivalent. The resolution is not a
+    constructor argument: feed ``spec.resolution`` square images.
+
+    >>> kwargs = torchvision_kwargs(ArchSpec.mobilenet_v2(0.5, 160, num_classes=10))
+    >>> kwargs["width_mult"], kwargs["inverted_residual_setting"][1]
+    (0.5, [6, 24, 2, 2])
+    """
+    if (spec.family, spec.in_channels, spec.stem_channels, spec.head_channels, spec.activation,
+            spec.linear_bottleneck, spec.head) != ("mobilenet_v2", 3, 32, 1280, "relu6", True, "fc"):
+        return None
+    return {
+        "num_classes": spec.num_classes,
+        "width_mult": spec.width_mult,
+        "inverted_residual_setting": [[s.expansion, s.channels, s.repeats, s.stride] for s in spec.stages],
+        "round_nearest": spec.round_nearest,
+        "dropout": spec.dropout,
+    }
+
+
+def _path(name: str, library: str | Path | None) -> Path:
+    return library_dir(library) / f"{check_name(name)}.json"
+
+
+def _read(path: Path) -> Entry:
+    """An entry from its file; anything malformed is a :class:`UserError` naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"library entry {str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(data, dict) or "spec" not in data:
+        raise UserError(f"library entry {str(path)!r} is not an entry: expected a JSON object with a spec")
+    version = data.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise UserError(f"library entry {str(path)!r} has format_version {version!r}; this mobilenet-search "
+                        f"reads 1 to {FORMAT_VERSION} (a newer version may have written it)")
+    try:
+        spec = ArchSpec.from_dict(data["spec"])
+    except (UserError, TypeError) as exc:
+        raise UserError(f"library entry {str(path)!r}: {exc}") from None
+    metadata = data.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise UserError(f"library entry {str(path)!r}: metadata must be a JSON object")
+    return Entry(path.stem, spec, metadata, builtin=False, path=path)
+
+
+def get(name: str, *, library: str | Path | None = None) -> Entry:
+    """The entry called ``name``: a built-in, or the file ``<name>.json`` in the library.
+
+    A missing entry is a :class:`UserError` that lists what there is.
+    """
+    specs = _builtins()
+    if name in specs:
+        spec = specs[name]
+        return Entry(name, spec, {"source": {"builtin": _BUILTIN_SOURCES[spec.family]},
+                                  "metrics": {"madds": count_madds(spec), "params": count_params(spec)}},
+                     builtin=True)
+    path = _path(name, library)
+    if not path.is_file():
+        users = _user_names(library)
+        known = f"entries in {library_dir(library)}: {', '.join(users)}" if users else \
+            f"no user entries in {library_dir(library)}"
+        raise UserError(f"no library entry {name!r} ({known}; built-ins: mobilenet_v2_W_R, mobilenet_v1_1.0_224; "
+                        f"see `mobilenet-search library list`)")
+    return _read(path)
+
+
+def load(name: str, *, library: str | Path | None = None) -> ArchSpec:
+    """The architecture of entry ``name``.
+
+    >>> load("mobilenet_v2_1.0_224") == ArchSpec.mobilenet_v2()
+    True
+    """
+    return get(name, library=library).spec
+
+
+def build(name: str, num_classes: int | None = None, *, library: str | Path | None = None) -> nn.Module:
+    """Build entry ``name``'s network, freshly initialised; ``num_classes`` replaces the stored one.
+
+    The library stores architectures, not weights: train the result (its input is
+    ``load(name).resolution`` square images with ``in_channels`` channels).
+
+    >>> model = build("mobilenet_v2_0.35_96", num_classes=10)
+    >>> model.classifier[-1].out_features
+    10
+    """
+    from mobilenet_search.builder import build_model
+
+    spec = load(name, library=library)
+    if num_classes is not None:
+        spec = spec.replace(num_classes=num_classes)
+    return build_model(spec)
+
+
+def check_writable(name: str, *, force: bool = False, library: str | Path | None = None) -> Path:
+    """The path entry ``name`` would be written to, or a :class:`UserError` saying why it may not be.
+
+    Lets a caller refuse before doing slow work (opening a study, writing ONNX) that :func:`save` would waste.
+    """
+    path = _path(name, library)
+    if name in _builtins():
+        raise UserError(f"entry name {name!r} is a built-in (the paper's network) and cannot be replaced: "
+                        "choose another --name")
+    if path.exists() and not force:
+        raise UserError(f"library entry {name!r} already exists ({path}); use --force to replace it")
+    return path
+
+
+def save(name: str, spec: ArchSpec, metadata: dict[str, Any] | None = None, *, force: bool = False,
+         library: str | Path | None = None) -> Path:
+    """Write entry ``name`` (atomically) and return its path.
+
+    The file holds ``format_version``, ``name``, ``spec`` (:meth:`ArchSpec.to_dict`),
+    ``metadata`` (any JSON object; an export stores ``source`` and ``metrics`` there),
+    ``torchvision`` (:func:`torchvision_kwargs`, for readers without this package) and
+    ``saved`` (UTC time). An existing entry is replaced only with ``force=True``; a
+    built-in name is refused always.
+    """
+    path = check_writable(name, force=force, library=library)
+    document = {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "spec": spec.to_dict(),
+        "metadata": metadata or {},
+        "torchvision": torchvision_kwargs(spec),
+        "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    # allow_nan=False: NaN is not JSON, and a reader elsewhere must be able to parse the entry.
+    text = json.dumps(document, indent=2, allow_nan=False)
+    # One line per [t, c, n, s] row (any list of numbers that indent split over lines; strings hold no raw newline).
+    text = re.sub(r"\[[\d\s,.eE+-]*\n[\d\s,.eE+-]*\]", lambda m: json.dumps(json.loads(m.group())), text)
+    atomic_write_text(path, text + "\n")
+    return path
+
+
+def _user_names(library: str | Path | None) -> builtins.list[str]:
+    folder = library_dir(library)
+    if not folder.is_dir():
+        return []
+    taken = set(_builtins())
+    return sorted(p.stem for p in folder.glob("*.json")
+                  if _NAME.fullmatch(p.stem) and ".." not in p.stem and p.stem not in taken)
+
+
+# Defined last: from here on the module's `list` is this function, hence `builtins.list` above.
+def list(*, library: str | Path | None = None) -> builtins.list[str]:
+    """Every entry name: the built-ins (MobileNetV2 cheapest first, then MobileNetV1), then user entries A-Z.
+
+    >>> list()[:2]
+    ['mobilenet_v2_0.35_96', 'mobilenet_v2_0.35_128']
+    """
+    return builtin_names() + _user_names(library)

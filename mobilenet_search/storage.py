@@ -1,0 +1,93 @@
+"""Optuna storages from one URL string, with heartbeats, and URLs safe to print.
+
+- ``sqlite:///results/study.db``: the default; one machine. SQLite takes one writer at a time
+  and makes the others wait, which is safe for a few local worker processes whose trials take
+  seconds (``--workers`` up to about 4); it supports heartbeats, so a killed worker's trial is
+  retried.
+- ``postgresql://USER:PASS@HOST/DB`` (or any SQLAlchemy URL): many workers on many machines.
+- ``journal:PATH``: Optuna's journal file (``JournalFileBackend``), safe for many local
+  writers through file locks, but without heartbeats: a killed worker's trial stays RUNNING.
+
+Every RDB storage gets heartbeats (``heartbeat`` seconds, grace period twice that) and
+Optuna's ``RetryHeartbeatStaleTrialCallback(max_retry=1)``: a trial whose worker died is
+marked failed after the grace period and queued once more for any worker to take.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+
+from mobilenet_search.errors import UserError
+
+DEFAULT_HEARTBEAT = 30  # seconds between heartbeats; a trial is stale after twice that
+SQLITE_LOCK_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before failing
+
+
+def redact(url: str) -> str:
+    """A storage URL with any password replaced by ``***``.
+
+    >>> redact("postgresql://alice:s3cret@db.local/optuna")
+    'postgresql://alice:***@db.local/optuna'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def _password(url: str) -> str | None:
+    match = re.search(r"://[^:/@]+:([^@]*)@", url)
+    return match.group(1) if match and match.group(1) else None
+
+
+def clean_message(exc: BaseException, url: str) -> str:
+    """One line of an exception's message, with the URL's password removed wherever it appears."""
+    text = " ".join(str(exc).split())
+    password = _password(url)
+    if password:
+        text = text.replace(password, "***")
+    return redact(text)[:300]
+
+
+def storage_file(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` or ``journal:`` storage; None for servers and in-memory databases."""
+    for prefix in ("sqlite:///", "journal:"):
+        if url.startswith(prefix) and url[len(prefix):] not in ("", ":memory:"):
+            return Path(url[len(prefix):].split("?", 1)[0])
+    return None
+
+
+def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
+                 must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """The storage a URL names (see the module doc); a bad or unreachable URL is a :class:`UserError`.
+
+    With ``must_exist``, a storage file that does not exist is refused rather than created
+    empty (reading a study through a mistyped path).
+    """
+    file = storage_file(url)
+    if must_exist and file is not None and not file.is_file():
+        raise UserError(f"storage {redact(url)} does not exist (no file {str(file)!r}); give the --storage the "
+                        "search used")
+    if url.startswith("journal:"):
+        path = url[len("journal:"):]
+        if not path:
+            raise UserError("invalid storage 'journal:': expected journal:PATH")
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    if "://" not in url:
+        raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
+                        "postgresql://USER:PASS@HOST/DB or journal:PATH")
+    engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}} if url.startswith("sqlite") else {}
+    kwargs = {}
+    if heartbeat:
+        kwargs = dict(heartbeat_interval=max(1, round(heartbeat)), grace_period=max(2, round(2 * heartbeat)),
+                      heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+    try:
+        import warnings
+
+        with warnings.catch_warnings():  # heartbeat_interval is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except ImportError as exc:
+        raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None
+    except Exception as exc:  # SQLAlchemy's errors: bad URL, unknown driver, unreachable server, bad login
+        raise UserError(f"cannot open storage {redact(url)}: {clean_message(exc, url)}") from None
