@@ -19,6 +19,7 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.references import paper_family
 from mobilenet_search.space import available_spaces, load_space
 from mobilenet_search.spec import ArchSpec, parse_arch
+from mobilenet_search.storage import DEFAULT_HEARTBEAT
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 8
@@ -77,19 +78,52 @@ BUDGET_HELP = (
 )
 
 
-def _search(args: argparse.Namespace) -> int:
-    import optuna
-
-    from mobilenet_search.latency import resolve_device
-    from mobilenet_search.report import format_gain, search_gain
-    from mobilenet_search.results import pareto_front, trials_frame
-    from mobilenet_search.study import SearchConfig, default_storage, default_study_name, redact, run_search
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
+def _check_run_options(args: argparse.Namespace) -> None:
     if args.trials < 0:
         raise UserError(f"invalid --trials {args.trials}: expected an integer >= 0")
     if args.timeout is not None and args.timeout <= 0:
         raise UserError(f"invalid --timeout {args.timeout}: expected a number of seconds > 0")
+    if args.heartbeat <= 0:
+        raise UserError(f"invalid --heartbeat {args.heartbeat}: expected a number of seconds > 0")
+
+
+def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
+    """The end of a run: trial counts, the Pareto-optimal candidates, the search gain, where results are."""
+    from mobilenet_search.report import format_gain, search_gain
+    from mobilenet_search.results import pareto_front, trials_frame
+    from mobilenet_search.storage import redact
+
+    frame = trials_frame(study)
+    outcomes = frame["outcome"].fillna("killed or running").value_counts()
+    refs = int(frame["reference"].fillna(False).astype(bool).sum())
+    print(f"\n{len(frame)} trials: " + ", ".join(
+        f"{count} {outcome.replace('_', ' ')}" for outcome, count in outcomes.items())
+        + (f" ({refs} of them the paper's reference nets)" if refs else ""))
+    front = pareto_front(frame)
+    if front.empty:
+        print("no trained candidate inside the budget yet")
+    else:
+        print(f"\nPareto-optimal candidates (accuracy vs MAdds), budget {budget}:")
+        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {'accuracy':>8s}  arch")
+        for row in front.itertuples():
+            name = f"  [{row.reference_name}]" if isinstance(row.reference_name, str) else ""
+            print(f"{row.number:5d} {format_count(row.madds):>8s} {format_count(row.params):>8s} "
+                  f"{row.latency_ms:8.2f}ms {row.accuracy:8.3f}  {row.arch}{name}")
+    print("\n" + format_gain(search_gain(study)))
+    print(f"\nresults: {results_dir / study.study_name}/trials.csv, pareto.json, report.json; "
+          f"study: {redact(storage)} ({study.study_name})")
+
+
+def _search(args: argparse.Namespace) -> int:
+    import optuna
+
+    from mobilenet_search.latency import resolve_device
+    from mobilenet_search.study import SearchConfig, default_storage, default_study_name, run_search
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
+    _check_run_options(args)
+    if args.workers < 1:
+        raise UserError(f"invalid --workers {args.workers}: expected an integer >= 1")
     config = SearchConfig(
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
@@ -101,25 +135,70 @@ def _search(args: argparse.Namespace) -> int:
     study_name = args.study or default_study_name(config)
     storage = args.storage or default_storage(results_dir, study_name)
     results_dir.mkdir(parents=True, exist_ok=True)
-    study = run_search(config, storage=storage, study_name=study_name, trials=args.trials, timeout=args.timeout,
-                       device=device, results_dir=results_dir)
-    frame = trials_frame(study)
-    front = pareto_front(frame)
-    counts = frame["state"].value_counts().to_dict()
-    over = int((frame["status_reason"].fillna("").str.contains("over budget")).sum())
-    print(f"\n{len(frame)} trials: {counts.get('COMPLETE', 0) - over} trained, {over} over budget "
-          f"(not trained), {counts.get('PRUNED', 0)} pruned, {counts.get('FAIL', 0)} failed or interrupted")
-    if front.empty:
-        print("no trained candidate inside the budget yet")
-    else:
-        print(f"\nPareto-optimal candidates (accuracy vs MAdds), budget {config.budget}:")
-        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {'accuracy':>8s}  arch")
-        for row in front.itertuples():
-            print(f"{row.number:5d} {format_count(row.madds):>8s} {format_count(row.params):>8s} "
-                  f"{row.latency_ms:8.2f}ms {row.accuracy:8.3f}  {row.arch}")
-    print("\n" + format_gain(search_gain(study)))
-    print(f"\nresults: {results_dir / study_name}/trials.csv, pareto.json, report.json; "
-          f"study: {redact(storage)} ({study_name})")
+    several = args.workers > 1 and args.trials > 0
+    study = run_search(config, storage=storage, study_name=study_name, trials=0 if several else args.trials,
+                       timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat,
+                       progress=not several)
+    if several:
+        study = _launch_workers(args, storage, study_name, device)
+    if args.trials == 0:
+        print(f"study {study_name!r} created with its settings; start workers with: {PROG} worker --storage "
+              f"'{storage if '@' not in storage else '<URL>'}' --study {study_name} --trials N")
+        return 0
+    _summary(study, config.budget, results_dir, storage)
+    return 0
+
+
+def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, device: str):
+    """Run ``--workers`` worker processes on the study and show their joint progress."""
+    import subprocess
+    import time
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from mobilenet_search.study import evaluated_count, open_study
+
+    gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
+    commands = []
+    for index in range(args.workers):
+        worker_device = f"cuda:{index % gpus}" if gpus > 1 else device  # one worker per GPU, round robin
+        command = [sys.executable, "-m", "mobilenet_search.cli", "worker", "--storage", storage, "--study",
+                   study_name, "--trials", str(args.trials), "--device", worker_device, "--results-dir",
+                   args.results_dir, "--heartbeat", str(args.heartbeat), "--quiet"]
+        if args.timeout is not None:
+            command += ["--timeout", str(args.timeout)]
+        commands.append(command)
+    study, _ = open_study(storage, study_name, None, load_only=True)
+    processes = [subprocess.Popen(command) for command in commands]
+    with tqdm(total=args.trials, desc=f"{study_name} ({args.workers} workers)", unit="trial") as bar:
+        while any(p.poll() is None for p in processes):
+            bar.n = min(evaluated_count(study), args.trials)
+            bar.refresh()
+            time.sleep(1.0)
+        bar.n = min(evaluated_count(study), args.trials)
+    failed = [p.returncode for p in processes if p.returncode != 0]
+    if failed:
+        raise UserError(f"{len(failed)} of {args.workers} workers failed (exit codes {failed}); see their messages "
+                        "above")
+    return study
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import optuna
+
+    from mobilenet_search.latency import resolve_device
+    from mobilenet_search.study import run_worker
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    _check_run_options(args)
+    study = run_worker(storage=args.storage, study_name=args.study, trials=args.trials, timeout=args.timeout,
+                       device=resolve_device(args.device), results_dir=Path(args.results_dir),
+                       heartbeat=args.heartbeat, progress=not args.quiet)
+    if not args.quiet:
+        from mobilenet_search.study import evaluated_count
+
+        print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
     return 0
 
 
@@ -164,6 +243,12 @@ def _fidelity(args: argparse.Namespace) -> int:
     write_report(study, Path(args.results_dir) / args.study)
     print(f"\nstored in the study and in {Path(args.results_dir) / args.study / 'report.json'}")
     return 0
+
+
+def _add_heartbeat_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT,
+                        help="seconds between a running trial's heartbeats; a trial silent for twice that is "
+                             "marked failed and retried once (SQLite and PostgreSQL storages)")
 
 
 def _add_study_options(parser: argparse.ArgumentParser) -> None:
@@ -224,7 +309,31 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also train the paper's width x resolution networks that fit the budget, under the "
                              "same proxy: default up to 6 spread over the budget's range, all, or none")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
+    search.add_argument("--workers", type=int, default=1,
+                        help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
+                             "use PostgreSQL for more, or for several machines: see `worker`)")
+    _add_heartbeat_option(search)
     search.set_defaults(run=_search)
+
+    worker = sub.add_parser(
+        "worker", help="join an existing study (on PostgreSQL, from any machine) and run its trials",
+        description="Run trials of an existing study with the settings stored in it (budget, space, data, "
+                    "training). --trials is the study-wide target counted across all workers: every worker stops "
+                    "once the study holds that many trials. A worker killed mid-trial leaves a trial that is "
+                    "marked failed after the heartbeat grace period and retried once by another worker.",
+        epilog=f"Example: {PROG} worker --storage postgresql://USER:PASS@HOST/DB --study nas300 --trials 200",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    worker.add_argument("--storage", required=True, help="the study's Optuna storage URL")
+    worker.add_argument("--study", required=True, help="the study's name")
+    worker.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+                        help="study-wide target of trained candidates, counted across all workers")
+    worker.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    worker.add_argument("--results-dir", default="results", help="where this worker writes CSV/JSON results and caches")
+    worker.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    _add_heartbeat_option(worker)
+    worker.set_defaults(run=_worker)
 
     report = sub.add_parser(
         "report", help="search gain of a study over the papers' hand-scaled networks",

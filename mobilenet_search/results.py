@@ -22,7 +22,7 @@ TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
     "balanced_accuracy", "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
     "time_latency", "time_train", "time_eval", "outcome", "status_reason", "retry_of", "reference",
-    "reference_name", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
+    "reference_name", "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 

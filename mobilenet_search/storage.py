@@ -16,6 +16,7 @@ marked failed after the grace period and queued once more for any worker to take
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import optuna
@@ -77,15 +78,14 @@ def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
         raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
                         "postgresql://USER:PASS@HOST/DB or journal:PATH")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}} if url.startswith("sqlite") else {}
-    kwargs = {}
-    if heartbeat:
-        kwargs = dict(heartbeat_interval=max(1, round(heartbeat)), grace_period=max(2, round(2 * heartbeat)),
-                      heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
     try:
-        import warnings
-
-        with warnings.catch_warnings():  # heartbeat_interval is marked experimental
+        with warnings.catch_warnings():  # heartbeats are marked experimental, stable since Optuna 2.x
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = {}
+            if heartbeat:
+                kwargs = dict(heartbeat_interval=max(1, round(heartbeat)), grace_period=max(2, round(2 * heartbeat)),
+                              heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                                  max_retry=1))
             return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ImportError as exc:
         raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None

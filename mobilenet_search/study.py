@@ -11,7 +11,9 @@ created with, so resuming it (or joining it from another process) needs nothing 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
+import socket
 import sys
 import time
 import warnings
@@ -42,6 +44,7 @@ CONFIG_ATTR = "mobilenet_search.config"
 REFERENCES_ATTR = "mobilenet_search.references"
 REFERENCE_CHOICES = ("default", "all", "none")
 DEFAULT_REFERENCES = 6
+WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
 @dataclass(frozen=True)
@@ -145,7 +148,7 @@ class Objective:
         spec = self.space.sample(trial, num_classes=self.num_classes, in_channels=self.in_channels)
         madds, params = count_madds(spec), count_params(spec)
         for key, value in {"arch": spec.to_string(), "spec": spec.to_json(), "madds": madds, "params": params,
-                           "epochs": config.epochs}.items():
+                           "epochs": config.epochs, "worker": WORKER}.items():
             trial.set_user_attr(key, value)
 
         if not self.budget.needs_latency:
@@ -382,8 +385,8 @@ def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]
     """Enqueue the reference networks once per study (a resumed study does not enqueue them again)."""
     if study.user_attrs.get(REFERENCES_ATTR) is not None:
         return
-    for name, params in references.items():
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name})
+    for name, params in references.items():  # skip_if_exists: two creators racing enqueue each net once
+        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name}, skip_if_exists=True)
     study.set_user_attr(REFERENCES_ATTR, list(references))
 
 

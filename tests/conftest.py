@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import random
-from collections.abc import Callable
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -60,3 +67,48 @@ def random_specs() -> list[ArchSpec]:
     """300 seeded random valid specs, half MobileNetV1 and half MobileNetV2."""
     rng = random.Random(20180113)
     return [random_spec(rng, family) for _ in range(150) for family in ("mobilenet_v1", "mobilenet_v2")]
+
+
+def _postgres_bin() -> Path | None:
+    """The directory of PostgreSQL's server programs (Debian keeps them out of PATH), if installed."""
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throw-away PostgreSQL server on 127.0.0.1 for the session, as a URL with a password.
+
+    ``MOBILENET_SEARCH_TEST_POSTGRES`` names an existing server instead. Skipped only when
+    PostgreSQL's server programs are not installed (``apt-get install postgresql``).
+    """
+    if os.environ.get("MOBILENET_SEARCH_TEST_POSTGRES"):
+        yield os.environ["MOBILENET_SEARCH_TEST_POSTGRES"]
+        return
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    # Not under pytest's tmp_path: its parents are private to root, and the server runs as postgres.
+    data = Path(tempfile.mkdtemp(prefix="mobilenet-search-pg-"))
+    # PostgreSQL refuses to run as root: run it as the postgres user the Debian package creates.
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_user:
+        shutil.chown(data, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    run = functools.partial(subprocess.run, check=True, capture_output=True, timeout=120)
+    run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust", "-U", "mnsearch"])
+    run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-l", str(data / "log"), "-w", "start",
+         "-o", f"-h 127.0.0.1 -p {port} -k {data}"])
+    try:
+        run([*as_user, str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "mnsearch", "studies"])
+        # trust authentication accepts any password: the URL carries one so redaction is tested for real.
+        yield f"postgresql://mnsearch:pg-s3cret-pw@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
