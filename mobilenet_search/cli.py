@@ -89,8 +89,10 @@ def _check_run_options(args: argparse.Namespace) -> None:
 
 def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     """The end of a run: trial counts, the Pareto-optimal candidates, the search gain, where results are."""
+    import pandas as pd
+
     from mobilenet_search.report import format_gain, search_gain
-    from mobilenet_search.results import pareto_front, trials_frame
+    from mobilenet_search.results import pareto_front, study_quality, trials_frame
     from mobilenet_search.storage import redact
 
     frame = trials_frame(study)
@@ -99,17 +101,20 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     print(f"\n{len(frame)} trials: " + ", ".join(
         f"{count} {outcome.replace('_', ' ')}" for outcome, count in outcomes.items())
         + (f" ({refs} of them the paper's reference nets)" if refs else ""))
-    front = pareto_front(frame)
+    quality = study_quality(study)
+    front = pareto_front(frame, quality=quality)
     if front.empty:
-        print("no trained candidate inside the budget yet")
+        print("no evaluated candidate inside the budget yet")
     else:
-        print(f"\nPareto-optimal candidates (accuracy vs MAdds), budget {budget}:")
-        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {'accuracy':>8s}  arch")
-        for row in front.itertuples():
-            name = f"  [{row.reference_name}]" if isinstance(row.reference_name, str) else ""
-            print(f"{row.number:5d} {format_count(row.madds):>8s} {format_count(row.params):>8s} "
-                  f"{row.latency_ms:8.2f}ms {row.accuracy:8.3f}  {row.arch}{name}")
-    print("\n" + format_gain(search_gain(study)))
+        print(f"\nPareto-optimal candidates ({quality} vs MAdds), budget {budget}:")
+        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {quality:>10s}  arch")
+        for row in front.to_dict("records"):
+            name = f"  [{row['reference_name']}]" if isinstance(row["reference_name"], str) else ""
+            latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
+            print(f"{row['number']:5d} {format_count(row['madds']):>8s} {format_count(row['params']):>8s} "
+                  f"{latency:>10s} {row[quality]:10.4g}  {row['arch']}{name}")
+    if quality == "accuracy":
+        print("\n" + format_gain(search_gain(study)))
     print(f"\nresults: {results_dir / study.study_name}/trials.csv, pareto.json, report.json; "
           f"study: {redact(storage)} ({study.study_name})")
 
@@ -293,9 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="proxy training image size for a 224 px candidate; scaled by resolution/224, "
                              "rounded to a multiple of 8, at least 32")
     search.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
-    search.add_argument("--objective", choices=["multi", "accuracy"], default="multi",
+    search.add_argument("--objective", default="multi",
                         help="multi: maximise accuracy and minimise MAdds; accuracy: accuracy alone under the "
-                             "budget (with median pruning)")
+                             "budget (with median pruning); zero-cost:NAME (synflow, jacob_cov, snip, grad_norm): "
+                             "that score at initialisation instead of accuracy, no training (pre-screening)")
     search.add_argument("--sampler", choices=["tpe", "nsga2", "random", "grid"], default="tpe",
                         help="Optuna sampler (grid only for small spaces)")
     search.add_argument("--seed", type=int, default=0, help="seed of the sampler, data split and training")

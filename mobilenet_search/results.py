@@ -21,7 +21,7 @@ import pandas as pd
 TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
     "balanced_accuracy", "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
-    "time_latency", "time_train", "time_eval", "outcome", "status_reason", "retry_of", "reference",
+    "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome", "status_reason", "retry_of", "reference",
     "reference_name", "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
@@ -44,9 +44,9 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
-def trained(frame: pd.DataFrame) -> pd.DataFrame:
-    """The complete, feasible trials that have a measured accuracy."""
-    ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame["accuracy"].notna()
+def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:
+    """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score)."""
+    ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame[quality].notna()
     return frame[ok]
 
 
@@ -72,8 +72,15 @@ def pareto_mask(frame: pd.DataFrame, cost: str = "madds", quality: str = "accura
 
 def pareto_front(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy") -> pd.DataFrame:
     """The Pareto-optimal trained trials, cheapest first."""
-    candidates = trained(frame)
+    candidates = trained(frame, quality)
     return candidates[pareto_mask(candidates, cost, quality)].sort_values(cost)
+
+
+def study_quality(study: optuna.Study) -> str:
+    """What the study maximises: ``accuracy``, or ``zc_NAME`` for ``--objective zero-cost:NAME``."""
+    objective = study.user_attrs.get("mobilenet_search.config", {}).get("objective", "multi")
+    kind, _, name = objective.partition(":")
+    return f"zc_{name}" if kind == "zero-cost" else "accuracy"
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -93,8 +100,9 @@ def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:
     """Write ``trials.csv`` and ``pareto.json`` of ``study`` into ``folder``; return the frame."""
     frame = trials_frame(study)
     atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
-    front = pareto_front(frame)
-    records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", "accuracy"]].to_json(
+    quality = study_quality(study)
+    front = pareto_front(frame, quality=quality)
+    records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", quality]].to_json(
         orient="records"))
     atomic_write_text(folder / "pareto.json", json.dumps({"study": study.study_name, "pareto": records}, indent=2))
     return frame

@@ -11,6 +11,7 @@ created with, so resuming it (or joining it from another process) needs nothing 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -33,9 +34,14 @@ from mobilenet_search.data import ImageData, load_dataset, proxy_resolution
 from mobilenet_search.errors import UserError
 from mobilenet_search.latency import measure_latency
 from mobilenet_search.references import paper_family, spread
+from mobilenet_search.report import write_report
+from mobilenet_search.results import study_quality, write_results
 from mobilenet_search.space import SearchSpace, load_space
+from mobilenet_search.spec import ArchSpec
 from mobilenet_search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
-from mobilenet_search.train import TrainConfig, TrainingDiverged, train_and_evaluate
+from mobilenet_search.train import TrainConfig, TrainingDiverged, TrainResult, train_and_evaluate
+from mobilenet_search.zero_cost import PROXIES, fixed_batch
+from mobilenet_search.zero_cost import scores as zero_cost_scores
 
 OBJECTIVES = ("multi", "accuracy")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
@@ -44,6 +50,7 @@ CONFIG_ATTR = "mobilenet_search.config"
 REFERENCES_ATTR = "mobilenet_search.references"
 REFERENCE_CHOICES = ("default", "all", "none")
 DEFAULT_REFERENCES = 6
+ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
 
@@ -67,8 +74,9 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", str(Budget.parse(self.budget)))
-        if self.objective not in OBJECTIVES:
-            raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)}")
+        if self.objective not in OBJECTIVES and self.zero_cost not in PROXIES:
+            raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)} or "
+                            f"zero-cost:NAME with NAME one of {', '.join(PROXIES)}")
         if self.references not in REFERENCE_CHOICES:
             raise UserError(f"invalid references {self.references!r}: expected one of {', '.join(REFERENCE_CHOICES)}")
         if self.sampler not in SAMPLERS:
@@ -78,6 +86,12 @@ class SearchConfig:
                 raise UserError(f"invalid --{name.replace('_', '-')} {getattr(self, name)}: expected an integer >= 1")
         if self.proxy_size < 32:
             raise UserError(f"invalid --proxy-size {self.proxy_size}: expected an integer >= 32")
+
+    @property
+    def zero_cost(self) -> str | None:
+        """The zero-cost proxy that replaces accuracy (``--objective zero-cost:NAME``), if any."""
+        kind, _, name = self.objective.partition(":")
+        return name if kind == "zero-cost" else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -119,6 +133,7 @@ class Objective:
         self.target: int | None = None  # the study-wide --trials target, when slots are claimed
         self.poll_seconds = 1.0
         self._data: dict[int, ImageData] = {}
+        self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # zero-cost mini-batch per size
         probe = self.data(config.proxy_size)
         self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
 
@@ -139,8 +154,8 @@ class Objective:
             trial.set_constraint(f"{kind}_over_budget", excess.get(kind, 0.0))
         return self.budget.reason(**measured)
 
-    def _values(self, accuracy: float, madds: int) -> float | tuple[float, float]:
-        return (accuracy, float(madds)) if self.config.objective == "multi" else accuracy
+    def _values(self, quality: float, madds: int) -> float | tuple[float, float]:
+        return quality if self.config.objective == "accuracy" else (quality, float(madds))
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         config = self.config
@@ -170,32 +185,19 @@ class Objective:
         try:
             model = build_model(spec)
             trial.set_user_attr("time_build", time.perf_counter() - started)
-            t0 = time.perf_counter()
-            latency = measure_latency(model, (config.latency_batch, spec.in_channels, spec.resolution,
-                                              spec.resolution), device=self.device)
-            trial.set_user_attr("time_latency", time.perf_counter() - t0)
-            trial.set_user_attr("latency_ms", latency.ms)
-            trial.set_user_attr("latency_device", latency.device)
-            trial.set_user_attr("latency_batch", latency.batch_size)
-            if self.budget.needs_latency:
-                reason = self._constrain(trial, madds=madds, params=params, latency_ms=latency.ms)
+            if config.zero_cost is None or self.budget.needs_latency:
+                latency_ms = self._measure_latency(trial, model, spec)
+                reason = self._constrain(trial, madds=madds, params=params, latency_ms=latency_ms)
                 if reason:
                     return self._reject(trial, reason, madds)
-
             size = proxy_resolution(config.proxy_size, spec.resolution)
             trial.set_user_attr("proxy_resolution", size)
-            data = self.data(size)
-
-            def report(epoch: int, accuracy: float) -> None:
-                if self.on_epoch:
-                    self.on_epoch(epoch + 1, config.epochs)
-                if config.objective == "accuracy":
-                    trial.report(accuracy, epoch)
-                    if trial.should_prune():
-                        trial.set_user_attr("outcome", "pruned")
-                        raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch + 1}")
-
-            result = train_and_evaluate(model, data, config.train_config(self.device), on_epoch=report)
+            # At initialisation, before training changes the weights.
+            zero_cost = self._zero_cost(trial, model, size)
+            if config.zero_cost is not None:
+                trial.set_user_attr("outcome", "scored")
+                return self._values(zero_cost[config.zero_cost], madds)
+            result = self._train(trial, model, size)
         except KeyboardInterrupt:
             trial.set_user_attr("outcome", "interrupted")
             trial.set_user_attr("status_reason", "interrupted by the user; retried when the study resumes")
@@ -204,14 +206,52 @@ class Objective:
             trial.set_user_attr("outcome", "failed")
             trial.set_user_attr("status_reason", f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
             raise
+        return self._values(result.accuracy, madds)
 
+    def _measure_latency(self, trial: optuna.Trial, model: torch.nn.Module, spec: ArchSpec) -> float:
+        """Latency at the deployment resolution, recorded with its device and batch size."""
+        t0 = time.perf_counter()
+        shape = (self.config.latency_batch, spec.in_channels, spec.resolution, spec.resolution)
+        latency = measure_latency(model, shape, device=self.device)
+        for key, value in {"time_latency": time.perf_counter() - t0, "latency_ms": latency.ms,
+                           "latency_device": latency.device, "latency_batch": latency.batch_size}.items():
+            trial.set_user_attr(key, value)
+        return latency.ms
+
+    def _zero_cost(self, trial: optuna.Trial, model: torch.nn.Module, size: int) -> dict[str, float]:
+        """Zero-cost proxy scores on the fixed mini-batch (only the searched one in zero-cost mode)."""
+        if size not in self._batches:
+            images, labels = fixed_batch(self.data(size), ZERO_COST_BATCH, seed=self.config.seed)
+            self._batches[size] = (images.to(self.device), labels.to(self.device))
+        t0 = time.perf_counter()
+        names = PROXIES if self.config.zero_cost is None else (self.config.zero_cost,)
+        values = zero_cost_scores(model, *self._batches[size], names=names)
+        for name, value in values.items():
+            trial.set_user_attr(f"zc_{name}", value)
+        trial.set_user_attr("time_zero_cost", time.perf_counter() - t0)
+        return values
+
+    def _train(self, trial: optuna.Trial, model: torch.nn.Module, size: int) -> TrainResult:
+        """Proxy training; per-epoch accuracy goes to Optuna's pruner in single-objective mode."""
+        config = self.config
+
+        def report(epoch: int, accuracy: float) -> None:
+            if self.on_epoch:
+                self.on_epoch(epoch + 1, config.epochs)
+            if config.objective == "accuracy":
+                trial.report(accuracy, epoch)
+                if trial.should_prune():
+                    trial.set_user_attr("outcome", "pruned")
+                    raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch + 1}")
+
+        result = train_and_evaluate(model, self.data(size), config.train_config(self.device), on_epoch=report)
         for key, value in {
             "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy,
             "accuracy_history": list(result.history), "train_seconds": result.train_seconds,
             "time_train": result.train_seconds, "time_eval": result.eval_seconds, "outcome": "trained",
         }.items():
             trial.set_user_attr(key, value)
-        return self._values(result.accuracy, madds)
+        return result
 
     def _take_slot(self, trial: optuna.Trial) -> None:
         """Claim one of the study's ``--trials`` slots before training, or give the trial up.
@@ -246,10 +286,13 @@ class Objective:
             time.sleep(self.poll_seconds)
 
     def _reject(self, trial: optuna.Trial, reason: str, madds: int) -> float | tuple[float, float]:
-        """An over-budget candidate: complete (so the sampler learns the constraint), never trained."""
+        """An over-budget candidate: complete (so the sampler learns the constraint), never trained.
+
+        Its quality is the worst there is: accuracy 0, or -inf for a zero-cost score (which can be negative).
+        """
         trial.set_user_attr("outcome", "over_budget")
         trial.set_user_attr("status_reason", reason)
-        return self._values(0.0, madds)
+        return self._values(0.0 if self.config.zero_cost is None else -math.inf, madds)
 
 
 def make_sampler(config: SearchConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
@@ -297,7 +340,7 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *, lo
         if config is None or load_only:
             study = optuna.load_study(study_name=study_name, storage=backend)
         else:
-            directions = ["maximize", "minimize"] if config.objective == "multi" else ["maximize"]
+            directions = ["maximize"] if config.objective == "accuracy" else ["maximize", "minimize"]
             study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
                                         sampler=make_sampler(config, load_space(config.space)), pruner=_pruner(),
                                         load_if_exists=True)
@@ -339,7 +382,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return count
 
 
-COUNTED_OUTCOMES = ("trained", "failed", "pruned")
+COUNTED_OUTCOMES = ("trained", "scored", "failed", "pruned")
 
 
 def _counts(trial: optuna.trial.FrozenTrial) -> bool:
@@ -390,9 +433,11 @@ def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]
     study.set_user_attr(REFERENCES_ATTR, list(references))
 
 
-def best_feasible_accuracy(study: optuna.Study) -> float | None:
-    values = [t.user_attrs["accuracy"] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("outcome") == "trained"]
+def best_quality(study: optuna.Study) -> float | None:
+    """The best accuracy (or zero-cost score) among the study's feasible, evaluated trials."""
+    quality = study_quality(study)
+    values = [t.user_attrs[quality] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.user_attrs.get("outcome") in ("trained", "scored") and quality in t.user_attrs]
     return max(values) if values else None
 
 
@@ -446,9 +491,6 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
               results_dir: Path, progress: bool) -> optuna.Study:
     from tqdm.auto import tqdm
 
-    from mobilenet_search.report import write_report
-    from mobilenet_search.results import write_results
-
     config, name = objective.config, study.study_name
     if progress:
         print(f"study {name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
@@ -469,8 +511,9 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
         if trial.user_attrs.get("outcome") == "failed":
             bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('status_reason')}")
         bar.n = min(evaluated_count(study), trials)
-        best = best_feasible_accuracy(study)
-        bar.set_postfix_str("best accuracy " + ("-" if best is None else f"{best:.3f}"), refresh=True)
+        best = best_quality(study)
+        bar.set_postfix_str(f"best {study_quality(study)} " + ("-" if best is None else f"{best:.4g}"),
+                            refresh=True)
 
     bar.n = min(evaluated_count(study), trials)
     bar.refresh()

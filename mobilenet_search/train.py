@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mobilenet_search.data import ImageData
+from mobilenet_search.data import ImageData, channel_stats
 from mobilenet_search.errors import UserError
 
 
@@ -49,7 +49,7 @@ class TrainConfig:
     crop_padding: float = 0.125  # random shifts of up to this fraction of the image side
     seed: int = 0
     device: str = "cpu"
-    bn_recalibration: int = 8  # training batches used to recompute BatchNorm statistics; 0 disables
+    bn_recalibration: int = 4  # training batches used to recompute BatchNorm statistics; 0 disables
     eval_batch_size: int = 256
     channels_last: bool = True  # faster on the CPUs measured and on CUDA
     amp: bool = True  # bfloat16 autocast, on CUDA only
@@ -100,9 +100,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
 
     # Statistics of the training images, so that inputs are roughly zero-mean and unit-variance.
-    pixels = data.train_images.transpose(0, 1).flatten(1).float()
-    mean = pixels.mean(1).view(1, -1, 1, 1).to(device)
-    std = pixels.std(1).clamp_min(1.0).view(1, -1, 1, 1).to(device)
+    mean, std = (t.to(device) for t in channel_stats(data.train_images))
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
         images = images.to(device, non_blocking=True).float()
@@ -161,7 +159,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
     return TrainResult(
         accuracy=history[-1], balanced_accuracy=balanced, history=tuple(history),
         train_seconds=train_seconds, eval_seconds=eval_seconds,
-        images_per_second=total_steps * config.batch_size / train_seconds if train_seconds else 0.0,
+        images_per_second=total_steps * min(config.batch_size, n_train) / train_seconds if train_seconds else 0.0,
     )
 
 

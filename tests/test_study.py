@@ -189,3 +189,34 @@ def test_bad_search_options_exit_2(tmp_path, argv, message):
     base = ["--budget", "600K-madds", "--dataset", "synthetic:96", "--space", "tiny", "--results-dir", str(tmp_path)]
     result = _cli(*base, *argv, cwd=tmp_path)
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_trained_trial_records_the_zero_cost_proxies(tmp_path):
+    study = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'z.db'}", study_name="z", trials=1,
+                       results_dir=tmp_path, progress=False)
+    trial = study.trials[-1]
+    for name in ("synflow", "jacob_cov", "snip", "grad_norm"):
+        assert isinstance(trial.user_attrs[f"zc_{name}"], float), name
+    assert trial.user_attrs["time_zero_cost"] > 0
+
+
+def test_zero_cost_objective_scores_without_training(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(study_module, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
+    code = main(["--budget", "600K-madds", *FAST, "--objective", "zero-cost:synflow", "--trials", "5",
+                 "--results-dir", str(tmp_path), "--study", "zc"])
+    assert code == 0
+    assert "Pareto-optimal candidates (zc_synflow vs MAdds)" in capsys.readouterr().out
+    study = _load(tmp_path, "zc")
+    scored = [t for t in study.trials if t.user_attrs.get("outcome") == "scored"]
+    assert len(scored) == 5
+    for trial in scored:
+        assert trial.values[0] == trial.user_attrs["zc_synflow"] > 0 and "zc_snip" not in trial.user_attrs
+        assert "accuracy" not in trial.user_attrs and "latency_ms" not in trial.user_attrs
+    rejected = [t for t in study.trials if t.user_attrs.get("outcome") == "over_budget"]
+    assert all(t.values[0] == float("-inf") for t in rejected)
+
+
+def test_unknown_zero_cost_proxy_is_a_clear_error(tmp_path):
+    result = _cli("--budget", "600K-madds", *FAST, "--objective", "zero-cost:magic", "--results-dir", str(tmp_path),
+                  cwd=tmp_path)
+    assert result.returncode == 2 and "zero-cost:NAME with NAME one of synflow" in result.stderr
