@@ -187,9 +187,10 @@ class Objective:
             trial.set_user_attr("time_build", time.perf_counter() - started)
             if config.zero_cost is None or self.budget.needs_latency:
                 latency_ms = self._measure_latency(trial, model, spec)
-                reason = self._constrain(trial, madds=madds, params=params, latency_ms=latency_ms)
-                if reason:
-                    return self._reject(trial, reason, madds)
+                if self.budget.needs_latency:
+                    reason = self._constrain(trial, madds=madds, params=params, latency_ms=latency_ms)
+                    if reason:
+                        return self._reject(trial, reason, madds)
             size = proxy_resolution(config.proxy_size, spec.resolution)
             trial.set_user_attr("proxy_resolution", size)
             # At initialisation, before training changes the weights.
