@@ -35,6 +35,7 @@ draws random numbers, so the same model and inputs give the same scores.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 
 import torch
@@ -86,22 +87,30 @@ def synflow(model: nn.Module, images: torch.Tensor) -> float:
     (the paper's conservation law), so the score is ``L·R``.
 
     As in Abdelfattah et al.'s reference (their ``synflow``, not ``synflow_bn``), BatchNorm and
-    dropout are removed and the pass runs in double precision: the path sums of a 50-layer
-    network reach 1e25 at initialisation, beyond float32. One departure: ReLU6 becomes ReLU.
+    dropout are removed. The reference runs in double precision; the path sums of a MobileNet
+    reach about 1e30 at initialisation, which float32 still holds (up to 3e38), so the pass runs
+    in float32 and is repeated in float64 only if it overflows. One departure: ReLU6 becomes ReLU.
     ``R`` is defined on the linearised network (ReLU is the identity on its non-negative inputs);
     ReLU6 clips at 6, which every unit of a MobileNetV2 exceeds on this input, and the clipped
     units pass no gradient, so with ReLU6 all layers but the classifier would score zero.
     """
-    net = copy.deepcopy(model)
-    _replace_modules(net, {nn.modules.batchnorm._BatchNorm: nn.Identity, nn.Dropout: nn.Identity, nn.ReLU6: nn.ReLU})
-    net.to(images.device, torch.float64)
-    _prepare_parameters(net)
-    with torch.no_grad():
-        for parameter in net.parameters():
-            parameter.abs_()
-    with torch.enable_grad():
-        net(torch.ones_like(images[:1], dtype=torch.float64)).sum().backward()
-    return _sum_over_weights(net, lambda w: (w * w.grad).abs().sum())
+    # float32 holds values up to 3e38, enough for MobileNets at proxy resolutions and 10-20x faster
+    # on CPU than float64 (no oneDNN kernels for doubles); a non-finite result falls back to float64.
+    for dtype in (torch.float32, torch.float64):
+        net = copy.deepcopy(model)
+        _replace_modules(net, {nn.modules.batchnorm._BatchNorm: nn.Identity, nn.Dropout: nn.Identity,
+                               nn.ReLU6: nn.ReLU})
+        net.to(images.device, dtype)
+        _prepare_parameters(net)
+        with torch.no_grad():
+            for parameter in net.parameters():
+                parameter.abs_()
+        with torch.enable_grad():
+            net(torch.ones_like(images[:1], dtype=dtype)).sum().backward()
+        score = _sum_over_weights(net, lambda w: (w.double() * w.grad.double()).abs().sum())
+        if math.isfinite(score):
+            return score
+    return score
 
 
 def jacob_cov(model: nn.Module, images: torch.Tensor) -> float:
