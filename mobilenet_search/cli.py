@@ -219,6 +219,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default in --help, except where there is none to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, argparse.SUPPRESS) or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with usage errors on one line (what went wrong, and where help is)."""
 
@@ -277,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "counted, rejected before training if over budget, timed, and trained briefly on real "
                     "images; the Pareto-optimal candidates (accuracy vs MAdds) are printed at the end.",
         epilog=f"Example: {PROG} --budget 300M-madds --trials 20 --epochs 4",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     search.add_argument("--budget", required=True, help=BUDGET_HELP)
     search.add_argument("--space", default="mobilenetv2",
@@ -306,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Optuna sampler (grid only for small spaces)")
     search.add_argument("--seed", type=int, default=0, help="seed of the sampler, data split and training")
     search.add_argument("--storage", default=None,
-                        help="Optuna storage URL (default: sqlite:///RESULTS_DIR/STUDY.db)")
+                        help="Optuna storage URL: sqlite:///FILE, postgresql://USER:PASS@HOST/DB or journal:FILE "
+                             "(default: sqlite:///RESULTS_DIR/STUDY.db)")
     search.add_argument("--study", default=None,
                         help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
     search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
@@ -328,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "once the study holds that many trials. A worker killed mid-trial leaves a trial that is "
                     "marked failed after the heartbeat grace period and retried once by another worker.",
         epilog=f"Example: {PROG} worker --storage postgresql://USER:PASS@HOST/DB --study nas300 --trials 200",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     worker.add_argument("--storage", required=True, help="the study's Optuna storage URL")
     worker.add_argument("--study", required=True, help="the study's name")
@@ -357,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "zero-cost proxy) and the longer training's accuracy, overall and within MAdds bins. "
                     "Results are stored in the study as they come, so an interrupted run resumes.",
         epilog=f"Example: {PROG} fidelity --study mobilenetv2-300M-madds --top 12",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_Formatter,
     )
     _add_study_options(fidelity)
     fidelity.add_argument("--top", type=int, default=12, help="how many trials to retrain")

@@ -103,7 +103,7 @@ class SearchConfig:
 
     def train_config(self, device: str) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed,
-                           device=device.split(":")[0])
+                           device=device)
 
 
 def default_study_name(config: SearchConfig) -> str:

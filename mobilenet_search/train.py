@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ class TrainConfig:
             ("optimizer", self.optimizer in ("adamw", "sgd"), "adamw or sgd"),
             ("warmup_steps", self.warmup_steps >= 0, "an integer >= 0"),
             ("crop_padding", 0 <= self.crop_padding < 1, "a number in [0, 1)"),
-            ("device", self.device in ("cpu", "cuda"), "cpu or cuda"),
+            ("device", re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None, "cpu, cuda or cuda:N"),
             ("bn_recalibration", self.bn_recalibration >= 0, "an integer >= 0"),
         ]
         for name, ok, expected in checks:
