@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from mobilenet_search.cli_dashboard import add_dashboard_command
 from mobilenet_search.cli_library import add_library_commands
 from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
@@ -323,7 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
-                             "same proxy: default up to 6 spread over the budget's range, all, or none")
+                             "same proxy: default up to 4 spread over the budget's range, all, or none")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     references.set_defaults(run=_references)
 
     add_library_commands(sub)
+    add_dashboard_command(sub)
     return parser
 
 

@@ -1,0 +1,224 @@
+"""The mobilenet-search dashboard: ``streamlit run app.py [-- --storage URL --results-dir DIR]``.
+
+Layout only: loading, the Pareto set and the figures come from ``mobilenet_search.dashboard``
+and ``mobilenet_search.figures``. ``mobilenet-search dashboard`` starts this same app.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import optuna
+import pandas as pd
+import streamlit as st
+
+from mobilenet_search import dashboard as board
+from mobilenet_search.cost import format_count
+from mobilenet_search.errors import UserError
+from mobilenet_search.figures import (
+    COLORS,
+    COSTS,
+    frontier_figure,
+    history_figure,
+    importance_figure,
+    training_curve_figure,
+)
+from mobilenet_search.results import pareto_mask, trained
+from mobilenet_search.study import redact
+
+IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
+SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms")}
+TABLE_COLUMNS = ["number", "state", "outcome", "accuracy", "balanced_accuracy", "madds", "params", "latency_ms",
+                 "proxy_resolution", "epochs", "train_seconds", "reference_name", "status_reason", "arch"]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+st.set_page_config(page_title="mobilenet-search", layout="wide")
+options = board.app_options(sys.argv[1:])
+
+
+@st.cache_data(show_spinner="Loading the study...", max_entries=8)
+def load(url: str, study: str, version: str | None) -> board.StudyData:
+    return board.load_study_data(url, study)
+
+
+@st.cache_data(show_spinner="Computing parameter importances (Optuna)...", max_entries=8)
+def importances(url: str, study: str, version: str | None) -> dict[str, float]:
+    return board.param_importances(url, study)
+
+
+def select_from_chart() -> None:
+    points = st.session_state["frontier"].selection.points
+    numbers = [p["customdata"][0] for p in points if p.get("customdata")]
+    if numbers:
+        st.session_state["trial"] = int(numbers[0])
+
+
+def select_from_table() -> None:
+    rows = st.session_state["table"].selection.rows
+    if rows:
+        st.session_state["trial"] = int(st.session_state["table_numbers"][rows[0]])
+
+
+# -- sidebar: where the study is ------------------------------------------------------------------
+st.sidebar.title("mobilenet-search")
+found = board.find_storages(options["results_dir"])
+choices = ([options["storage"]] if options["storage"] else []) + [u for u in found if u != options["storage"]]
+other = st.sidebar.text_input("Another storage URL", key="storage_url", type="password",
+                              help="Any Optuna storage: sqlite:///path.db, postgresql://user:pass@host/db, or a "
+                                   "journal file path. Hidden, since storage URLs may hold passwords.")
+if other.strip():
+    choices = [other.strip(), *[c for c in choices if c != other.strip()]]
+if not choices:
+    st.title("mobilenet-search dashboard")
+    st.info(f"No study found under `{options['results_dir']}/`. Run a search first "
+            "(`mobilenet-search --budget 300M-madds`), or enter a storage URL in the sidebar.")
+    st.stop()
+url = st.sidebar.selectbox("Storage", choices, key="storage", format_func=redact)
+try:
+    studies = board.list_studies(url)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+if not studies:
+    st.title("mobilenet-search dashboard")
+    st.info(f"The storage {redact(url)} holds no study yet.")
+    st.stop()
+names = [s.name for s in studies]
+counts_by_name = {s.name: s.n_trials for s in studies}
+study_name = st.sidebar.selectbox("Study", names, key="study",
+                                  format_func=lambda n: f"{n} ({counts_by_name[n]} trials)")
+if st.sidebar.button("Refresh", help="Reload the study (new trials of a running search appear)"):
+    st.cache_data.clear()
+
+version = board.study_version(url, study_name)
+try:
+    data = load(url, study_name, version if version is not None else str(int(time.time() // 10)))
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+frame = data.frame
+counts = board.outcome_counts(frame)
+
+# -- header -----------------------------------------------------------------------------------------
+st.title(f"Study {study_name}")
+config = data.config
+settings = ", ".join(f"{k} {config[k]}" for k in ("budget", "space", "dataset", "epochs", "objective", "sampler")
+                     if config.get(k) is not None)
+st.caption(f"{redact(url)} · {settings or 'no mobilenet-search settings stored'} · "
+           f"objectives: {', '.join(data.directions)}")
+columns = st.columns(6)
+for column, key in zip(columns, ("trained", "over budget", "pruned", "failed", "running", "total"), strict=True):
+    column.metric(key, counts[key])
+if counts["running"]:
+    st.info(f"{counts['running']} trial(s) still running: press Refresh in the sidebar to see new results.")
+
+good = trained(board.searched(frame))
+if good.empty:
+    st.info("No trained trial yet: the frontier appears once a candidate inside the budget has been trained."
+            + (" The study is still running." if counts["running"] else ""))
+
+# -- sidebar: how to draw the frontier ------------------------------------------------------------
+st.sidebar.header("Frontier")
+cost = st.sidebar.radio("Cost axis", list(COSTS), format_func=COSTS.get, key="cost", horizontal=True)
+color_options = [c for c in ("latency_ms", "params", "madds") if c != cost and c in frame and frame[c].notna().any()]
+color = st.sidebar.selectbox("Colour by", color_options or [None], key="color",
+                             format_func=lambda c: "nothing" if c is None else COLORS[c])
+show_unfinished = st.sidebar.toggle("Show over-budget and failed trials", value=True, key="show_unfinished")
+show_references = st.sidebar.toggle("Show the paper's reference networks", value=True, key="show_references")
+budget = None
+costs = good[cost].dropna()
+if len(costs) >= 2 and costs.min() < costs.max():
+    scale, unit = SCALE[cost]
+    low, high = float(costs.min()) / scale, float(costs.max()) / scale
+    chosen = st.sidebar.slider(f"Budget ({unit})", min_value=low, max_value=high, value=high, key=f"budget_{cost}",
+                               help="Keep only the trials that fit this budget; the Pareto set is recomputed.")
+    budget = None if chosen >= high else chosen * scale
+
+# Trial numbers repeat across studies: a newly chosen study starts at its own best trial.
+if st.session_state.get("trial_of") != (url, study_name) or st.session_state.get("trial") not in set(frame["number"]):
+    st.session_state["trial"] = board.default_trial(frame)
+    st.session_state["trial_of"] = (url, study_name)
+
+# -- main: frontier, table, health ------------------------------------------------------------------
+frontier_tab, table_tab, health_tab = st.tabs(["Frontier", "Trials", "Study health"])
+with frontier_tab:
+    if not good.empty:
+        figure = frontier_figure(frame, cost=cost, color=color, budget=budget, show_unfinished=show_unfinished,
+                                 show_references=show_references, selected=st.session_state["trial"])
+        st.plotly_chart(figure, key="frontier", on_select=select_from_chart, selection_mode="points")
+        inside = good if budget is None else good[good[cost] <= budget]
+        st.caption(f"{int(pareto_mask(inside, cost).sum())} Pareto-optimal of {len(inside)} trained trials"
+                   + ("" if budget is None else f" within {format_count(budget)} {COSTS[cost]}")
+                   + ". Click a marker to inspect it.")
+
+with table_tab:
+    shown = frame[[c for c in TABLE_COLUMNS if c in frame]].sort_values("number")
+    st.session_state["table_numbers"] = shown["number"].tolist()
+    st.dataframe(shown, key="table", on_select=select_from_table, selection_mode="single-row", hide_index=True,
+                 column_config={"madds": st.column_config.NumberColumn("MAdds", format="localized"),
+                                "params": st.column_config.NumberColumn("params", format="localized")})
+    st.download_button("Download the trial table (CSV)", frame.to_csv(index=False), key="download",
+                       file_name=f"{study_name}-trials.csv", mime="text/csv")
+
+with health_tab:
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Optimisation history")
+        if good.empty:
+            st.info("No trained trial yet.")
+        else:
+            st.plotly_chart(history_figure(frame), key="history")
+    with right:
+        st.subheader("Parameter importances")
+        if len(frame) <= IMPORTANCE_AUTO_LIMIT or st.button("Compute importances", key="importances"):
+            try:
+                values = importances(url, study_name, version)
+            except Exception as exc:  # Optuna refuses some studies (e.g. one value per parameter): say so
+                values = {}
+                st.warning(f"Optuna could not compute importances: {exc}")
+            if values:
+                st.plotly_chart(importance_figure(values), key="importance")
+            else:
+                st.info("Importances need at least two trained trials with searched parameters.")
+        else:
+            st.caption(f"{len(frame):,} trials: computing importances loads the whole study through Optuna.")
+    st.subheader("Outcomes")
+    st.dataframe({"outcome": list(counts), "trials": list(counts.values())}, hide_index=True, key="outcomes")
+    reasons = board.failure_reasons(frame)
+    st.subheader("Why trials did not train")
+    if reasons.empty:
+        st.caption("Every trial trained.")
+    else:
+        st.dataframe(reasons, hide_index=True, key="reasons")
+
+# -- the selected trial -------------------------------------------------------------------------------
+st.header("Selected trial")
+if st.session_state["trial"] is None:
+    st.info("No trained trial to show yet.")
+    st.stop()
+rows = frame.set_index("number", drop=False)
+number = st.selectbox("Trial", rows.index.tolist(), key="trial", format_func=lambda n: board.trial_label(rows.loc[n]))
+row = rows.loc[number]
+spec = board.trial_spec(row)
+details, curve = st.columns([3, 2])
+with details:
+    if spec is None:
+        st.info("This trial recorded no architecture.")
+    else:
+        st.code(spec.to_string(), language=None)
+        stages = board.stage_frame(spec)
+        stages[["t", "c", "n"]] = stages[["t", "c", "n"]].astype("string").fillna("")  # stem, head: no t, c, n
+        st.dataframe(stages, hide_index=True, key="stages",
+                     column_config={"madds": st.column_config.NumberColumn("MAdds", format="localized"),
+                                    "params": st.column_config.NumberColumn("params", format="localized")})
+        latency = f", {row['latency_ms']:.2f} ms on {row['latency_device']}" if pd.notna(row["latency_ms"]) else ""
+        st.caption(f"{format_count(row['madds'])} MAdds, {format_count(row['params'])} parameters{latency}")
+with curve:
+    history = board.accuracy_history(row)
+    if history:
+        st.plotly_chart(training_curve_figure(history, title="training curve"), key="curve")
+    else:
+        st.info(row.get("status_reason") or "No training curve recorded.")
+    st.markdown("**Export to the model library**")
+    st.code(board.export_command(study_name, url, int(number)), language="bash")

@@ -1,0 +1,306 @@
+"""The dashboard: its data side (dashboard.py) and the Streamlit app (app.py) through AppTest.
+
+Studies are hand-made (``synthetic_trials``): trials carry the user attributes a search
+records, nothing is trained.
+"""
+
+import base64
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import plotly.graph_objects as go
+import plotly.io
+import pytest
+from optuna.trial import TrialState
+from streamlit.testing.v1 import AppTest
+
+from mobilenet_search import ArchSpec, count_madds, count_params
+from mobilenet_search import dashboard as board
+from mobilenet_search.cli_dashboard import add_dashboard_command
+from mobilenet_search.errors import UserError
+from mobilenet_search.results import FRAME_COLUMNS, trials_frame
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")  # AppTest resolves relative paths from tests/
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory) -> Path:
+    """results/demo.db: "demo" (40 trials + references + one running), "other" (8), "starting" (none trained)."""
+    root = tmp_path_factory.mktemp("results")
+    url = f"sqlite:///{root / 'demo.db'}"
+    demo = board.create_synthetic_study(url, "demo", 40, seed=2)
+    demo.ask()  # a trial still running
+    # One trial with constraints in Optuna's old form (a list), as older studies hold them.
+    demo.add_trial(optuna.trial.create_trial(
+        state=TrialState.COMPLETE, values=[0.0, 5e8], user_attrs={"madds": 5e8, "outcome": "over_budget"},
+        system_attrs={"constraints": [-1.0, 2.0]}))
+    board.create_synthetic_study(url, "other", 8, seed=5, references=False)
+    starting = optuna.create_study(storage=url, study_name="starting", directions=["maximize", "minimize"])
+    starting.ask()
+    starting.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
+        "outcome": "failed", "status_reason": "OutOfMemoryError: CUDA out of memory", "madds": 1e8}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def url(results) -> str:
+    return f"sqlite:///{results / 'demo.db'}"
+
+
+def _comparable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Cells as plain values: numbers as floats (None as NaN), ``reference`` as a bool."""
+    out = frame.copy()
+    out["reference"] = out["reference"].fillna(False).astype(bool)
+    for column in out.columns:
+        try:
+            out[column] = pd.to_numeric(out[column]).astype(float)
+        except (ValueError, TypeError):
+            out[column] = out[column].astype(object).where(out[column].notna(), None)
+    return out.reset_index(drop=True)
+
+
+# -- the data side ------------------------------------------------------------------------------
+
+
+def test_fast_sql_loader_matches_trials_frame(url):
+    data = board.load_study_data(url, "demo")
+    assert data.source == "sql"
+    study = optuna.load_study(study_name="demo", storage=url)
+    reference = trials_frame(study)
+    assert list(data.frame.columns[:len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
+    pd.testing.assert_frame_equal(_comparable(data.frame[list(FRAME_COLUMNS)]), _comparable(reference))
+    assert data.directions == ("maximize", "minimize") and data.config["budget"] == "300M-madds"
+    # The old-form constraint list [-1, 2] is infeasible, as Optuna reads it.
+    assert not data.frame["feasible"].iat[-1] and not study.trials[-1].constraints["1"] <= 0
+
+
+def test_optuna_api_fallback_and_journal_files_give_the_same_frame(url, tmp_path):
+    fast = board.load_study_data(url, "demo")
+    slow = board.load_study_data(url, "demo", fast=False)
+    assert slow.source == "optuna"
+    pd.testing.assert_frame_equal(_comparable(fast.frame), _comparable(slow.frame))
+    journal = tmp_path / "copy.journal"
+    backend = optuna.storages.journal.JournalFileBackend(str(journal))
+    optuna.copy_study(from_study_name="demo", from_storage=url, to_storage=optuna.storages.JournalStorage(backend))
+    copied = board.load_study_data(f"journal:{journal}", "demo")
+    assert copied.source == "optuna"
+    pd.testing.assert_frame_equal(_comparable(copied.frame), _comparable(fast.frame))
+
+
+def test_studies_are_found_under_the_results_folder(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "cache").mkdir()
+    for name in ("a.db", "sub/b.sqlite", "cache/c.db", "notes.txt", "d.journal"):
+        (tmp_path / name).write_text("")
+    assert board.find_storages(tmp_path) == [f"sqlite:///{tmp_path / 'a.db'}", f"journal:{tmp_path / 'd.journal'}",
+                                             f"sqlite:///{tmp_path / 'sub' / 'b.sqlite'}"]
+    assert board.find_storages(tmp_path / "missing") == []
+
+
+def test_storages_are_opened_without_creating_anything(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        board.open_storage(f"sqlite:///{tmp_path / 'nothing.db'}")
+    assert not (tmp_path / "nothing.db").exists()
+    with pytest.raises(UserError, match="does not exist"):
+        board.open_storage(f"journal:{tmp_path / 'none.journal'}")
+    with pytest.raises(UserError, match="invalid storage URL 'results/none'"):
+        board.open_storage("results/none")
+    with pytest.raises(UserError, match="empty storage URL"):
+        board.open_storage("  ")
+    with pytest.raises(UserError, match=r"cannot open storage postgresql://user:\*\*\*@127.0.0.1:1/db"):
+        board.open_storage("postgresql://user:pw@127.0.0.1:1/db")
+
+
+def test_studies_of_a_storage_are_listed_with_their_trial_counts(url, tmp_path):
+    demo = len(board.synthetic_trials(40, seed=2)) + 2  # the fixture's, the running one and the old-form one
+    assert board.list_studies(url) == [board.StudyInfo("demo", demo), board.StudyInfo("other", 8),
+                                       board.StudyInfo("starting", 2)]
+    sqlite3.connect(tmp_path / "blank.db").close()  # a file without Optuna's tables
+    assert board.list_studies(f"sqlite:///{tmp_path / 'blank.db'}") == []
+    with pytest.raises(UserError, match="study 'nope' does not exist"):
+        board.load_study_data(url, "nope")
+    with pytest.raises(UserError, match="study 'nope' does not exist"):
+        board.load_study_data(url, "nope", fast=False)
+
+
+def test_study_version_changes_when_a_trial_is_added(tmp_path):
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    study = board.create_synthetic_study(url, "v", 2, references=False)
+    before = board.study_version(url, "v")
+    assert before == board.study_version(url, "v")
+    study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1e8]))
+    assert board.study_version(url, "v") != before
+    assert board.study_version(f"journal:{tmp_path / 'x.journal'}", "v") is None
+
+
+def test_outcome_counts_and_failure_reasons(url):
+    frame = board.load_study_data(url, "demo").frame
+    trials = optuna.load_study(study_name="demo", storage=url).trials
+    searched = [t for t in trials if not t.user_attrs.get("reference")]
+    counts = board.outcome_counts(frame)
+    assert counts["trained"] == sum(t.user_attrs.get("outcome") == "trained" for t in searched)
+    assert counts["over budget"] == sum(t.user_attrs.get("outcome") == "over_budget" for t in searched)
+    assert counts["failed"] == sum(t.state == TrialState.FAIL for t in searched) > 0
+    assert counts["pruned"] == sum(t.state == TrialState.PRUNED for t in searched)
+    assert counts["running"] == 1 and counts["references"] == len(trials) - len(searched) > 0
+    assert counts["total"] == len(trials)
+    reasons = board.failure_reasons(frame)
+    over = reasons[reasons["outcome"] == "over_budget"]
+    assert list(over["reason"]) == ["over budget 300M-madds"]  # grouped: each candidate's own count dropped
+    assert over["trials"].iat[0] == sum(t.user_attrs.get("outcome") == "over_budget" and "status_reason"
+                                        in t.user_attrs for t in searched)
+    assert reasons["trials"].is_monotonic_decreasing
+
+
+def test_stage_frame_shows_each_stage_and_sums_to_the_totals():
+    spec = ArchSpec.mobilenet_v2(width_mult=0.75, resolution=160)
+    table = board.stage_frame(spec)
+    assert table["madds"].sum() == count_madds(spec) and table["params"].sum() == count_params(spec)
+    stage2 = table[table["layer"] == "stage2"].iloc[0]
+    # The README's `describe v2 --width 0.75 --resolution 160` row: t6 c24 n2 s2, 24 channels, 28,032,000 MAdds.
+    assert (stage2["t"], stage2["c"], stage2["n"], stage2["s"]) == (6, 24, 2, 2)
+    assert (stage2["c_out"], stage2["out"], stage2["madds"]) == (24, "40²", 28_032_000)
+
+
+def test_trial_helpers(url):
+    frame = board.load_study_data(url, "demo").frame
+    best = board.default_trial(frame)
+    row = frame[frame["number"] == best].iloc[0]
+    assert row["accuracy"] == board.searched(frame)["accuracy"].max()
+    assert board.trial_spec(row).to_string() == row["arch"]
+    assert board.trial_spec({"arch": row["arch"]}) == board.trial_spec(row)
+    assert board.accuracy_history(row)[-1] == row["accuracy"] and board.accuracy_history({}) == []
+    assert board.trial_label(row).startswith(f"trial {best} · accuracy")
+
+
+def test_export_command_never_shows_a_password():
+    command = board.export_command("s 1", "postgresql://me:secret@db/optuna", 7)
+    assert command == ("mobilenet-search export --study 's 1' --storage 'postgresql://me:***@db/optuna' "
+                       "--trial 7 --name 's 1-trial7'")
+
+
+def test_dashboard_command_starts_streamlit_with_the_options(monkeypatch, url):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_dashboard_command(parser.add_subparsers(dest="command"))
+    calls = []
+    monkeypatch.setattr(board.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+    args = parser.parse_args(["dashboard", "--storage", url, "--port", "8600", "--results-dir", "res"])
+    assert args.run(args) == 0
+    command, env = calls[0]
+    assert command[1:5] == ["-m", "streamlit", "run", str(board.APP_PATH)]
+    assert command[command.index("--server.port") + 1] == "8600" and command[-2:] == ["--results-dir", "res"]
+    assert env[board.STORAGE_ENV] == url and url not in command  # URLs may hold passwords: not in `ps`
+    assert board.app_options(command[command.index("--") + 1:])["results_dir"] == "res"
+    with pytest.raises(UserError, match="invalid --port 0"):
+        board.run_dashboard(port=0)
+    with pytest.raises(UserError, match="does not exist"):
+        board.run_dashboard(storage="sqlite:///no/such.db")
+
+
+def test_synthetic_trials_are_seeded_and_consistent():
+    first, again = board.synthetic_trials(30, seed=4), board.synthetic_trials(30, seed=4)
+    assert [t.user_attrs for t in first] == [t.user_attrs for t in again]
+    for trial in first:
+        spec = ArchSpec.from_json(trial.user_attrs["spec"])
+        assert trial.user_attrs["madds"] == count_madds(spec)
+        over = trial.user_attrs["outcome"] == "over_budget"
+        assert over == (trial.constraints["madds_over_budget"] > 0) == (count_madds(spec) > 300e6)
+        assert ("accuracy" in trial.user_attrs) == (trial.user_attrs["outcome"] == "trained")
+    assert any(t.user_attrs.get("reference") for t in first)
+
+
+# -- the app, through Streamlit's AppTest ------------------------------------------------------------
+
+
+def _app(monkeypatch, results_dir, storage: str | None = None) -> AppTest:
+    monkeypatch.setenv(board.RESULTS_DIR_ENV, str(results_dir))
+    if storage is None:
+        monkeypatch.delenv(board.STORAGE_ENV, raising=False)
+    else:
+        monkeypatch.setenv(board.STORAGE_ENV, storage)
+    return AppTest.from_file(APP, default_timeout=60).run()
+
+
+def _table(at: AppTest, column: str) -> pd.DataFrame:
+    """The one table shown with ``column`` (plain tables carry no key in AppTest)."""
+    (table,) = [el.value for el in at.dataframe if column in el.value.columns]
+    return table
+
+
+def _array(values) -> np.ndarray:
+    """A trace's data as sent to the browser: plotly encodes numeric arrays as base64 ``bdata``."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"])
+    return np.asarray(values)
+
+
+def _figure(at: AppTest, key: str) -> go.Figure:
+    return plotly.io.from_json(at.get_by_key(key).proto.spec)
+
+
+def test_app_shows_the_frontier_health_and_the_best_trial(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    assert not at.exception
+    assert at.main.title[0].value == "Study demo"
+    counts = board.outcome_counts(board.load_study_data(url, "demo").frame)
+    assert {m.label: int(m.value) for m in at.metric} == {k: counts[k] for k in
+                                                         ("trained", "over budget", "pruned", "failed", "running",
+                                                          "total")}
+    assert any("still running" in info.value for info in at.info)
+    names = [trace.name for trace in _figure(at, "frontier").data]
+    assert {"trials", "Pareto front", "paper reference networks", "over budget (not trained)"} <= set(names)
+    for key in ("history", "importance", "curve"):
+        assert _figure(at, key).data, key
+    best = board.default_trial(board.load_study_data(url, "demo").frame)
+    assert at.selectbox(key="trial").value == best
+    assert f"--trial {best}" in at.code[-1].value and "mobilenet-search export --study demo" in at.code[-1].value
+    assert len(at.get("download_button")) == 1
+
+    budget = float(board.searched(board.load_study_data(url, "demo").frame)["madds"].median()) / 1e6
+    at.slider(key="budget_madds").set_value(budget).run()
+    figure = _figure(at, "frontier")
+    assert not at.exception and figure.layout.shapes[0].x0 == pytest.approx(budget * 1e6)
+    assert all(x <= budget * 1e6 for trace in figure.data for x in _array(trace.x))
+
+
+def test_app_selects_a_study_a_trial_and_a_cost_axis(monkeypatch, results):
+    at = _app(monkeypatch, results)
+    at.selectbox(key="study").select("other").run()
+    assert not at.exception and at.main.title[0].value == "Study other"
+    frame = board.load_study_data(f"sqlite:///{results / 'demo.db'}", "other").frame
+    assert at.selectbox(key="trial").value == board.default_trial(frame)  # not demo's number carried over
+    number = int(frame[frame["outcome"] == "trained"]["number"].iloc[-1])
+    at.selectbox(key="trial").select(number).run()
+    assert not at.exception
+    spec = ArchSpec.from_string(frame[frame["number"] == number]["arch"].iat[0])
+    assert at.code[0].value == spec.to_string()
+    assert list(_table(at, "layer")["madds"]) == list(board.stage_frame(spec)["madds"])
+    assert f"--trial {number}" in at.code[-1].value
+    ring = [t for t in _figure(at, "frontier").data if t.name == f"trial {number}"]
+    assert len(ring) == 1
+    at.radio(key="cost").set_value("latency_ms").run()
+    assert not at.exception
+    layout = _figure(at, "frontier").layout.to_plotly_json()
+    assert layout.get("xaxis2", layout["xaxis"])["title"]["text"] == "latency (ms)"
+
+
+def test_app_explains_empty_cases_instead_of_failing(monkeypatch, results, tmp_path):
+    at = _app(monkeypatch, tmp_path / "nothing-here")
+    assert not at.exception and "No study found" in at.info[0].value
+    empty = tmp_path / "empty.db"
+    optuna.storages.RDBStorage(f"sqlite:///{empty}")  # Optuna's tables, no study
+    at = _app(monkeypatch, tmp_path / "nothing-here", storage=f"sqlite:///{empty}")
+    assert not at.exception and "holds no study yet" in at.info[0].value
+    at = _app(monkeypatch, tmp_path / "nothing-here", storage=f"sqlite:///{tmp_path / 'missing.db'}")
+    assert not at.exception and "does not exist" in at.error[0].value
+    at = _app(monkeypatch, results)
+    at.selectbox(key="study").select("starting").run()
+    assert not at.exception
+    messages = " ".join(info.value for info in at.info)
+    assert "No trained trial yet" in messages and "still running" in messages
+    assert _table(at, "reason")["reason"].tolist() == ["OutOfMemoryError: CUDA out of memory"]

@@ -1,0 +1,165 @@
+"""Plotly figures of a study (figures.py), on hand-made trial frames: no storage, no Streamlit."""
+
+import json
+
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from mobilenet_search.figures import (
+    FAILED,
+    OVER_BUDGET,
+    WEBGL_ABOVE,
+    frontier_figure,
+    history_figure,
+    importance_figure,
+    training_curve_figure,
+)
+from mobilenet_search.results import FRAME_COLUMNS
+
+
+def _frame(*rows: dict) -> pd.DataFrame:
+    """A trials_frame-shaped frame; each row gives what differs from a trained, feasible trial."""
+    records = []
+    for number, row in enumerate(rows):
+        record = {column: None for column in FRAME_COLUMNS}
+        record.update(number=number, state="COMPLETE", feasible=True, arch=f"arch{number}", outcome="trained",
+                      reference=False, accuracy_history=json.dumps([0.5, row.get("accuracy", 0.5)]))
+        record.update(row)
+        records.append(record)
+    frame = pd.DataFrame(records)
+    for column in ("madds", "params", "latency_ms", "accuracy"):
+        frame[column] = pd.to_numeric(frame[column])
+    return frame
+
+
+# Trials 0-4 trained: 0, 1, 3 on the front (cost up, accuracy up); 2 and 4 dominated.
+STUDY = _frame(
+    dict(madds=100e6, params=1e6, latency_ms=5.0, accuracy=0.70),
+    dict(madds=200e6, params=2e6, latency_ms=9.0, accuracy=0.80),
+    dict(madds=250e6, params=2.5e6, latency_ms=4.0, accuracy=0.75),
+    dict(madds=280e6, params=3e6, latency_ms=12.0, accuracy=0.85),
+    dict(madds=150e6, params=1.5e6, latency_ms=6.0, accuracy=0.65),
+    dict(madds=400e6, params=5e6, feasible=False, outcome="over_budget", status_reason="over budget 300M-madds"),
+    dict(madds=120e6, params=1e6, state="FAIL", outcome="failed", status_reason="TrainingDiverged: nan"),
+    dict(madds=90e6, params=0.9e6, latency_ms=3.0, accuracy=0.69, reference=True,
+         reference_name="mobilenet_v2_0.5_128"),
+    dict(madds=210e6, params=2e6, latency_ms=8.0, accuracy=0.74, reference=True,
+         reference_name="mobilenet_v2_1_160"),
+)
+
+
+def _trace(fig: go.Figure, name: str):
+    matches = [trace for trace in fig.data if trace.name == name]
+    assert len(matches) == 1, [trace.name for trace in fig.data]
+    return matches[0]
+
+
+def _x_title(fig: go.Figure) -> str:
+    """The cost axis title: on the bottom row, the strip's axis when there is one."""
+    layout = fig.layout.to_plotly_json()
+    return layout.get("xaxis2", layout["xaxis"])["title"]["text"]
+
+
+def _numbers(trace) -> list[int]:
+    return [int(row[0]) for row in trace.customdata]
+
+
+def test_frontier_highlights_the_pareto_set_joined_as_a_step_line():
+    fig = frontier_figure(STUDY)
+    front = _trace(fig, "Pareto front")
+    assert _numbers(front) == [0, 1, 3]  # cheapest first
+    assert list(front.x) == [100e6, 200e6, 280e6] and list(front.y) == [0.70, 0.80, 0.85]
+    assert front.mode == "lines+markers" and front.line.shape == "hv"
+    assert sorted(_numbers(_trace(fig, "trials"))) == [2, 4]
+    assert _x_title(fig) == "MAdds" and fig.layout.yaxis.title.text == "accuracy"
+
+
+def test_untrained_trials_are_drawn_apart_or_hidden_by_the_toggle():
+    fig = frontier_figure(STUDY)
+    assert _numbers(_trace(fig, OVER_BUDGET)) == [5] and list(_trace(fig, OVER_BUDGET).y) == [OVER_BUDGET]
+    assert _numbers(_trace(fig, FAILED)) == [6]
+    assert _trace(fig, FAILED).yaxis == "y2" and _trace(fig, "Pareto front").yaxis == "y"  # a strip of its own
+    hidden = frontier_figure(STUDY, show_unfinished=False)
+    assert {t.name for t in hidden.data} == {"trials", "Pareto front", "paper reference networks", "reference front"}
+    assert "xaxis2" not in hidden.layout.to_plotly_json()
+
+
+def test_budget_keeps_what_fits_and_recomputes_the_front():
+    fig = frontier_figure(STUDY, budget=260e6)
+    assert _numbers(_trace(fig, "Pareto front")) == [0, 1]
+    assert sorted(_numbers(_trace(fig, "trials"))) == [2, 4]
+    assert all(x <= 260e6 for trace in fig.data for x in trace.x)
+    assert [shape.x0 for shape in fig.layout.shapes] == [260e6, 260e6]  # the budget line, on both rows
+    assert any("budget 260.0M" in a.text for a in fig.layout.annotations)
+    # A budget under the cheapest dominated trial's rival makes it optimal.
+    assert _numbers(_trace(frontier_figure(STUDY, budget=160e6), "Pareto front")) == [0]
+
+
+def test_the_other_costs_draw_the_same_frontier_against_latency_and_parameters():
+    by_latency = frontier_figure(STUDY, cost="latency_ms", color="params")
+    # Against latency, trial 2 (4 ms, 0.75) dominates 0 (5 ms, 0.70) and 4.
+    assert _numbers(_trace(by_latency, "Pareto front")) == [2, 1, 3]
+    assert _x_title(by_latency) == "latency (ms)"
+    assert list(_trace(by_latency, "Pareto front").marker.color) == [2.5e6, 2e6, 3e6]
+    assert by_latency.layout.coloraxis.colorbar.title.text == "parameters"
+    by_params = frontier_figure(STUDY, cost="params")
+    assert list(_trace(by_params, "Pareto front").x) == [1e6, 2e6, 3e6]
+    with pytest.raises(ValueError, match="cost must be one of"):
+        frontier_figure(STUDY, cost="flops")
+
+
+def test_markers_are_coloured_by_latency_and_hover_every_metric():
+    fig = frontier_figure(STUDY.assign(zc_synflow=1.5))
+    trials = _trace(fig, "trials")
+    assert list(trials.marker.color) == [4.0, 6.0] and trials.marker.coloraxis == "coloraxis"
+    assert fig.layout.coloraxis.colorbar.title.text == "latency (ms)"
+    template = trials.hovertemplate
+    for metric in ("accuracy", "madds", "params", "latency_ms", "outcome", "zc_synflow"):
+        assert f"{metric}: %{{customdata[" in template, metric
+    assert trials.customdata[0][1] == "arch2"  # the architecture string, second after the number
+    assert "status_reason" in _trace(fig, OVER_BUDGET).hovertemplate
+    plain = frontier_figure(STUDY, color=None)
+    assert _trace(plain, "Pareto front").marker.color == "#d62728"
+
+
+def test_reference_networks_are_a_labelled_series_outside_the_search_front():
+    fig = frontier_figure(STUDY)
+    references = _trace(fig, "paper reference networks")
+    assert _numbers(references) == [7, 8] and references.mode == "markers+text"
+    assert list(references.text) == ["v2 0.5_128", "v2 1_160"]  # both on the references' own front
+    assert 7 not in _numbers(_trace(fig, "Pareto front"))  # 7 would dominate trial 0 if it were searched
+    assert not any(t.name == "paper reference networks" for t in frontier_figure(STUDY, show_references=False).data)
+
+
+def test_the_selected_trial_is_ringed():
+    fig = frontier_figure(STUDY, selected=3)
+    ring = _trace(fig, "trial 3")
+    assert list(ring.x) == [280e6] and list(ring.y) == [0.85]
+    assert not any(t.name == "trial 5" for t in frontier_figure(STUDY, selected=5).data)  # never trained
+
+
+def test_large_studies_are_drawn_with_webgl():
+    many = pd.concat([STUDY] * (WEBGL_ABOVE // 5 + 1), ignore_index=True)  # 7 searched trials each
+    fig = frontier_figure(many)
+    assert isinstance(_trace(fig, "trials"), go.Scattergl)
+    assert isinstance(_trace(fig, "Pareto front"), go.Scatter)  # small, and must stay on top
+    assert isinstance(_trace(frontier_figure(STUDY), "trials"), go.Scatter)
+
+
+def test_frontier_of_a_study_without_trained_trials_is_empty_not_an_error():
+    fig = frontier_figure(STUDY[STUDY["outcome"] != "trained"])
+    assert len(_trace(fig, "Pareto front").x) == 0 and _numbers(_trace(fig, OVER_BUDGET)) == [5]
+
+
+def test_history_shows_each_trained_trial_and_the_best_so_far():
+    fig = history_figure(STUDY)
+    assert list(_trace(fig, "trained trial").x) == [0, 1, 2, 3, 4]
+    assert list(_trace(fig, "best so far").y) == [0.70, 0.80, 0.80, 0.85, 0.85]
+
+
+def test_importances_most_important_on_top_and_training_curve_by_epoch():
+    bars = importance_figure({"width_mult": 0.6, "resolution": 0.3, "stage2.expansion": 0.1}).data[0]
+    assert list(bars.y) == ["stage2.expansion", "resolution", "width_mult"]  # plotly draws the last on top
+    curve = training_curve_figure([0.5, 0.6, 0.65]).data[0]
+    assert list(curve.x) == [1, 2, 3] and list(curve.y) == [0.5, 0.6, 0.65]
