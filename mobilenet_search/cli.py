@@ -260,7 +260,10 @@ def _fidelity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_heartbeat_option(parser: argparse.ArgumentParser) -> None:
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options every process that runs trials takes: time limit, device, heartbeat."""
+    parser.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
     parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT,
                         help="seconds between a running trial's heartbeats; a trial silent for twice that is "
                              "marked failed and retried once (SQLite and PostgreSQL storages)")
@@ -296,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="stop once the study holds this many trained candidates (over-budget rejections, "
                              "which take milliseconds, do not count); counted across runs, so a resumed study "
                              "continues up to it")
-    search.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
     search.add_argument("--dataset", default="embedded",
                         help="embedded (elpv solar cells), elpv, mnist, cifar10:ROOT, imagefolder:ROOT, "
                              "or synthetic[:N] (generated, for tests)")
@@ -320,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default: sqlite:///RESULTS_DIR/STUDY.db)")
     search.add_argument("--study", default=None,
                         help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
-    search.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
     search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
@@ -329,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
                              "use PostgreSQL for more, or for several machines: see `worker`)")
-    _add_heartbeat_option(search)
+    _add_run_options(search)
     search.set_defaults(run=_search)
 
     worker = sub.add_parser(
@@ -345,11 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--study", required=True, help="the study's name")
     worker.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                         help="study-wide target of trained candidates, counted across all workers")
-    worker.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
-    worker.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     worker.add_argument("--results-dir", default="results", help="where this worker writes CSV/JSON results and caches")
     worker.add_argument("--quiet", action="store_true", help="no progress bar or summary")
-    _add_heartbeat_option(worker)
+    _add_run_options(worker)
     worker.set_defaults(run=_worker)
 
     report = sub.add_parser(

@@ -112,3 +112,14 @@ def postgres_url() -> Iterator[str]:
         subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "immediate", "stop"],
                        capture_output=True, timeout=60)
         shutil.rmtree(data, ignore_errors=True)
+
+
+def interrupt_on_call(real: Callable, nth: int, calls: list) -> Callable:
+    """``real`` (a training function), except that its ``nth`` call raises KeyboardInterrupt (a Ctrl-C)."""
+    def wrapper(model, data, config, on_epoch=None):
+        calls.append(config.epochs)
+        if len(calls) == nth:
+            raise KeyboardInterrupt
+        return real(model, data, config, on_epoch=on_epoch)
+
+    return wrapper

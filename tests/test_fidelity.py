@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from conftest import interrupt_on_call
 
 from mobilenet_search import fidelity as fidelity_module
 from mobilenet_search.cli import main
@@ -42,16 +43,8 @@ def test_fidelity_retrains_stores_and_resumes(tmp_path, monkeypatch, capsys):
     storage = f"sqlite:///{tmp_path / 'f.db'}"
     study = run_search(config, storage=storage, study_name="f", trials=4, results_dir=tmp_path, progress=False)
 
-    real_train = fidelity_module.train_and_evaluate
-    calls = []
-
-    def interrupt_second(model, data, train_config, on_epoch=None):
-        calls.append(train_config.epochs)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_train(model, data, train_config, on_epoch=on_epoch)
-
-    monkeypatch.setattr(fidelity_module, "train_and_evaluate", interrupt_second)
+    real_train, calls = fidelity_module.train_and_evaluate, []
+    monkeypatch.setattr(fidelity_module, "train_and_evaluate", interrupt_on_call(real_train, 2, calls))
     with pytest.raises(KeyboardInterrupt):
         run_fidelity(study, top=3, epochs=2, cache_dir=tmp_path / "cache")
     assert calls == [2, 2] and len(study.user_attrs[FIDELITY_ATTR]["long_accuracy"]) == 1

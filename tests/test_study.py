@@ -7,6 +7,7 @@ import sys
 import optuna
 import pandas as pd
 import pytest
+from conftest import interrupt_on_call
 
 from mobilenet_search import ArchSpec, count_madds
 from mobilenet_search import study as study_module
@@ -104,16 +105,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
 def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
     config = _config(budget="2M-madds")  # every member fits: no rejections between the trained trials
     storage = f"sqlite:///{tmp_path / 'r.db'}"
-    real_train = study_module.train_and_evaluate
-    calls = []
-
-    def interrupt_second(model, data, config, on_epoch=None):
-        calls.append(model.spec)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real_train(model, data, config, on_epoch=on_epoch)
-
-    monkeypatch.setattr(study_module, "train_and_evaluate", interrupt_second)
+    monkeypatch.setattr(study_module, "train_and_evaluate", interrupt_on_call(study_module.train_and_evaluate, 2, []))
     with pytest.raises(KeyboardInterrupt):
         run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
     before = _load(tmp_path, "r").trials
