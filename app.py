@@ -183,6 +183,15 @@ with health_tab:
                 st.info("Importances need at least two trained trials with searched parameters.")
         else:
             st.caption(f"{len(frame):,} trials: computing importances loads the whole study through Optuna.")
+    st.subheader("Proxy fidelity")
+    fidelity = board.fidelity_frame(data.fidelity)
+    if fidelity.empty:
+        st.caption(f"Not measured yet: `mobilenet-search fidelity --study {study_name}` retrains candidates longer "
+                   "and measures how well the proxy ranks them.")
+    else:
+        st.caption(f"{len(data.fidelity['trials'])} trials retrained for {data.fidelity['epochs']} epochs "
+                   f"(proxy: {data.fidelity['proxy_epochs']}): rank correlation with the longer training.")
+        st.dataframe(fidelity, hide_index=True, key="fidelity")
     st.subheader("Outcomes")
     st.dataframe({"outcome": list(counts), "trials": list(counts.values())}, hide_index=True, key="outcomes")
     reasons = board.failure_reasons(frame)

@@ -209,6 +209,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    from mobilenet_search.fidelity import format_fidelity
     from mobilenet_search.report import format_gain, write_report
     from mobilenet_search.study import default_storage, open_study
 
@@ -216,6 +217,8 @@ def _report(args: argparse.Namespace) -> int:
     study, _ = open_study(storage, args.study, None, load_only=True)
     report = write_report(study, Path(args.results_dir) / args.study)
     print(format_gain(report))
+    if report.get("fidelity"):
+        print("\n" + format_fidelity(report["fidelity"]))
     print(f"\nwritten to {Path(args.results_dir) / args.study / 'report.json'}")
     return 0
 

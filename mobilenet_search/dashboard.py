@@ -33,6 +33,7 @@ from optuna.trial import TrialState
 
 from mobilenet_search.cost import count_madds, count_params, format_count, stage_table
 from mobilenet_search.errors import UserError
+from mobilenet_search.fidelity import FIDELITY_ATTR
 from mobilenet_search.results import FRAME_COLUMNS, TRIAL_ATTRS, trained, trials_frame
 from mobilenet_search.spec import ArchSpec
 from mobilenet_search.storage import make_storage, redact
@@ -54,6 +55,7 @@ class StudyData:
     frame: pd.DataFrame  # trials_frame's columns + EXTRA_COLUMNS, one row per trial, by number
     directions: tuple[str, ...]  # "maximize"/"minimize" per objective
     config: dict[str, Any] = field(default_factory=dict)  # the SearchConfig the study was created with
+    fidelity: dict[str, Any] | None = None  # what `mobilenet-search fidelity` stored, once measured
     source: str = "sql"  # "sql" (Optuna's tables read directly) or "optuna" (the Optuna API)
 
 
@@ -191,7 +193,8 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
     frame["reference"] = frame["reference"].fillna(False).astype(bool)
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
-                     config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna")
+                     config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
+                     fidelity=study.user_attrs.get(FIDELITY_ATTR))
 
 
 def _load_sql(url: str, study_name: str) -> StudyData:
@@ -250,7 +253,8 @@ def _load_sql(url: str, study_name: str) -> StudyData:
     frame["duration_s"] = (complete - start) / pd.Timedelta(seconds=1)
     frame = frame[[*FRAME_COLUMNS, *EXTRA_COLUMNS]]
     config = next((json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR), {})
-    return StudyData(name=study_name, frame=frame, config=config, source="sql",
+    fidelity = next((json.loads(text) for key, text in study_attrs if key == FIDELITY_ATTR), None)
+    return StudyData(name=study_name, frame=frame, config=config, source="sql", fidelity=fidelity,
                      directions=tuple(str(d).lower() for (d,) in directions))
 
 
@@ -300,6 +304,15 @@ def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
         "references": len(frame) - len(proposed),
         "total": len(frame),
     }
+
+
+def fidelity_frame(fidelity: dict[str, Any] | None) -> pd.DataFrame:
+    """The stored proxy-fidelity correlations as a table (empty until measured)."""
+    names = {"accuracy": "proxy accuracy", "madds": "MAdds alone (baseline)"}
+    rows = [{"score": names.get(score, score), "Kendall tau": row["kendall_tau"], "Spearman rho": row["spearman_rho"],
+             "Kendall tau within MAdds bins": row["kendall_tau_within_bins"]}
+            for score, row in (fidelity or {}).get("correlations", {}).items()]
+    return pd.DataFrame(rows, columns=["score", "Kendall tau", "Spearman rho", "Kendall tau within MAdds bins"])
 
 
 def failure_reasons(frame: pd.DataFrame) -> pd.DataFrame:

@@ -304,3 +304,21 @@ def test_app_explains_empty_cases_instead_of_failing(monkeypatch, results, tmp_p
     messages = " ".join(info.value for info in at.info)
     assert "No trained trial yet" in messages and "still running" in messages
     assert _table(at, "reason")["reason"].tolist() == ["OutOfMemoryError: CUDA out of memory"]
+
+
+def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
+    from mobilenet_search.fidelity import FIDELITY_ATTR
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    study = board.create_synthetic_study(url, "f", 10, seed=3)
+    summary = {"epochs": 20, "proxy_epochs": 4, "trials": [1, 2, 3],
+               "correlations": {"accuracy": {"kendall_tau": 0.5, "spearman_rho": 0.6, "kendall_tau_within_bins": 0.4},
+                                "madds": {"kendall_tau": 0.3, "spearman_rho": 0.4, "kendall_tau_within_bins": None}}}
+    assert board.load_study_data(url, "f").fidelity is None
+    assert board.fidelity_frame(None).empty
+    study.set_user_attr(FIDELITY_ATTR, summary)
+    for fast in (True, False):
+        assert board.load_study_data(url, "f", fast=fast).fidelity == summary
+    table = board.fidelity_frame(summary)
+    assert list(table["score"]) == ["proxy accuracy", "MAdds alone (baseline)"]
+    assert table.iloc[0]["Kendall tau within MAdds bins"] == 0.4

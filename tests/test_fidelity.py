@@ -60,6 +60,8 @@ def test_fidelity_retrains_stores_and_resumes(tmp_path, monkeypatch, capsys):
                  "--results-dir", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "proxy accuracy" in out and "MAdds (baseline)" in out
+    assert main(["report", "--study", "f", "--storage", storage, "--results-dir", str(tmp_path)]) == 0
+    assert "proxy fidelity: 3 trials retrained for 2 epochs" in capsys.readouterr().out
     assert trials_frame(study).shape[0] >= 4
 
 
