@@ -23,7 +23,7 @@ from mobilenet_search.spec import ArchSpec, parse_arch
 from mobilenet_search.storage import DEFAULT_HEARTBEAT
 
 PROG = "mobilenet-search"
-DEFAULT_TRIALS = 8
+DEFAULT_TRIALS = 6
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -328,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
-                             "same proxy: default up to 4 spread over the budget's range, all, or none")
+                             "same proxy: default up to 3 spread over the budget's range, all, or none")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "

@@ -49,7 +49,7 @@ GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigge
 CONFIG_ATTR = "mobilenet_search.config"
 REFERENCES_ATTR = "mobilenet_search.references"
 REFERENCE_CHOICES = ("default", "all", "none")
-DEFAULT_REFERENCES = 4  # keeps the quick start within minutes on 2 CPU cores; `--references all` for more
+DEFAULT_REFERENCES = 3  # keeps the quick start within minutes on 2 CPU cores; `--references all` for more
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
 WORKER = f"{socket.gethostname()}:{os.getpid()}"  # which process ran a trial
 
@@ -406,7 +406,7 @@ def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: 
     """The papers' networks to train in this study: name -> the space's parameters for it.
 
     Members of the family the space can express and the budget admits (MAdds and parameters;
-    latency is only known once measured), cheapest first; by default at most four spread over
+    latency is only known once measured), cheapest first; by default at most three spread over
     that range, with ``references="all"`` every one, with ``"none"`` none.
     """
     if config.references == "none":
@@ -499,7 +499,14 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
               f"device {objective.device}", file=sys.stderr)
     requeue_interrupted(study)
     objective.target = trials
-    bar = tqdm(total=trials, desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
+    # The bar counts the reference networks too: they train first and take real time.
+    references = len(study.user_attrs.get(REFERENCES_ATTR) or [])
+    bar = tqdm(total=trials + references, desc=name, unit="trial", disable=not progress, dynamic_ncols=True)
+
+    def done() -> int:
+        finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+        return min(evaluated_count(study), trials) + min(references, sum(
+            1 for t in finished if t.user_attrs.get("reference") and t.user_attrs.get("outcome") != "interrupted"))
 
     def show_epoch(epoch: int, epochs: int) -> None:
         bar.set_postfix_str(f"training epoch {epoch}/{epochs}", refresh=True)
@@ -511,12 +518,12 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
         write_results(study, folder)
         if trial.user_attrs.get("outcome") == "failed":
             bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('status_reason')}")
-        bar.n = min(evaluated_count(study), trials)
+        bar.n = done()
         best = best_quality(study)
         bar.set_postfix_str(f"best {study_quality(study)} " + ("-" if best is None else f"{best:.4g}"),
                             refresh=True)
 
-    bar.n = min(evaluated_count(study), trials)
+    bar.n = done()
     bar.refresh()
     try:
         if evaluated_count(study) < trials:

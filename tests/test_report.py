@@ -48,7 +48,7 @@ def _run(tmp_path, references="default", trials=2, budget="60M-madds"):
 
 
 def test_reference_nets_are_enqueued_once_marked_and_extra_to_trials(tmp_path, fake_training):
-    study = _run(tmp_path)
+    study = _run(tmp_path, references="all")
     refs = [t for t in study.trials if t.user_attrs.get("reference")]
     # 0.35/96, 0.35/128, 0.5/96, 0.5/128 all fit 60M MAdds (the largest is 0.5/128 at ~33M).
     assert sorted(t.user_attrs["reference_name"] for t in refs) == [
@@ -57,15 +57,19 @@ def test_reference_nets_are_enqueued_once_marked_and_extra_to_trials(tmp_path, f
     assert all(t.params["stage2.expansion"] == 6 for t in refs)
     searched = [t for t in study.trials if not t.user_attrs.get("reference") and t.user_attrs["outcome"] == "trained"]
     assert len(searched) == 2
-    resumed = _run(tmp_path, trials=3)
+    resumed = _run(tmp_path, references="all", trials=3)
     assert sum(bool(t.user_attrs.get("reference")) for t in resumed.trials) == 4  # not enqueued again
     assert sum(not t.user_attrs.get("reference") for t in resumed.trials if t.user_attrs["outcome"] == "trained") == 3
 
 
 def test_references_respect_the_budget_and_the_option(tmp_path, fake_training):
-    study = _run(tmp_path, budget="25M-madds")  # 0.5/128 (~33M) does not fit
+    study = _run(tmp_path, budget="25M-madds")  # 0.5/128 (~33M) does not fit; the other three do
     names = {t.user_attrs.get("reference_name") for t in study.trials} - {None}
-    assert "mobilenet_v2_0.5_128" not in names and "mobilenet_v2_0.35_96" in names
+    assert names == {"mobilenet_v2_0.35_96", "mobilenet_v2_0.35_128", "mobilenet_v2_0.5_96"}
+    (tmp_path / "default").mkdir()
+    default = _run(tmp_path / "default")  # four fit 60M: the default takes three, cheapest and dearest included
+    names = [t.user_attrs["reference_name"] for t in default.trials if t.user_attrs.get("reference")]
+    assert len(names) == 3 and {"mobilenet_v2_0.35_96", "mobilenet_v2_0.5_128"} <= set(names)
     (tmp_path / "none").mkdir()
     none = _run(tmp_path / "none", references="none")
     assert not any(t.user_attrs.get("reference") for t in none.trials)
