@@ -70,7 +70,7 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int = 0
     latency_batch: int = 1
-    references: str = "default"  # the papers' scaling family trained alongside: default (<= 6), all, none
+    references: str = "default"  # the papers' scaling family trained alongside: default (<= 3), all, none
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "budget", str(Budget.parse(self.budget)))
