@@ -2,7 +2,7 @@
 
 Run: ``python benchmarks/bench_fidelity.py [--candidates 12] [--budget 300M-madds] [--threads 1]``.
 Trains a fixed, seeded set of candidates from the MobileNetV2 space under the budget with the
-default proxy (a study in a temporary folder), retrains them all with 5x the epochs
+default proxy (a resumable study in ``results/bench/fidelity.db``), retrains them all with 5x the epochs
 (``mobilenet-search fidelity``'s code), and prints Kendall tau / Spearman rho against the longer
 training, overall and within MAdds bins, for the proxy accuracy, MAdds alone and each zero-cost
 proxy, plus the time per candidate of each and where a trial's time goes.
@@ -11,8 +11,6 @@ proxy, plus the time per candidate of each and where a trial's time goes.
 from __future__ import annotations
 
 import argparse
-import tempfile
-import time
 from pathlib import Path
 
 import optuna
@@ -30,6 +28,7 @@ def main() -> None:
     parser.add_argument("--dataset", default="embedded")
     parser.add_argument("--epochs", type=int, default=None, help="proxy epochs (default: the tool's default)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results-dir", default="results/bench", help="where the resumable study is kept")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -38,23 +37,24 @@ def main() -> None:
     if args.epochs:
         settings["epochs"] = args.epochs
     config = SearchConfig(**settings)
-    with tempfile.TemporaryDirectory() as folder:
-        started = time.perf_counter()
-        study = run_search(config, storage=f"sqlite:///{folder}/fidelity.db", study_name="fidelity",
-                           trials=args.candidates, results_dir=Path(folder), progress=True, device="cpu")
-        proxy_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        summary = run_fidelity(study, top=args.candidates, device="cpu", cache_dir=Path("results/cache"))
-        long_seconds = time.perf_counter() - started
-        frame = trained(trials_frame(study))
+    # A resumable study under results/bench/: an interrupted benchmark picks up where it stopped.
+    folder = Path(args.results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{folder / 'fidelity.db'}"
+    study = run_search(config, storage=storage, study_name="fidelity", trials=args.candidates, results_dir=folder,
+                       progress=True, device="cpu")
+    summary = run_fidelity(study, top=args.candidates, device="cpu", cache_dir=Path("results/cache"))
+    frame = trained(trials_frame(study))
+    long_seconds = [summary["seconds"][str(n)] for n in summary["trials"] if str(n) in summary.get("seconds", {})]
 
     n = len(frame)
     print(f"\n{n} candidates from mobilenetv2 under {args.budget} on {args.dataset}, MAdds "
           f"{frame['madds'].min() / 1e6:.1f}M-{frame['madds'].max() / 1e6:.1f}M, torch threads {args.threads}")
     print(format_fidelity(summary))
     print("\ntime per candidate (s):")
-    print(f"  proxy training ({config.epochs} epochs), whole trial: {proxy_seconds / n:.1f}")
-    print(f"  longer training ({summary['epochs']} epochs): {long_seconds / n:.1f}")
+    print(f"  proxy training ({config.epochs} epochs), whole trial: {frame['duration_s'].astype(float).mean():.1f}")
+    if long_seconds:
+        print(f"  longer training ({summary['epochs']} epochs): {sum(long_seconds) / len(long_seconds):.1f}")
     print(f"  all four zero-cost proxies: {frame['time_zero_cost'].astype(float).mean():.2f}")
     phases = frame[["time_build", "time_latency", "time_zero_cost", "time_train", "time_eval", "duration_s"]]
     phases = phases.astype(float).sum()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -109,7 +110,9 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
         raise UserError(f"study {study.study_name!r} has {len(chosen)} trained trial(s); fidelity needs at least "
                         f"{MIN_BIN}")
     stored = study.user_attrs.get(FIDELITY_ATTR) or {}
-    done = {int(k): v for k, v in stored.get("long_accuracy", {}).items()} if stored.get("epochs") == epochs else {}
+    same = stored.get("epochs") == epochs
+    done = {int(k): v for k, v in stored.get("long_accuracy", {}).items()} if same else {}
+    seconds = {int(k): v for k, v in stored.get("seconds", {}).items()} if same else {}
 
     objective = Objective(config, device=device, cache_dir=cache_dir)
     train_config = dataclasses.replace(config.train_config(device), epochs=epochs)
@@ -121,8 +124,11 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
             continue
         spec = ArchSpec.from_json(by_number.at[number, "spec"])
         data = objective.data(int(by_number.at[number, "proxy_resolution"]))
+        started = time.perf_counter()
         done[number] = train_and_evaluate(build_model(spec), data, train_config).accuracy
-        study.set_user_attr(FIDELITY_ATTR, {"epochs": epochs, "long_accuracy": {str(k): v for k, v in done.items()}})
+        seconds[number] = time.perf_counter() - started
+        study.set_user_attr(FIDELITY_ATTR, {"epochs": epochs, "long_accuracy": {str(k): v for k, v in done.items()},
+                                            "seconds": {str(k): v for k, v in seconds.items()}})
 
     rows = by_number.loc[chosen].reset_index()
     rows["long_accuracy"] = [done[n] for n in chosen]
@@ -132,6 +138,7 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
     summary = {
         "epochs": epochs, "proxy_epochs": config.epochs, "trials": chosen,
         "long_accuracy": {str(k): v for k, v in done.items()},
+        "seconds": {str(k): v for k, v in seconds.items()},
         "correlations": correlations(rows, scores),
     }
     study.set_user_attr(FIDELITY_ATTR, summary)
