@@ -104,12 +104,19 @@ def _init_weights(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
-def build_model(spec: ArchSpec) -> MobileNet:
-    """Build the network ``spec`` describes, freshly initialised (a pure function of the spec).
+def build_model(spec: ArchSpec, seed: int | None = None) -> MobileNet:
+    """Build the network ``spec`` describes, freshly initialised.
+
+    With ``seed`` the initial weights are a pure function of ``(spec, seed)`` and the global
+    random state is left as it was; without it they come from torch's global generator.
 
     >>> from mobilenet_search import ArchSpec, build_model
     >>> model = build_model(ArchSpec.mobilenet_v2())
     >>> sum(p.numel() for p in model.parameters())
     3504872
     """
-    return MobileNet(spec)
+    if seed is None:
+        return MobileNet(spec)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return MobileNet(spec)

@@ -27,7 +27,7 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.references import spread
 from mobilenet_search.results import pareto_mask, trained, trials_frame
 from mobilenet_search.spec import ArchSpec
-from mobilenet_search.study import CONFIG_ATTR, Objective, SearchConfig
+from mobilenet_search.study import CONFIG_ATTR, Objective, SearchConfig, init_seed
 from mobilenet_search.train import train_and_evaluate
 
 FIDELITY_ATTR = "mobilenet_search.fidelity"
@@ -125,7 +125,8 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
         spec = ArchSpec.from_json(by_number.at[number, "spec"])
         data = objective.data(int(by_number.at[number, "proxy_resolution"]))
         started = time.perf_counter()
-        done[number] = train_and_evaluate(build_model(spec), data, train_config).accuracy
+        done[number] = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data,
+                                          train_config).accuracy
         seconds[number] = time.perf_counter() - started
         study.set_user_attr(FIDELITY_ATTR, {"epochs": epochs, "long_accuracy": {str(k): v for k, v in done.items()},
                                             "seconds": {str(k): v for k, v in seconds.items()}})

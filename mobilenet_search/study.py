@@ -18,6 +18,7 @@ import socket
 import sys
 import time
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,12 @@ class SearchConfig:
                            device=device)
 
 
+def init_seed(spec: ArchSpec, seed: int) -> int:
+    """The seed of a candidate's initial weights: the same architecture starts from the same weights
+    in every trial, retry and fidelity retraining, whatever ran before it in the process."""
+    return (zlib.crc32(spec.to_string().encode()) + seed) % 2**63
+
+
 def default_study_name(config: SearchConfig) -> str:
     """A readable name from the space, budget and dataset: ``mobilenetv2-300M-madds``."""
     parts = [Path(config.space).stem, config.budget.replace(",", "_")]
@@ -183,7 +190,7 @@ class Objective:
             self._take_slot(trial)
 
         try:
-            model = build_model(spec)
+            model = build_model(spec, seed=init_seed(spec, config.seed))
             trial.set_user_attr("time_build", time.perf_counter() - started)
             if config.zero_cost is None or self.budget.needs_latency:
                 latency_ms = self._measure_latency(trial, model, spec)

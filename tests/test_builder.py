@@ -223,3 +223,14 @@ def test_build_is_a_pure_function_of_the_spec() -> None:
     for key, value in first.state_dict().items():
         torch.testing.assert_close(value, second.state_dict()[key])
     assert first.spec == SMALL_V2
+
+
+def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_generator_alone():
+    spec = ArchSpec.mobilenet_v2(0.35, 96, num_classes=10)
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    a, b = build_model(spec, seed=3).state_dict(), build_model(spec, seed=3).state_dict()
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    c = build_model(spec, seed=4).state_dict()
+    assert not torch.equal(a["features.0.0.weight"], c["features.0.0.weight"])

@@ -7,6 +7,7 @@ import sys
 import optuna
 import pandas as pd
 import pytest
+import torch
 from conftest import interrupt_on_call
 
 from mobilenet_search import ArchSpec, count_madds
@@ -212,3 +213,15 @@ def test_unknown_zero_cost_proxy_is_a_clear_error(tmp_path):
     result = _cli("--budget", "600K-madds", *FAST, "--objective", "zero-cost:magic", "--results-dir", str(tmp_path),
                   cwd=tmp_path)
     assert result.returncode == 2 and "zero-cost:NAME with NAME one of synflow" in result.stderr
+
+
+def test_same_settings_give_the_same_trials_whatever_ran_before(tmp_path):
+    first = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a",
+                       trials=2, results_dir=tmp_path, progress=False)
+    torch.manual_seed(12345)  # a different global random state must not change the results
+    torch.rand(100)
+    second = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b",
+                        trials=2, results_dir=tmp_path, progress=False)
+    assert [t.params for t in first.trials] == [t.params for t in second.trials]
+    assert [t.user_attrs["accuracy_history"] for t in first.trials] == [
+        t.user_attrs["accuracy_history"] for t in second.trials]
