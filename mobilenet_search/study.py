@@ -340,18 +340,30 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *, lo
 
     With ``config=None`` the study must exist, and the settings stored in it are used (a
     worker's case). ``load_only`` opens an existing study for reading (report, export).
-    Two processes creating the same study at once both succeed (Optuna's ``load_if_exists``).
+    Two processes creating the same study at once both succeed.
     """
+    study, config, _ = _open_study(storage, study_name, config, load_only=load_only, heartbeat=heartbeat)
+    return study, config
+
+
+def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, load_only: bool,
+                heartbeat: float | None) -> tuple[optuna.Study, SearchConfig, bool]:
+    """:func:`open_study`, and whether this call created the study (exactly one racing creator does)."""
     backend = make_storage(storage, heartbeat=None if load_only else heartbeat,
                            must_exist=config is None or load_only)
+    created = False
     try:
         if config is None or load_only:
             study = optuna.load_study(study_name=study_name, storage=backend)
         else:
             directions = ["maximize"] if config.objective == "accuracy" else ["maximize", "minimize"]
-            study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
-                                        sampler=make_sampler(config, load_space(config.space)), pruner=_pruner(),
-                                        load_if_exists=True)
+            sampler = make_sampler(config, load_space(config.space))
+            try:  # the storage's unique study name decides which of several racing creators creates it
+                study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
+                                            sampler=sampler, pruner=_pruner())
+                created = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=_pruner())
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(storage)}") from None
     except ValueError as exc:  # e.g. an existing study with other directions
@@ -363,7 +375,7 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *, lo
         if config is None or load_only:
             raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
-        return study, config
+        return study, config, created
     stored_config = SearchConfig.from_dict(stored)
     if config is not None and stored_config != config:
         differ = [k for k, v in config.to_dict().items() if stored.get(k) != v]
@@ -374,7 +386,7 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *, lo
         # A worker: its sampler and pruner come from the stored settings (samplers are not stored).
         study = optuna.load_study(study_name=study_name, storage=backend, pruner=_pruner(),
                                   sampler=make_sampler(stored_config, load_space(stored_config.space)))
-    return study, stored_config
+    return study, stored_config, created
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
@@ -433,11 +445,11 @@ def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: 
 
 
 def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]]) -> None:
-    """Enqueue the reference networks once per study (a resumed study does not enqueue them again)."""
+    """Enqueue the reference networks in a study just created (a resumed study never enqueues them again)."""
     if study.user_attrs.get(REFERENCES_ATTR) is not None:
         return
-    for name, params in references.items():  # skip_if_exists: two creators racing enqueue each net once
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name}, skip_if_exists=True)
+    for name, params in references.items():
+        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name})
     study.set_user_attr(REFERENCES_ATTR, list(references))
 
 
@@ -478,9 +490,10 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     objective = Objective(config, device=device, cache_dir=Path(results_dir) / "cache")
     check_budget_reachable(config, objective.space, objective.num_classes, objective.in_channels)
     make_sampler(config, objective.space)
-    study, config = open_study(storage, study_name, config, heartbeat=heartbeat)
-    enqueue_references(study, reference_candidates(config, objective.space, objective.num_classes,
-                                                   objective.in_channels))
+    study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat)
+    if created:  # only the creator: two creators racing must not queue each reference twice
+        enqueue_references(study, reference_candidates(config, objective.space, objective.num_classes,
+                                                       objective.in_channels))
     return _optimize(study, objective, storage=storage, trials=trials, timeout=timeout, results_dir=results_dir,
                      progress=progress)
 
