@@ -16,6 +16,7 @@ marked failed after the grace period and queued once more for any worker to take
 from __future__ import annotations
 
 import re
+import time
 import warnings
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from mobilenet_search.errors import UserError
 
 DEFAULT_HEARTBEAT = 30  # seconds between heartbeats; a trial is stale after twice that
 SQLITE_LOCK_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before failing
+SCHEMA_ATTEMPTS = 3  # tries at opening an RDB storage (racing table creation in a new database)
 
 
 def redact(url: str) -> str:
@@ -78,16 +80,23 @@ def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
         raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
                         "postgresql://USER:PASS@HOST/DB or journal:PATH")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}} if url.startswith("sqlite") else {}
-    try:
-        with warnings.catch_warnings():  # heartbeats are marked experimental, stable since Optuna 2.x
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            kwargs = {}
-            if heartbeat:
-                kwargs = dict(heartbeat_interval=max(1, round(heartbeat)), grace_period=max(2, round(2 * heartbeat)),
-                              heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                                  max_retry=1))
-            return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-    except ImportError as exc:
-        raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None
-    except Exception as exc:  # SQLAlchemy's errors: bad URL, unknown driver, unreachable server, bad login
-        raise UserError(f"cannot open storage {redact(url)}: {clean_message(exc, url)}") from None
+    for attempt in range(SCHEMA_ATTEMPTS):
+        try:
+            with warnings.catch_warnings():  # heartbeats are marked experimental, stable since Optuna 2.x
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                kwargs = {}
+                if heartbeat:
+                    kwargs = dict(heartbeat_interval=max(1, round(heartbeat)),
+                                  grace_period=max(2, round(2 * heartbeat)),
+                                  heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                                      max_retry=1))
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        except ImportError as exc:
+            raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None
+        except Exception as exc:  # SQLAlchemy's errors: bad URL, unknown driver, unreachable server, bad login
+            # Two processes creating Optuna's tables in a new database at once: one of them loses
+            # the race on CREATE TABLE, and a second try finds the tables made.
+            if attempt + 1 == SCHEMA_ATTEMPTS:
+                raise UserError(f"cannot open storage {redact(url)}: {clean_message(exc, url)}") from None
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("the loop above returns or raises")
