@@ -25,7 +25,7 @@ from mobilenet_search.figures import (
     training_curve_figure,
 )
 from mobilenet_search.results import pareto_mask, trained
-from mobilenet_search.study import redact
+from mobilenet_search.storage import redact
 
 IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
 SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms")}
@@ -65,8 +65,8 @@ st.sidebar.title("mobilenet-search")
 found = board.find_storages(options["results_dir"])
 choices = ([options["storage"]] if options["storage"] else []) + [u for u in found if u != options["storage"]]
 other = st.sidebar.text_input("Another storage URL", key="storage_url", type="password",
-                              help="Any Optuna storage: sqlite:///path.db, postgresql://user:pass@host/db, or a "
-                                   "journal file path. Hidden, since storage URLs may hold passwords.")
+                              help="Any Optuna storage: sqlite:///path.db, postgresql://user:pass@host/db, or "
+                                   "journal:FILE. Hidden, since storage URLs may hold passwords.")
 if other.strip():
     choices = [other.strip(), *[c for c in choices if c != other.strip()]]
 if not choices:
