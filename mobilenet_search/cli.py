@@ -307,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "or synthetic[:N] (generated, for tests)")
     search.add_argument("--dataset-limit", type=int, default=None,
                         help="use a seeded stratified subset of this many images (quick runs)")
-    search.add_argument("--epochs", type=int, default=4, help="proxy training epochs per candidate")
+    search.add_argument("--epochs", type=int, default=8, help="proxy training epochs per candidate")
     search.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
     search.add_argument("--proxy-size", type=int, default=64,
                         help="proxy training image size for a 224 px candidate; scaled by resolution/224, "

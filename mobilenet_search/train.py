@@ -40,7 +40,7 @@ class TrainingDiverged(RuntimeError):
 class TrainConfig:
     """Proxy training settings. The defaults are the measured proxy of ``benchmarks/measure_datasets.py``."""
 
-    epochs: int = 4
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05  # not applied to BatchNorm weights and biases
