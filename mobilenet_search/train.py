@@ -38,7 +38,8 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Proxy training settings. The defaults are the measured proxy of ``benchmarks/measure_datasets.py``."""
+    """Proxy training settings. Defaults measured with ``benchmarks/measure_datasets.py`` (data, rate) and
+    ``benchmarks/bench_fidelity.py`` (epochs: 8 rank candidates like longer training; 4 did not)."""
 
     epochs: int = 8
     batch_size: int = 64
