@@ -113,7 +113,7 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
             name = f"  [{row['reference_name']}]" if isinstance(row["reference_name"], str) else ""
             latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
             print(f"{row['number']:5d} {format_count(row['madds']):>8s} {format_count(row['params']):>8s} "
-                  f"{latency:>10s} {row[quality]:10.4g}  {row['arch']}{name}")
+                  f"{latency:>10s} {row[quality]:{'10.4f' if quality == 'accuracy' else '10.4g'}}  {row['arch']}{name}")
     if quality == "accuracy":
         print("\n" + format_gain(search_gain(study)))
     print(f"\nresults: {results_dir / study.study_name}/trials.csv, pareto.json, report.json; "
