@@ -176,7 +176,11 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
             command += ["--timeout", str(args.timeout)]
         commands.append(command)
     study, _ = open_study(storage, study_name, None, load_only=True)
-    processes = [subprocess.Popen(command) for command in commands]
+    env = dict(os.environ)
+    if gpus == 0 and "OMP_NUM_THREADS" not in env:
+        # Share the CPU cores: more compute threads than cores makes PyTorch's threads spin-wait on each other.
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
+    processes = [subprocess.Popen(command, env=env) for command in commands]
     with tqdm(total=args.trials, desc=f"{study_name} ({args.workers} workers)", unit="trial") as bar:
         while any(p.poll() is None for p in processes):
             bar.n = min(evaluated_count(study), args.trials)

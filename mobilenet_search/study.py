@@ -303,18 +303,27 @@ class Objective:
         return self._values(0.0 if self.config.zero_cost is None else -math.inf, madds)
 
 
-def make_sampler(config: SearchConfig, space: SearchSpace) -> optuna.samplers.BaseSampler:
-    """The sampler by name, seeded; constraints reach TPE/NSGA-II through ``trial.set_constraint``."""
+def make_sampler(config: SearchConfig, space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
+    """The sampler by name, seeded with ``seed + offset``; constraints reach TPE/NSGA-II through
+    ``trial.set_constraint``. A fresh study uses offset 0 (reproducible); see :func:`_sampler_offset`."""
+    seed = (config.seed + offset) % 2**32
     if config.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=False)
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=False)
     if config.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=config.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if config.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=config.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
     if space.size > GRID_LIMIT:
         raise UserError(f"--sampler grid needs a small space: {space.name!r} has {space.size:,} members "
                         f"(at most {GRID_LIMIT:,}); use tpe, nsga2 or random")
-    return optuna.samplers.GridSampler({k: list(v) for k, v in space.searched.items()}, seed=config.seed)
+    return optuna.samplers.GridSampler({k: list(v) for k, v in space.searched.items()}, seed=seed)
+
+
+def _sampler_offset(study: optuna.Study, worker: bool) -> int:
+    """A sampler joining an existing study must not replay the random draws of the process before it:
+    offset its seed by the trials already there, and for a worker also by who it is, since workers
+    start side by side on the same history."""
+    return len(study.get_trials(deepcopy=False)) + (zlib.crc32(WORKER.encode()) if worker else 0)
 
 
 def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int) -> None:
@@ -362,8 +371,9 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
                 study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
                                             sampler=sampler, pruner=_pruner())
                 created = True
-            except optuna.exceptions.DuplicatedStudyError:
+            except optuna.exceptions.DuplicatedStudyError:  # resumed, or created by a racing process
                 study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=_pruner())
+                study.sampler = make_sampler(config, load_space(config.space), _sampler_offset(study, worker=False))
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(storage)}") from None
     except ValueError as exc:  # e.g. an existing study with other directions
@@ -384,8 +394,9 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
                         "or the same settings to resume it")
     if config is None and not load_only:
         # A worker: its sampler and pruner come from the stored settings (samplers are not stored).
-        study = optuna.load_study(study_name=study_name, storage=backend, pruner=_pruner(),
-                                  sampler=make_sampler(stored_config, load_space(stored_config.space)))
+        study = optuna.load_study(study_name=study_name, storage=backend, pruner=_pruner())
+        offset = _sampler_offset(study, worker=True)
+        study.sampler = make_sampler(stored_config, load_space(stored_config.space), offset)
     return study, stored_config, created
 
 

@@ -225,3 +225,13 @@ def test_same_settings_give_the_same_trials_whatever_ran_before(tmp_path):
     assert [t.params for t in first.trials] == [t.params for t in second.trials]
     assert [t.user_attrs["accuracy_history"] for t in first.trials] == [
         t.user_attrs["accuracy_history"] for t in second.trials]
+
+
+def test_a_resumed_study_does_not_replay_its_first_candidates(tmp_path):
+    config = _config(budget="2M-madds", sampler="random")
+    storage = f"sqlite:///{tmp_path / 'n.db'}"
+    first = run_search(config, storage=storage, study_name="n", trials=2, results_dir=tmp_path, progress=False)
+    before = [t.params for t in first.trials]
+    resumed = run_search(config, storage=storage, study_name="n", trials=4, results_dir=tmp_path, progress=False)
+    after = [t.params for t in resumed.trials[len(before):]]
+    assert len(after) == 2 and after != before  # a sampler seeded as before would draw the same two again
