@@ -2,9 +2,9 @@
 
 Run: ``python benchmarks/bench_workers.py [--trials 8] [--epochs 2]``. Each run is the real
 command (``mobilenet-search --workers N``) on a fresh SQLite study in a temporary folder, so
-process start-up and storage contention are included: MobileNetV2 candidates under 60M MAdds
-(the same seeded random choices in both runs) on 1,024 synthetic images. Prints trials per
-minute and the ratio.
+process start-up and storage contention are included: random MobileNetV2 candidates under
+60M MAdds on 1,024 synthetic images (each worker draws its own). Prints trials per minute and
+the ratio.
 """
 
 from __future__ import annotations
