@@ -14,7 +14,7 @@ networks that do not come from a spec and as the cross-check of the arithmetic.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from mobilenet_search.spec import ArchSpec, Block
 
@@ -24,9 +24,8 @@ def conv_out(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-@dataclass(frozen=True)
-class StageRow:
-    """One layer group of a network: its shapes, settings and exact costs."""
+class StageRow(NamedTuple):
+    """One layer group of a network: its shapes, settings and exact costs (immutable, cheap to build)."""
 
     name: str
     in_resolution: int
