@@ -93,12 +93,12 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     import pandas as pd
 
     from mobilenet_search.report import format_gain, search_gain
-    from mobilenet_search.results import pareto_front, study_quality, trials_frame
+    from mobilenet_search.results import is_reference, pareto_front, study_quality, trials_frame
     from mobilenet_search.storage import redact
 
     frame = trials_frame(study)
     outcomes = frame["outcome"].fillna("killed or running").value_counts()
-    refs = int(frame["reference"].fillna(False).astype(bool).sum())
+    refs = int(is_reference(frame).sum())
     print(f"\n{len(frame)} trials: " + ", ".join(
         f"{count} {outcome.replace('_', ' ')}" for outcome, count in outcomes.items())
         + (f" ({refs} of them the paper's reference nets)" if refs else ""))

@@ -7,7 +7,7 @@ PostgreSQL, MySQL) :func:`load_study_data` reads Optuna's tables directly with o
 table, and falls back to the Optuna API for anything else (journal files) or when the
 tables do not look as expected. Both paths give the frame of
 :func:`mobilenet_search.results.trials_frame` (numeric attributes as floats, a missing value as
-NaN), plus the columns in :data:`EXTRA_COLUMNS`; a test checks them against each other.
+NaN); a test checks them against each other.
 """
 
 from __future__ import annotations
@@ -34,15 +34,13 @@ from optuna.trial import TrialState
 from mobilenet_search.cost import count_madds, count_params, format_count, stage_table
 from mobilenet_search.errors import UserError
 from mobilenet_search.fidelity import FIDELITY_ATTR
-from mobilenet_search.results import FRAME_COLUMNS, TRIAL_ATTRS, trained, trials_frame
+from mobilenet_search.results import FRAME_COLUMNS, TRIAL_ATTRS, is_reference, trained, trials_frame
 from mobilenet_search.spec import ArchSpec
 from mobilenet_search.storage import make_storage, redact
 from mobilenet_search.study import CONFIG_ATTR
 
-# Columns the dashboard needs beyond trials_frame (the paper's reference networks), if trials_frame lacks them.
-EXTRA_COLUMNS = tuple(c for c in ("reference", "reference_name") if c not in FRAME_COLUMNS)
 STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # SQLite files
-JOURNAL_SUFFIXES = (".journal",)  # Optuna journal files (a plain path, as Optuna's own CLI takes them)
+JOURNAL_SUFFIXES = (".journal",)  # Optuna journal files, listed as journal:PATH
 STORAGE_ENV, RESULTS_DIR_ENV = "MOBILENET_SEARCH_STORAGE", "MOBILENET_SEARCH_RESULTS_DIR"
 APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
 
@@ -52,7 +50,7 @@ class StudyData:
     """One study as the dashboard shows it."""
 
     name: str
-    frame: pd.DataFrame  # trials_frame's columns + EXTRA_COLUMNS, one row per trial, by number
+    frame: pd.DataFrame  # trials_frame's columns, one row per trial, by number
     directions: tuple[str, ...]  # "maximize"/"minimize" per objective
     config: dict[str, Any] = field(default_factory=dict)  # the SearchConfig the study was created with
     fidelity: dict[str, Any] | None = None  # what `mobilenet-search fidelity` stored, once measured
@@ -185,12 +183,9 @@ def load_study_data(url: str, study_name: str, *, fast: bool = True) -> StudyDat
 def study_data_from_study(study: optuna.Study) -> StudyData:
     """The dashboard's view of an already-open study, through the Optuna API."""
     frame = trials_frame(study)
-    trials = study.get_trials(deepcopy=False)
-    for key in EXTRA_COLUMNS:
-        frame[key] = [t.user_attrs.get(key) for t in trials]
     for key in TRIAL_ATTRS:
         frame[key] = _typed(frame[key])
-    frame["reference"] = frame["reference"].fillna(False).astype(bool)
+    frame["reference"] = is_reference(frame)
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
                      config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
@@ -239,19 +234,18 @@ def _load_sql(url: str, study_name: str) -> StudyData:
         worst[position[trial_id]] = max(worst[position[trial_id]], value)
     frame["feasible"] = ~(worst > 0)
 
-    keys = (*TRIAL_ATTRS, *EXTRA_COLUMNS)
-    texts: dict[str, list[str | None]] = {key: [None] * len(frame) for key in keys}
+    texts: dict[str, list[str | None]] = {key: [None] * len(frame) for key in TRIAL_ATTRS}
     for trial_id, key, text in attrs:
         column = texts.get(key)
         if column is not None:
             column[position[trial_id]] = text
-    for key in keys:
+    for key in TRIAL_ATTRS:
         frame[key] = _attribute_column(texts[key])
-    frame["reference"] = frame["reference"].fillna(False).astype(bool)
+    frame["reference"] = is_reference(frame)
     start = pd.to_datetime(trials["datetime_start"]).to_numpy()
     complete = pd.to_datetime(trials["datetime_complete"]).to_numpy()
     frame["duration_s"] = (complete - start) / pd.Timedelta(seconds=1)
-    frame = frame[[*FRAME_COLUMNS, *EXTRA_COLUMNS]]
+    frame = frame[list(FRAME_COLUMNS)]
     config = next((json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR), {})
     fidelity = next((json.loads(text) for key, text in study_attrs if key == FIDELITY_ATTR), None)
     return StudyData(name=study_name, frame=frame, config=config, source="sql", fidelity=fidelity,
@@ -330,7 +324,7 @@ def failure_reasons(frame: pd.DataFrame) -> pd.DataFrame:
 
 def searched(frame: pd.DataFrame) -> pd.DataFrame:
     """The trials the search proposed: all but the paper's reference networks."""
-    return frame[~frame["reference"].fillna(False).astype(bool)] if "reference" in frame else frame
+    return frame[~is_reference(frame)]
 
 
 def default_trial(frame: pd.DataFrame) -> int | None:

@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mobilenet_search.results import pareto_mask, trained
+from mobilenet_search.results import is_reference, pareto_mask, trained
 
 # The costs a frontier can be drawn against, with their axis labels.
 COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "params": "parameters"}
@@ -30,18 +30,6 @@ PARETO_COLOR = "#d62728"
 OVER_BUDGET, FAILED = "over budget (not trained)", "failed / pruned"
 REFERENCE_COLOR = "#444444"
 GREY = "#8a8a8a"
-
-
-def _searched(frame: pd.DataFrame) -> pd.DataFrame:
-    if "reference" not in frame:
-        return frame
-    return frame[~frame["reference"].fillna(False).astype(bool)]
-
-
-def _references(frame: pd.DataFrame) -> pd.DataFrame:
-    if "reference" not in frame:
-        return frame.iloc[:0]
-    return frame[frame["reference"].fillna(False).astype(bool)]
 
 
 def hover_columns(frame: pd.DataFrame) -> list[str]:
@@ -86,7 +74,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
     columns = hover_columns(frame)
-    searched = _searched(frame)
+    searched = frame[~is_reference(frame)]
     if budget is not None:
         searched = searched[~(searched[cost] > budget)]
     good = trained(searched)
@@ -120,7 +108,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
                                marker=dict(symbol=symbol, size=7, color=GREY, line=dict(width=1.5, color=GREY)),
                                customdata=data, hovertemplate=template), row=2, col=1)
 
-    references = trained(_references(frame)) if show_references else frame.iloc[:0]
+    references = trained(frame[is_reference(frame)]) if show_references else frame.iloc[:0]
     references = references[references[cost].notna()]
     if budget is not None:
         references = references[~(references[cost] > budget)]
@@ -190,7 +178,7 @@ def _short(value: float, cost: str) -> str:
 
 def history_figure(frame: pd.DataFrame) -> go.Figure:
     """Optimisation history: each trained candidate's accuracy by trial number, and the best so far."""
-    good = trained(_searched(frame)).sort_values("number")
+    good = trained(frame[~is_reference(frame)]).sort_values("number")
     fig = go.Figure()
     data, template = _hover(good, hover_columns(good))
     fig.add_trace(go.Scatter(x=good["number"], y=good["accuracy"], mode="markers", name="trained trial",

@@ -17,7 +17,7 @@ import pandas as pd
 from optuna._hypervolume import compute_hypervolume  # Optuna's only hypervolume (private, see notes)
 
 from mobilenet_search.budget import Budget
-from mobilenet_search.results import atomic_write_text, pareto_mask, trained, trials_frame
+from mobilenet_search.results import atomic_write_text, is_reference, pareto_mask, trained, trials_frame
 
 
 def hypervolume(frame: pd.DataFrame, reference_madds: float) -> float:
@@ -44,7 +44,7 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     MAdds, and the accuracy gain (None when no searched trial is that cheap).
     """
     frame = trained(trials_frame(study))
-    is_ref = frame["reference"].fillna(False).astype(bool)
+    is_ref = is_reference(frame)
     searched, refs = frame[~is_ref], frame[is_ref]
     config = study.user_attrs.get("mobilenet_search.config", {})
     limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None

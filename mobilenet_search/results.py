@@ -44,6 +44,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return frame
 
 
+def is_reference(frame: pd.DataFrame) -> pd.Series:
+    """Which rows are the paper's reference networks (trained alongside the search, not proposed by it)."""
+    if "reference" not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame["reference"].fillna(False).astype(bool)
+
+
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:
     """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score)."""
     ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame[quality].notna()
