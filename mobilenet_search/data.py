@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -38,6 +36,7 @@ from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import atomic_path
 from mobilenet_search.spec import REFERENCE_RESOLUTION
 
 # elpv over mnist, measured by benchmarks/measure_datasets.py with the default TrainConfig: it
@@ -186,16 +185,9 @@ def _read_cache(path: Path | None, key: str) -> dict | None:
 
 
 def _write_cache(path: Path, tensors: dict) -> None:
-    # Temp file in the same folder, then an atomic rename: an interrupted run leaves no partial cache.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(tensors, file)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # An atomic write: an interrupted run leaves no partial cache.
+    with atomic_path(path) as tmp:
+        torch.save(tensors, tmp)
 
 
 def _resize(images: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:

@@ -13,8 +13,6 @@ settings (dataset, proxy size, epochs: what the proxy accuracy means)::
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from mobilenet_search import library as model_library
 from mobilenet_search.budget import KINDS, Budget
 from mobilenet_search.cost import format_count
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import atomic_path
 from mobilenet_search.results import pareto_front, trained, trials_frame
 from mobilenet_search.spec import ArchSpec
 from mobilenet_search.storage import redact, storage_file
@@ -166,21 +165,13 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET) -> Pat
     from mobilenet_search.builder import build_model
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = build_model(spec).eval()
     example = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings():
-            # The legacy exporter announces its deprecation; it is chosen on purpose (no onnxscript dependency).
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=opset, input_names=["input"],
-                              output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        # The legacy exporter announces its deprecation; it is chosen on purpose (no onnxscript dependency).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (example,), str(tmp), dynamo=False, opset_version=opset, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     return path
 
 

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from mobilenet_search.cost import count_madds, count_params
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import atomic_write_text
 from mobilenet_search.references import paper_family
-from mobilenet_search.results import atomic_write_text
 from mobilenet_search.spec import ArchSpec
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ import pandas as pd
 from optuna._hypervolume import compute_hypervolume  # Optuna's only hypervolume (private, see notes)
 
 from mobilenet_search.budget import Budget
-from mobilenet_search.results import atomic_write_text, is_reference, pareto_mask, trained, trials_frame
+from mobilenet_search.files import atomic_write_text
+from mobilenet_search.results import is_reference, pareto_mask, trained, trials_frame
 
 
 def hypervolume(frame: pd.DataFrame, reference_madds: float) -> float:

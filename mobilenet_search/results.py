@@ -8,14 +8,14 @@ study the same way. A trial's measurements live in Optuna user attributes with t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pandas as pd
+
+from mobilenet_search.files import atomic_write_text
 
 # The user attributes every trial records (the contract with the dashboard and export).
 TRIAL_ATTRS = (
@@ -88,19 +88,6 @@ def study_quality(study: optuna.Study) -> str:
     objective = study.user_attrs.get("mobilenet_search.config", {}).get("objective", "multi")
     kind, _, name = objective.partition(":")
     return f"zc_{name}" if kind == "zero-cost" else "accuracy"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a file so that readers see the old or the new content, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torchvision
 
-from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, library, results
+from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, files, library
 from mobilenet_search.references import paper_family
 
 SMALL = ArchSpec.mobilenet_v2(0.5, 64, num_classes=3, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2)))
@@ -94,7 +94,7 @@ def test_an_interrupted_save_leaves_the_old_entry_and_no_temporary_file(tmp_path
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(results.os, "replace", interrupted)
+    monkeypatch.setattr(files.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
         library.save("net", SMALL.replace(width_mult=1.0), force=True, library=tmp_path)
     assert (tmp_path / "net.json").read_text() == before
