@@ -1,4 +1,4 @@
-"""Analytic cost model vs thop: time ``count_madds`` and ``profile_module`` on the same specs, side by side.
+"""Analytic cost model vs PyTorch's FlopCounterMode: ``count_madds`` and ``profile_module`` timed side by side.
 
 Run from the repository root::
 
@@ -6,7 +6,7 @@ Run from the repository root::
     python benchmarks/bench_cost.py --threads 2 --repeat 5000
 
 The analytic side is ``count_madds(spec)`` (what a search calls to reject an over-budget candidate), and
-also ``count_madds`` plus ``count_params``, which is what thop's one pass returns; the thop side is
+also ``count_madds`` plus ``count_params``, which is what one profiling pass returns; the profiled side is
 ``profile_module(build_model(spec), ...)``, with the build timed separately. Both sides are checked to
 agree before anything is printed.
 """
@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import torch
 
-from mobilenet_search.builder import build_model
-from mobilenet_search.cost import count_madds, count_params, profile_module
-from mobilenet_search.spec import ArchSpec
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.cost import count_madds, count_params, profile_module
+from mobilenet_search.arch.spec import ArchSpec
 
 
 def paper_specs() -> list[ArchSpec]:
@@ -44,7 +44,7 @@ def time_analytic(specs: list[ArchSpec], repeat: int, cost: Callable[[ArchSpec],
     return min(rounds)
 
 
-def time_thop(specs: list[ArchSpec]) -> tuple[float, float]:
+def time_profiled(specs: list[ArchSpec]) -> tuple[float, float]:
     """(build seconds per spec, profile seconds per spec), medians over the specs; checks agreement."""
     build_times, profile_times = [], []
     for spec in specs:
@@ -55,16 +55,16 @@ def time_thop(specs: list[ArchSpec]) -> tuple[float, float]:
         profiled = time.perf_counter()
         expected = (count_madds(spec), count_params(spec))
         if measured != expected:
-            raise AssertionError(f"{spec}: thop {measured} != analytic {expected}")
+            raise AssertionError(f"{spec}: FlopCounterMode {measured} != analytic {expected}")
         build_times.append(built - start)
         profile_times.append(profiled - built)
     return statistics.median(build_times), statistics.median(profile_times)
 
 
 def main() -> None:
-    """Print ``analytic: X µs/spec, thop: Y ms/spec, ratio: Z×`` for the papers' nets."""
+    """Print ``analytic: X µs/spec, FlopCounterMode: Y ms/spec, ratio: Z×`` for the papers' nets."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for thop's forward pass")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads for the profiled forward pass")
     parser.add_argument("--repeat", type=int, default=200, help="passes over the specs for the analytic timing")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -74,14 +74,14 @@ def main() -> None:
     profile_module(build_model(specs[0]), (1, 3, 224, 224))
     analytic = time_analytic(specs, args.repeat, count_madds)
     both = time_analytic(specs, args.repeat, lambda spec: (count_madds(spec), count_params(spec)))
-    build, thop = time_thop(specs)
+    build, profiled = time_profiled(specs)
     print(f"specs: {len(specs)} (MobileNetV2 0.35-1.4 x 96-224, MobileNetV1 0.25-1.0 x 128-224), "
           f"torch threads: {args.threads}, all counts agree")
-    print(f"analytic: {analytic * 1e6:.1f} µs/spec, thop: {thop * 1e3:.1f} ms/spec "
-          f"(+ build {build * 1e3:.1f} ms/spec), ratio: {thop / analytic:,.0f}× "
-          f"({(thop + build) / analytic:,.0f}× with build)")
-    print(f"analytic madds+params: {both * 1e6:.1f} µs/spec, ratio: {thop / both:,.0f}× "
-          f"({(thop + build) / both:,.0f}× with build)")
+    print(f"analytic: {analytic * 1e6:.1f} µs/spec, FlopCounterMode: {profiled * 1e3:.1f} ms/spec "
+          f"(+ build {build * 1e3:.1f} ms/spec), ratio: {profiled / analytic:,.0f}× "
+          f"({(profiled + build) / analytic:,.0f}× with build)")
+    print(f"analytic madds+params: {both * 1e6:.1f} µs/spec, ratio: {profiled / both:,.0f}× "
+          f"({(profiled + build) / both:,.0f}× with build)")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ Run from the repository root::
 Both sides start from the storage URL and end with a plotly figure serialised to JSON (what
 Streamlit sends to the browser), in this one process, alternating, median of ``--repeat``:
 
-- ours: :func:`mobilenet_search.dashboard.load_study_data` (Optuna's SQL tables read directly),
-  then :func:`mobilenet_search.figures.frontier_figure` (Pareto set, step line, hovers, colours);
+- ours: :func:`mobilenet_search.ui.dashboard.load_study_data` (Optuna's SQL tables read directly),
+  then :func:`mobilenet_search.ui.figures.frontier_figure` (Pareto set, step line, hovers, colours);
 - Optuna's: ``optuna.load_study`` then ``optuna.visualization.plot_pareto_front``.
 
 The study holds 10,000 hand-made trials of the mobilenetv2 space
-(:func:`mobilenet_search.dashboard.synthetic_trials`, plus the paper's reference networks):
+(:func:`mobilenet_search.ui.dashboard.synthetic_trials`, plus the paper's reference networks):
 ``study.add_trials`` needs minutes for that many, so the benchmark writes them into Optuna's
 tables in bulk through Optuna's own table definitions, then checks the result through the
 Optuna API (trial count, and one trial's values and attributes) before timing anything.
@@ -32,9 +32,9 @@ import sqlalchemy
 from optuna.distributions import distribution_to_json
 from optuna.storages._rdb import models  # private: used only to write the benchmark study in bulk
 
-from mobilenet_search.dashboard import create_synthetic_study, load_study_data, synthetic_trials
-from mobilenet_search.figures import frontier_figure
-from mobilenet_search.results import pareto_front
+from mobilenet_search.results.frame import pareto_front
+from mobilenet_search.ui.dashboard import create_synthetic_study, load_study_data, synthetic_trials
+from mobilenet_search.ui.figures import frontier_figure
 
 STUDY = "dashboard-10k"
 

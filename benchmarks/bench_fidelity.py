@@ -16,9 +16,9 @@ from pathlib import Path
 import optuna
 import torch
 
-from mobilenet_search.fidelity import format_fidelity, run_fidelity
-from mobilenet_search.results import trained, trials_frame
-from mobilenet_search.study import SearchConfig, run_search
+from mobilenet_search.results.frame import trained, trials_frame
+from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
+from mobilenet_search.search.study import SearchConfig, run_search
 
 
 def main() -> None:

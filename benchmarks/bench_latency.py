@@ -11,7 +11,7 @@ import argparse
 import time
 
 from mobilenet_search import ArchSpec, build_model, count_madds
-from mobilenet_search.latency import measure_latency
+from mobilenet_search.measure.latency import measure_latency
 
 POINTS = [(0.35, 96), (0.5, 128), (0.75, 160), (1.0, 160), (1.0, 224), (1.4, 224)]
 

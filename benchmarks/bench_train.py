@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from mobilenet_search import ArchSpec, build_model
-from mobilenet_search.data import ImageData, load_dataset
-from mobilenet_search.train import TrainConfig, train_and_evaluate
+from mobilenet_search.measure.data import ImageData, load_dataset
+from mobilenet_search.measure.train import TrainConfig, train_and_evaluate
 
 
 def plain_loop(model: nn.Module, data: ImageData, config: TrainConfig) -> float:

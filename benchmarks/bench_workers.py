@@ -19,7 +19,7 @@ import time
 def run(workers: int, trials: int, epochs: int) -> float:
     """Seconds for ``workers`` processes to finish ``trials`` trained candidates."""
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "mobilenet_search.cli", "--budget", "60M-madds", "--space", "mobilenetv2",
+        command = [sys.executable, "-m", "mobilenet_search.ui.cli", "--budget", "60M-madds", "--space", "mobilenetv2",
                    "--dataset", "synthetic:1024", "--epochs", str(epochs), "--proxy-size", "64", "--references",
                    "none", "--trials", str(trials), "--workers", str(workers), "--study", f"w{workers}",
                    "--results-dir", folder, "--device", "cpu", "--sampler", "random"]

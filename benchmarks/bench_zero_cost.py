@@ -20,10 +20,10 @@ from collections.abc import Callable
 
 import torch
 
-from mobilenet_search.builder import build_model
-from mobilenet_search.data import load_dataset
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.zero_cost import PROXIES, fixed_batch, score, scores
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.measure.data import load_dataset
+from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch, score, scores
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 

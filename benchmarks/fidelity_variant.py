@@ -18,13 +18,13 @@ import optuna
 import pandas as pd
 import torch
 
-from mobilenet_search.builder import build_model
-from mobilenet_search.data import proxy_resolution
-from mobilenet_search.fidelity import FIDELITY_ATTR, correlations, format_fidelity
-from mobilenet_search.results import trained, trials_frame
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.study import CONFIG_ATTR, Objective, SearchConfig, init_seed
-from mobilenet_search.train import train_and_evaluate
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.measure.data import proxy_resolution
+from mobilenet_search.measure.train import train_and_evaluate
+from mobilenet_search.results.frame import trained, trials_frame
+from mobilenet_search.search.fidelity import FIDELITY_ATTR, correlations, format_fidelity
+from mobilenet_search.search.study import CONFIG_ATTR, Objective, SearchConfig, init_seed
 
 
 def main() -> None:

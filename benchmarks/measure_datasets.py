@@ -18,8 +18,8 @@ import time
 import torch
 
 from mobilenet_search import ArchSpec, build_model
-from mobilenet_search.data import load_dataset, proxy_resolution
-from mobilenet_search.train import TrainConfig, train_and_evaluate
+from mobilenet_search.measure.data import load_dataset, proxy_resolution
+from mobilenet_search.measure.train import TrainConfig, train_and_evaluate
 
 CANDIDATES = ((0.35, 96), (1.0, 224))
 BASE_SIZES = {"elpv": 64, "mnist": 32}

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mobilenet_search.spec import ArchSpec, StageSpec
+from mobilenet_search.arch.spec import ArchSpec, StageSpec
 
 # Tests run on 2 shared cores: with more than one intra-op thread, small CPU convolutions spend
 # their time spin-waiting on a busy core (the builder tests take 40 s instead of 3 s).

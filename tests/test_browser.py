@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mobilenet_search.dashboard import create_synthetic_study, streamlit_command
+from mobilenet_search.ui.dashboard import create_synthetic_study, streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -1,4 +1,4 @@
-"""Tests for mobilenet_search.budget: grammar, the precision rule, feasibility and messages."""
+"""Tests for mobilenet_search.arch.budget: grammar, the precision rule, feasibility and messages."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import optuna
 import pytest
 
 from mobilenet_search import ArchSpec, count_madds
-from mobilenet_search.budget import Budget, Limit
+from mobilenet_search.arch.budget import Budget, Limit
 from mobilenet_search.errors import UserError
 
 

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from mobilenet_search.builder import build_model
-from mobilenet_search.spec import ArchSpec
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.spec import ArchSpec
 
 # Small nets for layout checks: builds in milliseconds and still has every kind of block.
 SMALL_V2 = ArchSpec.mobilenet_v2(0.35, 64, num_classes=10)

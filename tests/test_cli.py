@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from mobilenet_search import ArchSpec, count_madds
-from mobilenet_search.cli import main
+from mobilenet_search.ui.cli import main
 
 
 def test_describe_prints_the_stage_table_and_totals(capsys):
@@ -44,6 +44,6 @@ def test_space_and_references(capsys):
     ],
 )
 def test_bad_input_is_one_line_and_exit_code_2(argv, message):
-    result = subprocess.run([sys.executable, "-m", "mobilenet_search.cli", *argv], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "mobilenet_search.ui.cli", *argv], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and message in result.stderr and "Traceback" not in result.stderr

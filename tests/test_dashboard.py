@@ -18,12 +18,12 @@ from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
 
 from mobilenet_search import ArchSpec, count_madds, count_params
-from mobilenet_search import dashboard as board
-from mobilenet_search.cli_dashboard import add_dashboard_command
 from mobilenet_search.errors import UserError
-from mobilenet_search.results import FRAME_COLUMNS, trials_frame
+from mobilenet_search.results.frame import FRAME_COLUMNS, trials_frame
+from mobilenet_search.ui import dashboard as board
+from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")  # AppTest resolves relative paths from tests/
+APP = str(board.APP_PATH)  # the app as shipped inside the package
 
 
 @pytest.fixture(scope="module")
@@ -307,7 +307,7 @@ def test_app_explains_empty_cases_instead_of_failing(monkeypatch, results, tmp_p
 
 
 def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
-    from mobilenet_search.fidelity import FIDELITY_ATTR
+    from mobilenet_search.search.fidelity import FIDELITY_ATTR
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
     study = board.create_synthetic_study(url, "f", 10, seed=3)

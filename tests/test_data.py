@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from mobilenet_search.data import ImageData, load_dataset, proxy_resolution
 from mobilenet_search.errors import UserError
+from mobilenet_search.measure.data import ImageData, load_dataset, proxy_resolution
 
 
 @pytest.mark.parametrize(("base", "resolution", "expected"), [

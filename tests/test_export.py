@@ -12,10 +12,11 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from optuna.trial import TrialState, create_trial
 
-from mobilenet_search import ArchSpec, UserError, build_model, cli, count_madds, count_params, library
-from mobilenet_search.cli_library import add_library_commands
-from mobilenet_search.export import ONNX_OPSET, choose_trial, entry_metadata, export, write_onnx
-from mobilenet_search.study import CONFIG_ATTR, SearchConfig
+from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, library
+from mobilenet_search.search.export import ONNX_OPSET, choose_trial, entry_metadata, export, write_onnx
+from mobilenet_search.search.study import CONFIG_ATTR, SearchConfig
+from mobilenet_search.ui import cli
+from mobilenet_search.ui.cli_library import add_library_commands
 
 STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2))
 NUM_CLASSES = 2

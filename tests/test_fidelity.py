@@ -4,11 +4,11 @@ import pandas as pd
 import pytest
 from conftest import interrupt_on_call
 
-from mobilenet_search import fidelity as fidelity_module
-from mobilenet_search.cli import main
-from mobilenet_search.fidelity import FIDELITY_ATTR, correlations, run_fidelity, select_trials, within_bins
-from mobilenet_search.results import pareto_mask, trained, trials_frame
-from mobilenet_search.study import SearchConfig, run_search
+from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
+from mobilenet_search.search import fidelity as fidelity_module
+from mobilenet_search.search.fidelity import FIDELITY_ATTR, correlations, run_fidelity, select_trials, within_bins
+from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.ui.cli import main
 
 
 def _frame(accuracy, madds):

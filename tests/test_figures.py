@@ -6,7 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from mobilenet_search.figures import (
+from mobilenet_search.results.frame import FRAME_COLUMNS
+from mobilenet_search.ui.figures import (
     FAILED,
     OVER_BUDGET,
     WEBGL_ABOVE,
@@ -15,7 +16,6 @@ from mobilenet_search.figures import (
     importance_figure,
     training_curve_figure,
 )
-from mobilenet_search.results import FRAME_COLUMNS
 
 
 def _frame(*rows: dict) -> pd.DataFrame:

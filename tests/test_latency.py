@@ -1,4 +1,4 @@
-"""Tests for mobilenet_search.latency: timing logic, restored state, device resolution."""
+"""Tests for mobilenet_search.measure.latency: timing logic, restored state, device resolution."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from mobilenet_search import ArchSpec, build_model
-from mobilenet_search import latency as latency_module
 from mobilenet_search.errors import UserError
-from mobilenet_search.latency import Latency, measure_latency, resolve_device
+from mobilenet_search.measure import latency as latency_module
+from mobilenet_search.measure.latency import Latency, measure_latency, resolve_device
 
 SEEN: list = []  # what modules observe during forward; module-level so the measured deep copy shares it
 

@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, files, library
-from mobilenet_search.references import paper_family
+from mobilenet_search.arch.references import paper_family
 
 SMALL = ArchSpec.mobilenet_v2(0.5, 64, num_classes=3, stages=((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2)))
 

@@ -6,12 +6,12 @@ import optuna
 import pytest
 import yaml
 
-from mobilenet_search import study as study_module
-from mobilenet_search.cli import main
-from mobilenet_search.report import hypervolume, search_gain
-from mobilenet_search.results import trials_frame
-from mobilenet_search.study import SearchConfig, run_search
-from mobilenet_search.train import TrainResult
+from mobilenet_search.measure.train import TrainResult
+from mobilenet_search.results.frame import trials_frame
+from mobilenet_search.results.report import hypervolume, search_gain
+from mobilenet_search.search import study as study_module
+from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.ui.cli import main
 
 # A slice of MobileNetV2's space that holds the paper's 0.35 and 0.5 nets at 96 and 128 px.
 SPACE = {

@@ -4,8 +4,8 @@ import optuna
 import pytest
 
 from mobilenet_search import ArchSpec, UserError, count_madds, count_params
-from mobilenet_search.references import paper_family
-from mobilenet_search.space import available_spaces, load_space, parse_space
+from mobilenet_search.arch.references import paper_family
+from mobilenet_search.search.space import available_spaces, load_space, parse_space
 
 MINIMAL = {
     "family": "mobilenet_v2",

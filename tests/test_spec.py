@@ -9,8 +9,8 @@ import random
 import pytest
 from torchvision.models._utils import _make_divisible
 
+from mobilenet_search.arch.spec import MOBILENET_V2_STAGES, ArchSpec, StageSpec, make_divisible, parse_arch
 from mobilenet_search.errors import UserError
-from mobilenet_search.spec import MOBILENET_V2_STAGES, ArchSpec, StageSpec, make_divisible, parse_arch
 
 V2 = ArchSpec.mobilenet_v2()
 

@@ -11,11 +11,11 @@ import torch
 from conftest import interrupt_on_call
 
 from mobilenet_search import ArchSpec, count_madds
-from mobilenet_search import study as study_module
-from mobilenet_search.cli import main
-from mobilenet_search.results import TRIAL_ATTRS, pareto_front, trials_frame
-from mobilenet_search.study import SearchConfig, run_search
-from mobilenet_search.train import TrainingDiverged
+from mobilenet_search.measure.train import TrainingDiverged
+from mobilenet_search.results.frame import TRIAL_ATTRS, pareto_front, trials_frame
+from mobilenet_search.search import study as study_module
+from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.ui.cli import main
 
 FAST = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "1", "--proxy-size", "32", "--batch-size", "16"]
 
@@ -71,7 +71,7 @@ def test_over_budget_candidates_are_rejected_before_training(tmp_path, monkeypat
 
 
 def test_latency_budget_rejects_after_measuring_before_training(tmp_path, monkeypatch):
-    from mobilenet_search.latency import Latency
+    from mobilenet_search.measure.latency import Latency
 
     calls = iter([9.0, 1.0, 1.0, 1.0, 1.0, 1.0])
     monkeypatch.setattr(study_module, "measure_latency",
@@ -149,7 +149,7 @@ def test_search_on_a_slice_of_the_embedded_dataset(tmp_path):
 
 
 def _cli(*argv, cwd):
-    return subprocess.run([sys.executable, "-m", "mobilenet_search.cli", *argv], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "mobilenet_search.ui.cli", *argv], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
 

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from mobilenet_search import ArchSpec, build_model
-from mobilenet_search.data import load_dataset
 from mobilenet_search.errors import UserError
-from mobilenet_search.train import TrainConfig, TrainingDiverged, recalibrate_batchnorm, train_and_evaluate
+from mobilenet_search.measure.data import load_dataset
+from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, recalibrate_batchnorm, train_and_evaluate
 
 
 @pytest.fixture(scope="module")

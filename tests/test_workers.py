@@ -9,14 +9,14 @@ import time
 import optuna
 import pytest
 
-from mobilenet_search.storage import redact
+from mobilenet_search.search.storage import redact
 
 TINY = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "1", "--proxy-size", "32", "--batch-size", "16",
         "--references", "none"]
 
 
 def _cli(*argv, cwd, check=True):
-    result = subprocess.run([sys.executable, "-m", "mobilenet_search.cli", *argv], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "mobilenet_search.ui.cli", *argv], capture_output=True, text=True,
                             cwd=cwd, timeout=600)
     if check:
         assert result.returncode == 0, result.stderr
@@ -24,7 +24,7 @@ def _cli(*argv, cwd, check=True):
 
 
 def _worker(storage, study, trials, cwd, *extra):
-    return subprocess.Popen([sys.executable, "-m", "mobilenet_search.cli", "worker", "--storage", storage, "--study",
+    return subprocess.Popen([sys.executable, "-m", "mobilenet_search.ui.cli", "worker", "--storage", storage, "--study",
                              study, "--trials", str(trials), "--device", "cpu", "--results-dir", str(cwd), "--quiet",
                              *extra], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -77,7 +77,7 @@ def test_a_killed_worker_trial_is_retried_and_the_study_completes(postgres_url, 
 
 
 def test_two_creators_racing_both_succeed(postgres_url, tmp_path):
-    argv = [sys.executable, "-m", "mobilenet_search.cli", "--budget", "300M-madds", "--space",
+    argv = [sys.executable, "-m", "mobilenet_search.ui.cli", "--budget", "300M-madds", "--space",
             "mobilenetv2_ablations", "--dataset", "synthetic:96", "--storage", postgres_url, "--study", "race",
             "--trials", "0", "--results-dir", str(tmp_path)]
     creators = [subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

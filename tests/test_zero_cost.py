@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from mobilenet_search import ArchSpec, UserError, build_model
-from mobilenet_search.data import load_dataset
-from mobilenet_search.zero_cost import PROXIES, fixed_batch, grad_norm, jacob_cov, score, scores, snip, synflow
+from mobilenet_search.measure.data import load_dataset
+from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch, grad_norm, jacob_cov, score, scores, snip, synflow
 
 
 def linear(weight: list[list[float]], bias: list[float] | None = None) -> nn.Linear:

@@ -21,17 +21,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from itertools import product
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mobilenet_search.cost import count_madds
+from mobilenet_search.arch.cost import count_madds
+from mobilenet_search.arch.spec import FAMILIES, ArchSpec, StageSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.spec import FAMILIES, ArchSpec, StageSpec
 
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
+# Shipped inside the package, so a wheel install finds them as a checkout does.
+SPACES_DIR = Path(str(resources.files("mobilenet_search") / "spaces"))
 # Fields a space may set; num_classes and in_channels come from the data, not the space.
 GLOBAL_FIELDS = ("width_mult", "resolution", "stem_channels", "head_channels", "activation",
                  "linear_bottleneck", "head", "dropout", "round_nearest")

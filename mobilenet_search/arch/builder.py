@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from mobilenet_search.spec import ArchSpec, Block
+from mobilenet_search.arch.spec import ArchSpec, Block
 
 _ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 

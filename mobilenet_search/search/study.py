@@ -4,7 +4,7 @@ One trial samples an :class:`ArchSpec` from the search space, counts it (instant
 the spec), rejects it before any training when it is over budget (telling the sampler
 through Optuna's constraints), measures its latency at the deployment resolution, trains a
 short proxy at a proxy resolution and records everything as user attributes (names in
-:data:`mobilenet_search.results.TRIAL_ATTRS`). The study itself records the settings it was
+:data:`mobilenet_search.results.frame.TRIAL_ATTRS`). The study itself records the settings it was
 created with, so resuming it (or joining it from another process) needs nothing else.
 """
 
@@ -28,27 +28,35 @@ import optuna
 import torch
 from optuna.trial import TrialState
 
-from mobilenet_search.budget import Budget
-from mobilenet_search.builder import build_model
-from mobilenet_search.cost import count_madds, count_params, format_count
-from mobilenet_search.data import ImageData, load_dataset, proxy_resolution
+from mobilenet_search.arch.budget import Budget
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.cost import count_madds, count_params, format_count
+from mobilenet_search.arch.references import paper_family, spread
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.latency import measure_latency
-from mobilenet_search.references import paper_family, spread
-from mobilenet_search.report import write_report
-from mobilenet_search.results import study_quality, write_results
-from mobilenet_search.space import SearchSpace, load_space
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
-from mobilenet_search.train import TrainConfig, TrainingDiverged, TrainResult, train_and_evaluate
-from mobilenet_search.zero_cost import PROXIES, fixed_batch
-from mobilenet_search.zero_cost import scores as zero_cost_scores
+from mobilenet_search.measure.data import ImageData, load_dataset, proxy_resolution
+from mobilenet_search.measure.latency import measure_latency
+from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, TrainResult, train_and_evaluate
+from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
+from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
+from mobilenet_search.results.frame import study_quality, write_results
+from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    EVALUATED,
+    REFERENCES_ATTR,
+    Outcome,
+    counts_toward_target,
+    is_reference,
+    outcome,
+    set_outcome,
+)
+from mobilenet_search.results.report import write_report
+from mobilenet_search.search.space import SearchSpace, load_space
+from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
 
 OBJECTIVES = ("multi", "accuracy")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigger spaces
-CONFIG_ATTR = "mobilenet_search.config"
-REFERENCES_ATTR = "mobilenet_search.references"
 REFERENCE_CHOICES = ("default", "all", "none")
 DEFAULT_REFERENCES = 3  # keeps the quick start within minutes on 2 CPU cores; `--references all` for more
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
@@ -203,16 +211,14 @@ class Objective:
             # At initialisation, before training changes the weights.
             zero_cost = self._zero_cost(trial, model, size)
             if config.zero_cost is not None:
-                trial.set_user_attr("outcome", "scored")
+                set_outcome(trial, Outcome.SCORED)
                 return self._values(zero_cost[config.zero_cost], madds)
             result = self._train(trial, model, size)
         except KeyboardInterrupt:
-            trial.set_user_attr("outcome", "interrupted")
-            trial.set_user_attr("status_reason", "interrupted by the user; retried when the study resumes")
+            set_outcome(trial, Outcome.INTERRUPTED, "interrupted by the user; retried when the study resumes")
             raise
         except (TrainingDiverged, torch.OutOfMemoryError, UserError) as exc:
-            trial.set_user_attr("outcome", "failed")
-            trial.set_user_attr("status_reason", f"{type(exc).__name__}: {' '.join(str(exc).split())}"[:500])
+            set_outcome(trial, Outcome.FAILED, f"{type(exc).__name__}: {exc}")
             raise
         return self._values(result.accuracy, madds)
 
@@ -249,14 +255,14 @@ class Objective:
             if config.objective == "accuracy":
                 trial.report(accuracy, epoch)
                 if trial.should_prune():
-                    trial.set_user_attr("outcome", "pruned")
+                    set_outcome(trial, Outcome.PRUNED)
                     raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch + 1}")
 
         result = train_and_evaluate(model, self.data(size), config.train_config(self.device), on_epoch=report)
         for key, value in {
             "accuracy": result.accuracy, "balanced_accuracy": result.balanced_accuracy,
             "accuracy_history": list(result.history), "train_seconds": result.train_seconds,
-            "time_train": result.train_seconds, "time_eval": result.eval_seconds, "outcome": "trained",
+            "time_train": result.train_seconds, "time_eval": result.eval_seconds, "outcome": Outcome.TRAINED.value,
         }.items():
             trial.set_user_attr(key, value)
         return result
@@ -279,15 +285,15 @@ class Objective:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
-            done = sum(_counts(t) for t in trials)
+            done = sum(counts_toward_target(t) for t in trials)
             ahead = sum(1 for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
-                        and t.user_attrs.get("claimed") and not t.user_attrs.get("reference"))
+                        and t.user_attrs.get("claimed") and not is_reference(t))
             if done + ahead < self.target:
                 return
             if done >= self.target or any(t.state == TrialState.WAITING for t in trials):
                 if done >= self.target:
                     study.stop()
-                trial.set_user_attr("outcome", "surplus")
+                set_outcome(trial, Outcome.SURPLUS)
                 trial.set_user_attr("status_reason", f"not trained: the study's target of {self.target} trials "
                                                      "was taken by other workers")
                 raise optuna.TrialPruned("surplus")
@@ -298,8 +304,7 @@ class Objective:
 
         Its quality is the worst there is: accuracy 0, or -inf for a zero-cost score (which can be negative).
         """
-        trial.set_user_attr("outcome", "over_budget")
-        trial.set_user_attr("status_reason", reason)
+        set_outcome(trial, Outcome.OVER_BUDGET, reason)
         return self._values(0.0 if self.config.zero_cost is None else -math.inf, madds)
 
 
@@ -406,29 +411,16 @@ def requeue_interrupted(study: optuna.Study) -> int:
     retried = {t.user_attrs.get("retry_of") for t in trials}
     count = 0
     for trial in trials:
-        if (trial.state == TrialState.FAIL and trial.user_attrs.get("outcome") == "interrupted"
+        if (trial.state == TrialState.FAIL and outcome(trial) == Outcome.INTERRUPTED.value
                 and trial.number not in retried):
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             count += 1
     return count
 
 
-COUNTED_OUTCOMES = ("trained", "scored", "failed", "pruned")
-
-
-def _counts(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a finished trial counts towards ``--trials``: a searched candidate trained, pruned or failed.
-
-    Over-budget rejections, interrupted or killed trials, surplus trials and the reference
-    networks do not count.
-    """
-    return trial.state.is_finished() and trial.user_attrs.get("outcome") in COUNTED_OUTCOMES and not (
-        trial.user_attrs.get("reference"))
-
-
 def evaluated_count(study: optuna.Study) -> int:
-    """How many trials count towards ``--trials`` (see :func:`_counts`), across all workers."""
-    return sum(_counts(t) for t in study.get_trials(deepcopy=False))
+    """How many trials count towards ``--trials`` (see :func:`counts_toward_target`), across all workers."""
+    return sum(counts_toward_target(t) for t in study.get_trials(deepcopy=False))
 
 
 def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: int,
@@ -468,7 +460,7 @@ def best_quality(study: optuna.Study) -> float | None:
     """The best accuracy (or zero-cost score) among the study's feasible, evaluated trials."""
     quality = study_quality(study)
     values = [t.user_attrs[quality] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("outcome") in ("trained", "scored") and quality in t.user_attrs]
+              if outcome(t) in EVALUATED and quality in t.user_attrs]
     return max(values) if values else None
 
 
@@ -537,7 +529,7 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
     def done() -> int:
         finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
         return min(evaluated_count(study), trials) + min(references, sum(
-            1 for t in finished if t.user_attrs.get("reference") and t.user_attrs.get("outcome") != "interrupted"))
+            1 for t in finished if is_reference(t) and outcome(t) != Outcome.INTERRUPTED.value))
 
     def show_epoch(epoch: int, epochs: int) -> None:
         bar.set_postfix_str(f"training epoch {epoch}/{epochs}", refresh=True)
@@ -547,7 +539,7 @@ def _optimize(study: optuna.Study, objective: Objective, *, storage: str, trials
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         write_results(study, folder)
-        if trial.user_attrs.get("outcome") == "failed":
+        if outcome(trial) == Outcome.FAILED.value:
             bar.write(f"trial {trial.number} failed: {trial.user_attrs.get('status_reason')}")
         bar.n = done()
         best = best_quality(study)

@@ -23,7 +23,7 @@ draws random numbers, so the same model and inputs give the same scores.
 
 >>> import math, torch
 >>> from mobilenet_search import ArchSpec, build_model
->>> from mobilenet_search.data import load_dataset
+>>> from mobilenet_search.measure.data import load_dataset
 >>> _ = torch.manual_seed(0)
 >>> model = build_model(ArchSpec.mobilenet_v2(0.35, 224, num_classes=4, in_channels=1))
 >>> images, labels = fixed_batch(load_dataset("synthetic:64", 32, cache_dir=None), 16, seed=0)
@@ -42,8 +42,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mobilenet_search.data import ImageData, channel_stats, stratified_subset
 from mobilenet_search.errors import UserError
+from mobilenet_search.measure.data import ImageData, channel_stats, stratified_subset
 
 PROXIES = ("synflow", "jacob_cov", "snip", "grad_norm")
 _BATCH_PROXIES = ("jacob_cov", "snip", "grad_norm")  # share one forward (and backward) pass
@@ -154,7 +154,7 @@ def fixed_batch(data: ImageData, size: int, seed: int = 0) -> tuple[torch.Tensor
     """A seeded, class-stratified batch of ``size`` training images, normalised as training does.
 
     Returns ``(images, labels)``: float32 N×C×H×W images, standardised per channel with the mean
-    and standard deviation of all of ``data.train_images`` (as :mod:`mobilenet_search.train`
+    and standard deviation of all of ``data.train_images`` (as :mod:`mobilenet_search.measure.train`
     does), and their ``int64`` labels. Asking for more images than the training split holds
     gives all of them.
     """

@@ -7,7 +7,7 @@ widths 0.25-1.0 and resolutions 128-224).
 
 from __future__ import annotations
 
-from mobilenet_search.spec import ArchSpec
+from mobilenet_search.arch.spec import ArchSpec
 
 V2_WIDTHS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 V2_RESOLUTIONS = (96, 128, 160, 192, 224)

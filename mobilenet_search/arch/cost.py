@@ -7,7 +7,7 @@ element (convolution and linear weights, biases, BatchNorm's scale and shift), a
 ``sum(p.numel() for p in model.parameters())`` counts them. Nothing here builds a network:
 ``count_madds`` is what lets a search reject an over-budget candidate in microseconds.
 
-:func:`profile_module` counts any module on the same convention through thop, for
+:func:`profile_module` counts any module on the same convention through FlopCounterMode, for
 networks that do not come from a spec and as the cross-check of the arithmetic.
 """
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 from typing import NamedTuple
 
-from mobilenet_search.spec import ArchSpec, Block
+from mobilenet_search.arch.spec import ArchSpec, Block
 
 
 def conv_out(size: int, stride: int) -> int:
@@ -140,31 +140,21 @@ def format_stage_table(spec: ArchSpec) -> str:
 
 
 def profile_module(module, input_size: tuple[int, ...]) -> tuple[int, int]:
-    """(MAdds, params) of any module on the papers' convention, counted by thop.
+    """(MAdds, params) of any module on the papers' convention, counted by PyTorch's own
+    :class:`torch.utils.flop_counter.FlopCounterMode`: an independent cross-check of the analytic count.
 
-    thop's default ``profile`` also counts BatchNorm, pooling and some activations (327.5M
-    for MobileNetV2 1.0/224 instead of the paper's 300M); here those layers are registered
-    as zero-cost custom ops so only convolutions and linear layers count. ``input_size``
-    is the full input shape, batch included, e.g. ``(1, 3, 224, 224)``. The module is
-    profiled on a copy, in eval mode, and left untouched.
+    FlopCounterMode counts the FLOPs of convolutions and matrix products only, two per
+    multiply-add, and charges nothing for BatchNorm, activations or pooling: half its total is
+    the papers' MAdds. ``input_size`` is the full input shape, batch included, e.g.
+    ``(1, 3, 224, 224)``. The module is profiled on a copy, in eval mode, and left untouched.
     """
-    import thop
     import torch
-    from torch import nn
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def zero(module, inputs, output):
-        module.total_ops += torch.zeros(1, dtype=torch.float64)
-
-    zero_cost = (
-        nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.LayerNorm, nn.GroupNorm, nn.ReLU, nn.ReLU6,
-        nn.Hardswish, nn.Hardsigmoid, nn.SiLU, nn.Sigmoid, nn.GELU, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
-        nn.MaxPool2d, nn.AdaptiveMaxPool2d, nn.Dropout, nn.Identity, nn.Flatten,
-    )
     probe = copy.deepcopy(module).eval()
     device = next(probe.parameters(), torch.zeros(0)).device
-    with torch.no_grad():
-        macs, params = thop.profile(
-            probe, inputs=(torch.zeros(input_size, device=device),),
-            custom_ops={op: zero for op in zero_cost}, verbose=False,
-        )
-    return round(macs), round(params)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        probe(torch.zeros(input_size, device=device))
+    flops = counter.get_total_flops()
+    return flops // 2, sum(p.numel() for p in probe.parameters())

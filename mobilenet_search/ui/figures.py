@@ -1,6 +1,6 @@
 """Plotly figures of a study: the frontier, its history, importances, a training curve.
 
-Pure functions of the frame that :func:`mobilenet_search.results.trials_frame` (or the
+Pure functions of the frame that :func:`mobilenet_search.results.frame.trials_frame` (or the
 dashboard's fast loader) gives; the dashboard lays them out, and they work as well in a
 notebook (``frontier_figure(frame).show()``).
 """
@@ -14,7 +14,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from mobilenet_search.results import is_reference, pareto_mask, trained
+from mobilenet_search.results.frame import pareto_mask, trained
+from mobilenet_search.results.records import frame_is_reference
 
 # The costs a frontier can be drawn against, with their axis labels.
 COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "params": "parameters"}
@@ -74,7 +75,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
     columns = hover_columns(frame)
-    searched = frame[~is_reference(frame)]
+    searched = frame[~frame_is_reference(frame)]
     if budget is not None:
         searched = searched[~(searched[cost] > budget)]
     good = trained(searched)
@@ -108,7 +109,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
                                marker=dict(symbol=symbol, size=7, color=GREY, line=dict(width=1.5, color=GREY)),
                                customdata=data, hovertemplate=template), row=2, col=1)
 
-    references = trained(frame[is_reference(frame)]) if show_references else frame.iloc[:0]
+    references = trained(frame[frame_is_reference(frame)]) if show_references else frame.iloc[:0]
     references = references[references[cost].notna()]
     if budget is not None:
         references = references[~(references[cost] > budget)]
@@ -178,7 +179,7 @@ def _short(value: float, cost: str) -> str:
 
 def history_figure(frame: pd.DataFrame) -> go.Figure:
     """Optimisation history: each trained candidate's accuracy by trial number, and the best so far."""
-    good = trained(frame[~is_reference(frame)]).sort_values("number")
+    good = trained(frame[~frame_is_reference(frame)]).sort_values("number")
     fig = go.Figure()
     data, template = _hover(good, hover_columns(good))
     fig.add_trace(go.Scatter(x=good["number"], y=good["accuracy"], mode="markers", name="trained trial",

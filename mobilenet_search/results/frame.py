@@ -16,6 +16,7 @@ import optuna
 import pandas as pd
 
 from mobilenet_search.files import atomic_write_text
+from mobilenet_search.results.records import CONFIG_ATTR, is_feasible, quality_key
 
 # The user attributes every trial records (the contract with the dashboard and export).
 TRIAL_ATTRS = (
@@ -32,7 +33,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     rows = []
     for trial in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
-                               "feasible": all(v <= 0 for v in trial.constraints.values())}
+                               "feasible": is_feasible(trial)}
         row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
         if trial.datetime_start and trial.datetime_complete:
             row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
@@ -42,13 +43,6 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     frame["accuracy_history"] = frame["accuracy_history"].map(
         lambda h: json.dumps(h) if isinstance(h, list) else h)
     return frame
-
-
-def is_reference(frame: pd.DataFrame) -> pd.Series:
-    """Which rows are the paper's reference networks (trained alongside the search, not proposed by it)."""
-    if "reference" not in frame:
-        return pd.Series(False, index=frame.index)
-    return frame["reference"].fillna(False).astype(bool)
 
 
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:
@@ -85,9 +79,7 @@ def pareto_front(frame: pd.DataFrame, cost: str = "madds", quality: str = "accur
 
 def study_quality(study: optuna.Study) -> str:
     """What the study maximises: ``accuracy``, or ``zc_NAME`` for ``--objective zero-cost:NAME``."""
-    objective = study.user_attrs.get("mobilenet_search.config", {}).get("objective", "multi")
-    kind, _, name = objective.partition(":")
-    return f"zc_{name}" if kind == "zero-cost" else "accuracy"
+    return quality_key(study.user_attrs.get(CONFIG_ATTR))
 
 
 def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:

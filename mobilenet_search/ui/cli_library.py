@@ -1,7 +1,7 @@
 """The ``export`` and ``library`` subcommands: argument parsing and printing only.
 
 ``add_library_commands(subparsers)`` adds them to the ``mobilenet-search`` parser; the
-work is done by :mod:`mobilenet_search.export` and :mod:`mobilenet_search.library`.
+work is done by :mod:`mobilenet_search.search.export` and :mod:`mobilenet_search.results.library`.
 """
 
 from __future__ import annotations
@@ -9,20 +9,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from mobilenet_search import library
-from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
+from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
+from mobilenet_search.results import library
 
 PROG = "mobilenet-search"
 LIBRARY_HELP = (f"the model library directory (default: ${library.ENV_VAR} if set, else model_library/ in the "
-                "project)")
+                "current directory)")
 
 
 def _export(args: argparse.Namespace) -> int:
     import optuna
 
-    from mobilenet_search.export import ONNX_OPSET, export
-    from mobilenet_search.study import default_storage
+    from mobilenet_search.search.export import ONNX_OPSET, export
+    from mobilenet_search.search.study import default_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = args.storage or default_storage(args.results_dir, args.study)

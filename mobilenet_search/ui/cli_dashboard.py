@@ -1,7 +1,7 @@
 """The ``mobilenet-search dashboard`` subcommand: starts the Streamlit app (``app.py``) in the foreground.
 
 ``cli.py`` wires it in with ``add_dashboard_command(sub)``; the work is
-:func:`mobilenet_search.dashboard.run_dashboard`.
+:func:`mobilenet_search.ui.dashboard.run_dashboard`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 
 
 def _dashboard(args: argparse.Namespace) -> int:
-    from mobilenet_search.dashboard import run_dashboard
+    from mobilenet_search.ui.dashboard import run_dashboard
 
     return run_dashboard(storage=args.storage, port=args.port, results_dir=args.results_dir)
 

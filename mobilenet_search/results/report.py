@@ -16,9 +16,10 @@ import optuna
 import pandas as pd
 from optuna._hypervolume import compute_hypervolume  # Optuna's only hypervolume (private, see notes)
 
-from mobilenet_search.budget import Budget
+from mobilenet_search.arch.budget import Budget
 from mobilenet_search.files import atomic_write_text
-from mobilenet_search.results import is_reference, pareto_mask, trained, trials_frame
+from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
+from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR, frame_is_reference
 
 
 def hypervolume(frame: pd.DataFrame, reference_madds: float) -> float:
@@ -45,9 +46,9 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     MAdds, and the accuracy gain (None when no searched trial is that cheap).
     """
     frame = trained(trials_frame(study))
-    is_ref = is_reference(frame)
+    is_ref = frame_is_reference(frame)
     searched, refs = frame[~is_ref], frame[is_ref]
-    config = study.user_attrs.get("mobilenet_search.config", {})
+    config = study.user_attrs.get(CONFIG_ATTR, {})
     limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None
     reference_madds = float(limit.bound) if limit is not None else 1.1 * float(frame["madds"].max() or 1)
 
@@ -100,6 +101,6 @@ def format_gain(gain: dict[str, Any]) -> str:
 def write_report(study: optuna.Study, folder: Path) -> dict[str, Any]:
     """Write ``report.json`` (search gain and, once measured, proxy fidelity) into ``folder``."""
     report = search_gain(study)
-    report["fidelity"] = study.user_attrs.get("mobilenet_search.fidelity")
+    report["fidelity"] = study.user_attrs.get(FIDELITY_ATTR)
     atomic_write_text(Path(folder) / "report.json", json.dumps(report, indent=2))
     return report

@@ -1,7 +1,7 @@
 """The mobilenet-search dashboard: ``streamlit run app.py [-- --storage URL --results-dir DIR]``.
 
-Layout only: loading, the Pareto set and the figures come from ``mobilenet_search.dashboard``
-and ``mobilenet_search.figures``. ``mobilenet-search dashboard`` starts this same app.
+Layout only: loading, the Pareto set and the figures come from ``mobilenet_search.ui.dashboard``
+and ``mobilenet_search.ui.figures``. ``mobilenet-search dashboard`` starts this same app.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ import optuna
 import pandas as pd
 import streamlit as st
 
-from mobilenet_search import dashboard as board
-from mobilenet_search.cost import format_count
+from mobilenet_search.arch.cost import format_count
 from mobilenet_search.errors import UserError
-from mobilenet_search.figures import (
+from mobilenet_search.results.frame import pareto_mask, trained
+from mobilenet_search.search.storage import redact
+from mobilenet_search.ui import dashboard as board
+from mobilenet_search.ui.figures import (
     COLORS,
     COSTS,
     frontier_figure,
@@ -24,8 +26,6 @@ from mobilenet_search.figures import (
     importance_figure,
     training_curve_figure,
 )
-from mobilenet_search.results import pareto_mask, trained
-from mobilenet_search.storage import redact
 
 IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
 SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms")}

@@ -6,7 +6,7 @@ trial objects costs seconds for a 10,000-trial study, so for SQL storages (SQLit
 PostgreSQL, MySQL) :func:`load_study_data` reads Optuna's tables directly with one query per
 table, and falls back to the Optuna API for anything else (journal files) or when the
 tables do not look as expected. Both paths give the frame of
-:func:`mobilenet_search.results.trials_frame` (numeric attributes as floats, a missing value as
+:func:`mobilenet_search.results.frame.trials_frame` (numeric attributes as floats, a missing value as
 NaN); a test checks them against each other.
 """
 
@@ -31,18 +31,17 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from mobilenet_search.cost import count_madds, count_params, format_count, stage_table
+from mobilenet_search.arch.cost import count_madds, count_params, format_count, stage_table
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.fidelity import FIDELITY_ATTR
-from mobilenet_search.results import FRAME_COLUMNS, TRIAL_ATTRS, is_reference, trained, trials_frame
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.storage import make_storage, redact
-from mobilenet_search.study import CONFIG_ATTR
+from mobilenet_search.results.frame import FRAME_COLUMNS, TRIAL_ATTRS, trained, trials_frame
+from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR, frame_is_reference, is_feasible
+from mobilenet_search.search.storage import make_storage, redact
 
 STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # SQLite files
 JOURNAL_SUFFIXES = (".journal",)  # Optuna journal files, listed as journal:PATH
 STORAGE_ENV, RESULTS_DIR_ENV = "MOBILENET_SEARCH_STORAGE", "MOBILENET_SEARCH_RESULTS_DIR"
-APP_PATH = Path(__file__).resolve().parent.parent / "app.py"
+APP_PATH = Path(__file__).resolve().parent / "app.py"  # shipped inside the package
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ def find_storages(results_dir: str | Path = "results") -> list[str]:
 
 
 def open_storage(url: str) -> optuna.storages.BaseStorage:
-    """The storage behind ``url`` (see :mod:`mobilenet_search.storage`), which must already exist.
+    """The storage behind ``url`` (see :mod:`mobilenet_search.search.storage`), which must already exist.
 
     A SQLite or journal file that does not exist is a :class:`UserError` (Optuna would silently
     create an empty one), and so is an unreachable server.
@@ -185,7 +184,7 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
     frame = trials_frame(study)
     for key in TRIAL_ATTRS:
         frame[key] = _typed(frame[key])
-    frame["reference"] = is_reference(frame)
+    frame["reference"] = frame_is_reference(frame)
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
                      config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
@@ -241,7 +240,7 @@ def _load_sql(url: str, study_name: str) -> StudyData:
             column[position[trial_id]] = text
     for key in TRIAL_ATTRS:
         frame[key] = _attribute_column(texts[key])
-    frame["reference"] = is_reference(frame)
+    frame["reference"] = frame_is_reference(frame)
     start = pd.to_datetime(trials["datetime_start"]).to_numpy()
     complete = pd.to_datetime(trials["datetime_complete"]).to_numpy()
     frame["duration_s"] = (complete - start) / pd.Timedelta(seconds=1)
@@ -324,7 +323,7 @@ def failure_reasons(frame: pd.DataFrame) -> pd.DataFrame:
 
 def searched(frame: pd.DataFrame) -> pd.DataFrame:
     """The trials the search proposed: all but the paper's reference networks."""
-    return frame[~is_reference(frame)]
+    return frame[~frame_is_reference(frame)]
 
 
 def default_trial(frame: pd.DataFrame) -> int | None:
@@ -358,7 +357,7 @@ def param_importances(url: str, study_name: str) -> dict[str, float]:
         raise UserError(f"study {study_name!r} does not exist in {redact(url)}") from None
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
               if t.user_attrs.get("accuracy") is not None and t.params and not t.user_attrs.get("reference")
-              and all(v <= 0 for v in t.constraints.values())]
+              and is_feasible(t)]
     if len(trials) < 2:
         return {}
     scratch = optuna.create_study(directions=study.directions)  # in memory: only the trials that count
@@ -448,7 +447,7 @@ def run_dashboard(*, storage: str | None = None, port: int | None = None,
     if port is not None and not 1 <= port <= 65535:
         raise UserError(f"invalid --port {port}: expected an integer in 1..65535")
     if not APP_PATH.is_file():
-        raise UserError(f"the dashboard app {APP_PATH} is missing: run from a source checkout (pip install -e .)")
+        raise UserError(f"the dashboard app {APP_PATH} is missing: reinstall mobilenet-search")
     env = dict(os.environ)
     if storage is not None:
         open_storage(storage)  # fail on the command line, not in the browser
@@ -472,8 +471,8 @@ def synthetic_trials(n: int, *, seed: int = 0, budget_madds: float = 300e6, spac
     ``references``, the paper's MobileNetV2 width x resolution networks inside the budget are
     added, marked ``reference=True``, slightly below the searched trend.
     """
-    from mobilenet_search.references import paper_family
-    from mobilenet_search.space import load_space
+    from mobilenet_search.arch.references import paper_family
+    from mobilenet_search.search.space import load_space
 
     rng = random.Random(seed)
     space_ = load_space(space)

@@ -35,9 +35,9 @@ import torch
 from PIL import Image
 from torchvision.transforms.v2 import functional as F
 
+from mobilenet_search.arch.spec import REFERENCE_RESOLUTION
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
-from mobilenet_search.spec import REFERENCE_RESOLUTION
 
 # elpv over mnist, measured by benchmarks/measure_datasets.py with the default TrainConfig: it
 # separates cheap from expensive candidates (balanced accuracy 0.55 vs 0.65) with half the images.

@@ -8,7 +8,7 @@ batches: after a short training run they lag the weights so far that an otherwis
 can score at chance.
 
 >>> from mobilenet_search import ArchSpec, build_model
->>> from mobilenet_search.data import load_dataset
+>>> from mobilenet_search.measure.data import load_dataset
 >>> data = load_dataset("synthetic:64", 32, cache_dir=None)
 >>> model = build_model(ArchSpec.mobilenet_v2(0.35, 96, num_classes=4, in_channels=1))
 >>> result = train_and_evaluate(model, data, TrainConfig(epochs=1, batch_size=16))
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mobilenet_search.data import ImageData, channel_stats
 from mobilenet_search.errors import UserError
+from mobilenet_search.measure.data import ImageData, channel_stats
 
 
 class TrainingDiverged(RuntimeError):

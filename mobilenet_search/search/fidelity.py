@@ -22,15 +22,15 @@ import optuna
 import pandas as pd
 from scipy import stats
 
-from mobilenet_search.builder import build_model
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.references import spread
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.references import spread
-from mobilenet_search.results import pareto_mask, trained, trials_frame
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.study import CONFIG_ATTR, Objective, SearchConfig, init_seed
-from mobilenet_search.train import train_and_evaluate
+from mobilenet_search.measure.train import train_and_evaluate
+from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
+from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR
+from mobilenet_search.search.study import Objective, SearchConfig, init_seed
 
-FIDELITY_ATTR = "mobilenet_search.fidelity"
 LONG_FACTOR = 5  # default longer schedule: 5x the study's epochs
 MIN_BIN = 3  # the smallest bin with a meaningful rank correlation
 

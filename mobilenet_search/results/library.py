@@ -4,14 +4,14 @@ A library is a directory of ``<name>.json`` files, one per entry, each holding a
 :class:`ArchSpec`, where it came from and what was measured (see :func:`save`). It also
 holds the papers' reference networks as built-in entries -- MobileNetV2 at every width x
 resolution of Sandler et al. 2018 and MobileNetV1 1.0/224 -- generated from
-:func:`mobilenet_search.references.paper_family` rather than stored, so they need no file::
+:func:`mobilenet_search.arch.references.paper_family` rather than stored, so they need no file::
 
     >>> from mobilenet_search import library
     >>> library.load("mobilenet_v2_0.75_160").width_mult
     0.75
     >>> model = library.build("mobilenet_v1_1.0_224", num_classes=10)
 
-The directory is ``model_library/`` in the project unless ``library=`` (``--library DIR``)
+The directory is ``model_library/`` in the current directory unless ``library=`` (``--library DIR``)
 or the environment variable ``MOBILENET_SEARCH_LIBRARY`` names another. Entries are plain
 JSON (never pickles), written atomically; names are letters, digits and ``._-``. A built-in
 name can never be taken by a user entry, ``force`` or not: a script that builds
@@ -29,18 +29,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mobilenet_search.cost import count_madds, count_params
+from mobilenet_search.arch.cost import count_madds, count_params
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_write_text
-from mobilenet_search.references import paper_family
-from mobilenet_search.spec import ArchSpec
+from mobilenet_search.arch.references import paper_family
+from mobilenet_search.arch.spec import ArchSpec
 
 if TYPE_CHECKING:
     from torch import nn
 
 FORMAT_VERSION = 1
 ENV_VAR = "MOBILENET_SEARCH_LIBRARY"
-DEFAULT_DIR = Path(__file__).resolve().parent.parent / "model_library"
+DEFAULT_DIR = Path("model_library")  # in the current directory: a folder the user owns, never inside the package
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _NAME_RULE = "1-128 letters, digits and . _ -, starting with a letter or digit, without '..'"
 _BUILTIN_SOURCES = {
@@ -70,7 +70,7 @@ class Entry:
 
 
 def library_dir(library: str | Path | None = None) -> Path:
-    """The library directory: ``library`` if given, else ``$MOBILENET_SEARCH_LIBRARY``, else ``model_library/``."""
+    """The library directory: ``library`` if given, else ``$MOBILENET_SEARCH_LIBRARY``, else ``./model_library/``."""
     if library is not None:
         return Path(library)
     env = os.environ.get(ENV_VAR)
@@ -192,7 +192,7 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     >>> model.classifier[-1].out_features
     10
     """
-    from mobilenet_search.builder import build_model
+    from mobilenet_search.arch.builder import build_model
 
     spec = load(name, library=library)
     if num_classes is not None:

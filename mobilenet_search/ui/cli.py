@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from mobilenet_search.cli_dashboard import add_dashboard_command
-from mobilenet_search.cli_library import add_library_commands
-from mobilenet_search.cost import count_madds, count_params, format_count, format_stage_table
+from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
+from mobilenet_search.arch.references import paper_family
+from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
-from mobilenet_search.references import paper_family
-from mobilenet_search.space import available_spaces, load_space
-from mobilenet_search.spec import ArchSpec, parse_arch
-from mobilenet_search.storage import DEFAULT_HEARTBEAT
+from mobilenet_search.search.space import available_spaces, load_space
+from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
+from mobilenet_search.ui.cli_dashboard import add_dashboard_command
+from mobilenet_search.ui.cli_library import add_library_commands
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 6
@@ -92,13 +92,14 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     """The end of a run: trial counts, the Pareto-optimal candidates, the search gain, where results are."""
     import pandas as pd
 
-    from mobilenet_search.report import format_gain, search_gain
-    from mobilenet_search.results import is_reference, pareto_front, study_quality, trials_frame
-    from mobilenet_search.storage import redact
+    from mobilenet_search.results.frame import pareto_front, study_quality, trials_frame
+    from mobilenet_search.results.records import frame_is_reference
+    from mobilenet_search.results.report import format_gain, search_gain
+    from mobilenet_search.search.storage import redact
 
     frame = trials_frame(study)
     outcomes = frame["outcome"].fillna("killed or running").value_counts()
-    refs = int(is_reference(frame).sum())
+    refs = int(frame_is_reference(frame).sum())
     print(f"\n{len(frame)} trials: " + ", ".join(
         f"{count} {outcome.replace('_', ' ')}" for outcome, count in outcomes.items())
         + (f" ({refs} of them the paper's reference nets)" if refs else ""))
@@ -123,8 +124,8 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
-    from mobilenet_search.latency import resolve_device
-    from mobilenet_search.study import SearchConfig, default_storage, default_study_name, run_search
+    from mobilenet_search.measure.latency import resolve_device
+    from mobilenet_search.search.study import SearchConfig, default_storage, default_study_name, run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
     _check_run_options(args)
@@ -163,13 +164,13 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
     import torch
     from tqdm.auto import tqdm
 
-    from mobilenet_search.study import evaluated_count, open_study
+    from mobilenet_search.search.study import evaluated_count, open_study
 
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     commands = []
     for index in range(args.workers):
         worker_device = f"cuda:{index % gpus}" if gpus > 1 else device  # one worker per GPU, round robin
-        command = [sys.executable, "-m", "mobilenet_search.cli", "worker", "--storage", storage, "--study",
+        command = [sys.executable, "-m", "mobilenet_search.ui.cli", "worker", "--storage", storage, "--study",
                    study_name, "--trials", str(args.trials), "--device", worker_device, "--results-dir",
                    args.results_dir, "--heartbeat", str(args.heartbeat), "--quiet"]
         if args.timeout is not None:
@@ -197,8 +198,8 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
 def _worker(args: argparse.Namespace) -> int:
     import optuna
 
-    from mobilenet_search.latency import resolve_device
-    from mobilenet_search.study import run_worker
+    from mobilenet_search.measure.latency import resolve_device
+    from mobilenet_search.search.study import run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _check_run_options(args)
@@ -206,16 +207,16 @@ def _worker(args: argparse.Namespace) -> int:
                        device=resolve_device(args.device), results_dir=Path(args.results_dir),
                        heartbeat=args.heartbeat, progress=not args.quiet)
     if not args.quiet:
-        from mobilenet_search.study import evaluated_count
+        from mobilenet_search.search.study import evaluated_count
 
         print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
-    from mobilenet_search.fidelity import format_fidelity
-    from mobilenet_search.report import format_gain, write_report
-    from mobilenet_search.study import default_storage, open_study
+    from mobilenet_search.results.report import format_gain, write_report
+    from mobilenet_search.search.fidelity import format_fidelity
+    from mobilenet_search.search.study import default_storage, open_study
 
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)
@@ -246,10 +247,10 @@ class _Parser(argparse.ArgumentParser):
 def _fidelity(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
-    from mobilenet_search.fidelity import format_fidelity, run_fidelity
-    from mobilenet_search.latency import resolve_device
-    from mobilenet_search.report import write_report
-    from mobilenet_search.study import default_storage, open_study
+    from mobilenet_search.measure.latency import resolve_device
+    from mobilenet_search.results.report import write_report
+    from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
+    from mobilenet_search.search.study import default_storage, open_study
 
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)

@@ -21,15 +21,16 @@ from typing import Any
 import optuna
 import pandas as pd
 
-from mobilenet_search import library as model_library
-from mobilenet_search.budget import KINDS, Budget
-from mobilenet_search.cost import format_count
+from mobilenet_search.arch.budget import KINDS, Budget
+from mobilenet_search.arch.cost import format_count
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
-from mobilenet_search.results import pareto_front, trained, trials_frame
-from mobilenet_search.spec import ArchSpec
-from mobilenet_search.storage import redact, storage_file
-from mobilenet_search.study import SearchConfig, open_study
+from mobilenet_search.results import library as model_library
+from mobilenet_search.results import records
+from mobilenet_search.results.frame import pareto_front, trained, trials_frame
+from mobilenet_search.search.storage import redact, storage_file
+from mobilenet_search.search.study import SearchConfig, open_study
 
 ONNX_OPSET = 17  # widely supported by runtimes (onnxruntime >= 1.11, TensorRT 8.5+) and enough for these ops
 # The measurements an entry records, as the trial's user attributes name them.
@@ -116,9 +117,9 @@ def _numbered(study: optuna.Study, number: int) -> Choice:
         raise UserError(f"trial {number} of study {study.study_name!r} has no recorded architecture "
                         f"(state {chosen.state.name}); choose another trial")
     reason = f"trial {number}, as asked"
-    outcome = chosen.user_attrs.get("outcome", chosen.state.name.lower())
-    feasible = all(v <= 0 for v in chosen.constraints.values())
-    if outcome != "trained" or not feasible:
+    outcome = records.outcome(chosen) or chosen.state.name.lower()
+    feasible = records.is_feasible(chosen)
+    if outcome != records.Outcome.TRAINED.value or not feasible:
         why = chosen.user_attrs.get("status_reason")
         reason += (f" (note: outcome {outcome}, {'feasible' if feasible else 'infeasible'}"
                    f"{'' if why is None else ': ' + why}"
@@ -144,7 +145,7 @@ def entry_metadata(study: optuna.Study, choice: Choice, storage: str, config: Se
         "source": {"storage": redact(_absolute(storage)), "study": study.study_name, "trial": trial.number,
                    "picked": choice.reason},
         "metrics": {key: trial.user_attrs[key] for key in METRICS if trial.user_attrs.get(key) is not None}
-        | {"feasible": all(v <= 0 for v in trial.constraints.values())},
+        | {"feasible": records.is_feasible(trial)},
         # Dataset, proxy size, epochs, learning rate: what the proxy accuracy was measured under.
         "study_config": config.to_dict(),
     }
@@ -162,7 +163,7 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET) -> Pat
         raise UserError("--onnx needs the onnx package: pip install 'mobilenet-search[onnx]' (or pip install onnx)")
     import torch
 
-    from mobilenet_search.builder import build_model
+    from mobilenet_search.arch.builder import build_model
 
     path = Path(path)
     model = build_model(spec).eval()

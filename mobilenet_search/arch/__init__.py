@@ -1,0 +1,1 @@
+"""The architecture as data (spec, budget) and what is computed from it alone: model, costs, paper nets."""

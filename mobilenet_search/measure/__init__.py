@@ -1,0 +1,1 @@
+"""How a candidate gets its numbers: data, proxy training, latency, zero-cost proxies."""

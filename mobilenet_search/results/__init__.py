@@ -1,0 +1,1 @@
+"""What a study records and what is read back from it: record keys, frames, reports, the model library."""

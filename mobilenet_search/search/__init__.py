@@ -1,0 +1,1 @@
+"""The search: spaces, storage, the Optuna study and its workers, fidelity, export."""

@@ -1,0 +1,1 @@
+"""Thin clients of the library: the command line and the Streamlit dashboard."""
