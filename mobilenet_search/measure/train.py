@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.data import ImageData, channel_stats
@@ -84,6 +85,7 @@ class TrainResult:
     train_seconds: float
     eval_seconds: float
     images_per_second: float  # training images per second of training steps
+    predictions: torch.Tensor | None = None  # the last evaluation's predicted class per validation image
 
 
 def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = TrainConfig(), *,
@@ -101,12 +103,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
     model.to(device, memory_format=memory_format)
     amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda")
 
-    # Statistics of the training images, so that inputs are roughly zero-mean and unit-variance.
-    mean, std = (t.to(device) for t in channel_stats(data.train_images))
-
-    def prepare(images: torch.Tensor) -> torch.Tensor:
-        images = images.to(device, non_blocking=True).float()
-        return ((images - mean) / std).contiguous(memory_format=memory_format)
+    prepare = input_transform(data, device, memory_format)
 
     n_train = len(data.train_labels)
     # Drop the last partial batch: a batch of one breaks BatchNorm on 1x1 feature maps.
@@ -118,7 +115,6 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
 
     history: list[float] = []
     train_seconds = eval_seconds = 0.0
-    balanced = 0.0
     # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
@@ -152,17 +148,32 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
             recalibrate_batchnorm(model, (prepare(data.train_images[subset[i:i + config.batch_size]])
                                           for i in range(0, len(subset) - 1, config.batch_size)))
             with amp:
-                accuracy, balanced = _evaluate(model, data, prepare, config.eval_batch_size)
+                evaluation = evaluate(model, data, prepare, config.eval_batch_size)
             eval_seconds += time.perf_counter() - start
-            history.append(accuracy)
+            history.append(evaluation.accuracy)
             if on_epoch is not None:
-                on_epoch(epoch, accuracy)
+                on_epoch(epoch, evaluation.accuracy)
 
     return TrainResult(
-        accuracy=history[-1], balanced_accuracy=balanced, history=tuple(history),
+        accuracy=history[-1], balanced_accuracy=evaluation.balanced_accuracy, history=tuple(history),
+        predictions=evaluation.predictions,
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         images_per_second=total_steps * min(config.batch_size, n_train) / train_seconds if train_seconds else 0.0,
     )
+
+
+def input_transform(data: ImageData, device: torch.device | str = "cpu",
+                    memory_format: torch.memory_format = torch.contiguous_format,
+                    ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 images -> float inputs on ``device``, normalised by the training images' channel statistics
+    (so inputs are roughly zero-mean and unit-variance): what every network trained or scored here sees."""
+    mean, std = (t.to(device) for t in channel_stats(data.train_images))
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device, non_blocking=True).float()
+        return ((images - mean) / std).contiguous(memory_format=memory_format)
+
+    return prepare
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -201,35 +212,39 @@ def _augment(images: torch.Tensor, hflip: bool, padding: float, generator: torch
     return images
 
 
-@torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, batches: Iterable[torch.Tensor]) -> None:
     """Recompute every BatchNorm layer's running mean and variance on ``batches`` of model inputs.
 
-    The statistics become the plain average over those batches (momentum ``None``), so they
-    match the final weights instead of trailing them as the running averages do. With no
-    batches the statistics are left as they were.
+    PyTorch's :func:`torch.optim.swa_utils.update_bn`: the statistics become the plain average
+    over those batches (momentum ``None``), so they match the final weights instead of trailing
+    them as the running averages do. With no batches the statistics are left as they were.
     """
     batches = iter(batches)
     first = next(batches, None)
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if first is None or not norms:
+    if first is None:
         return
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    # Train mode so BatchNorm uses and accumulates batch statistics; dropout, also active, sits after them.
+    # Leaves the model in train mode, as BatchNorm needs; dropout, also active, sits after them.
+    update_bn(itertools.chain([first], batches), model)
     model.train()
-    for inputs in itertools.chain([first], batches):
-        model(inputs)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Top-1 accuracy, balanced accuracy and every validation image's predicted class."""
+
+    accuracy: float
+    balanced_accuracy: float  # mean per-class recall over the classes present
+    predictions: torch.Tensor  # int64, one per validation image, in the split's order
+
+    def correct(self, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image correctness (bool), the record that paired tests and intervals are computed from."""
+        return self.predictions == labels
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, data: ImageData, prepare: Callable[[torch.Tensor], torch.Tensor],
-              batch_size: int) -> tuple[float, float]:
-    """Top-1 accuracy and balanced accuracy (mean per-class recall) on the validation split."""
+def evaluate(model: nn.Module, data: ImageData, prepare: Callable[[torch.Tensor], torch.Tensor],
+             batch_size: int = 256) -> Evaluation:
+    """Evaluate ``model`` (in eval mode) on the validation split; ``prepare`` turns uint8 images into inputs."""
     model.eval()
     predictions = torch.cat([
         model(prepare(data.val_images[i:i + batch_size])).argmax(1).cpu()
@@ -239,4 +254,4 @@ def _evaluate(model: nn.Module, data: ImageData, prepare: Callable[[torch.Tensor
     per_class = torch.zeros(data.num_classes, dtype=torch.float64).index_add_(0, data.val_labels, correct)
     counts = torch.bincount(data.val_labels, minlength=data.num_classes).double()
     present = counts > 0
-    return correct.mean().item(), (per_class[present] / counts[present]).mean().item()
+    return Evaluation(correct.mean().item(), (per_class[present] / counts[present]).mean().item(), predictions)
