@@ -17,8 +17,9 @@ import optuna
 import torch
 
 from mobilenet_search.results.frame import trained, trials_frame
+from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
-from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.search.study import run_search
 
 
 def main() -> None:
@@ -42,8 +43,8 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     storage = f"sqlite:///{folder / 'fidelity.db'}"
     study = run_search(config, storage=storage, study_name="fidelity", trials=args.candidates, results_dir=folder,
-                       progress=True, device="cpu")
-    summary = run_fidelity(study, top=args.candidates, device="cpu", cache_dir=Path("results/cache"))
+                       device="cpu")
+    summary = run_fidelity(study, top=args.candidates, device="cpu", results_dir=Path("results"))
     frame = trained(trials_frame(study))
     long_seconds = [summary["seconds"][str(n)] for n in summary["trials"] if str(n) in summary.get("seconds", {})]
 

@@ -23,8 +23,11 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.measure.data import proxy_resolution
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import trained, trials_frame
+from mobilenet_search.results.records import CONFIG_ATTR
+from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import FIDELITY_ATTR, correlations, format_fidelity
-from mobilenet_search.search.study import CONFIG_ATTR, Objective, SearchConfig, init_seed
+from mobilenet_search.search.study import make_data
 
 
 def main() -> None:
@@ -42,14 +45,14 @@ def main() -> None:
         config = dataclasses.replace(config, proxy_size=args.proxy_size)
     changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
     train_config = dataclasses.replace(config.train_config("cpu"), **changes)
-    objective = Objective(config, device="cpu", cache_dir=Path("results/cache"))
+    data_cache = make_data(config, Path("results"))
     long = study.user_attrs[FIDELITY_ATTR]
 
     frame = trained(trials_frame(study)).copy()
     accuracy, balanced, seconds = [], [], []
     for row in frame.itertuples():
         spec = ArchSpec.from_json(row.spec)
-        data = objective.data(proxy_resolution(config.proxy_size, spec.resolution))
+        data = data_cache(proxy_resolution(config.proxy_size, spec.resolution))
         started = time.perf_counter()
         result = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data, train_config)
         seconds.append(time.perf_counter() - started)

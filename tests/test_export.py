@@ -13,8 +13,9 @@ from onnx.reference import ReferenceEvaluator
 from optuna.trial import TrialState, create_trial
 
 from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, library
+from mobilenet_search.results.records import CONFIG_ATTR
+from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.export import ONNX_OPSET, choose_trial, entry_metadata, export, write_onnx
-from mobilenet_search.search.study import CONFIG_ATTR, SearchConfig
 from mobilenet_search.ui import cli
 from mobilenet_search.ui.cli_library import add_library_commands
 

@@ -4,10 +4,11 @@ import pandas as pd
 import pytest
 from conftest import interrupt_on_call
 
+from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
-from mobilenet_search.search import fidelity as fidelity_module
+from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.fidelity import FIDELITY_ATTR, correlations, run_fidelity, select_trials, within_bins
-from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.search.study import run_search
 from mobilenet_search.ui.cli import main
 
 
@@ -41,21 +42,19 @@ def test_fidelity_retrains_stores_and_resumes(tmp_path, monkeypatch, capsys):
     config = SearchConfig(budget="2M-madds", space="tiny", dataset="synthetic:96", epochs=1, proxy_size=32,
                           batch_size=16)
     storage = f"sqlite:///{tmp_path / 'f.db'}"
-    study = run_search(config, storage=storage, study_name="f", trials=4, results_dir=tmp_path, progress=False)
+    study = run_search(config, storage=storage, study_name="f", trials=4, results_dir=tmp_path)
 
-    real_train, calls = fidelity_module.train_and_evaluate, []
-    monkeypatch.setattr(fidelity_module, "train_and_evaluate", interrupt_on_call(real_train, 2, calls))
+    calls = []
     with pytest.raises(KeyboardInterrupt):
-        run_fidelity(study, top=3, epochs=2, cache_dir=tmp_path / "cache")
+        run_fidelity(study, top=3, epochs=2, results_dir=tmp_path,
+                     train=interrupt_on_call(train_and_evaluate, 2, calls))
     assert calls == [2, 2] and len(study.user_attrs[FIDELITY_ATTR]["long_accuracy"]) == 1
 
-    monkeypatch.setattr(fidelity_module, "train_and_evaluate", real_train)
-    summary = run_fidelity(study, top=3, epochs=2, cache_dir=tmp_path / "cache")
+    summary = run_fidelity(study, top=3, epochs=2, results_dir=tmp_path)
     assert len(summary["trials"]) == 3 and set(summary["long_accuracy"]) == {str(n) for n in summary["trials"]}
     assert set(summary["correlations"]) >= {"accuracy", "madds"}
     assert study.user_attrs[FIDELITY_ATTR]["correlations"] == summary["correlations"]
 
-    monkeypatch.setattr(fidelity_module, "train_and_evaluate", lambda *a, **k: pytest.fail("retrained"))
     assert main(["fidelity", "--study", "f", "--storage", storage, "--top", "3", "--epochs", "2",
                  "--results-dir", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
@@ -68,5 +67,5 @@ def test_fidelity_retrains_stores_and_resumes(tmp_path, monkeypatch, capsys):
 def test_fidelity_refuses_too_few_trials(tmp_path):
     config = SearchConfig(budget="2M-madds", space="tiny", dataset="synthetic:96", epochs=1, proxy_size=32)
     storage = f"sqlite:///{tmp_path / 'g.db'}"
-    run_search(config, storage=storage, study_name="g", trials=1, results_dir=tmp_path, progress=False)
+    run_search(config, storage=storage, study_name="g", trials=1, results_dir=tmp_path)
     assert main(["fidelity", "--study", "g", "--storage", storage, "--results-dir", str(tmp_path)]) == 2

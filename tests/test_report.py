@@ -6,11 +6,12 @@ import optuna
 import pytest
 import yaml
 
-from mobilenet_search.measure.train import TrainResult
+from mobilenet_search.measure.train import TrainConfig, TrainResult
 from mobilenet_search.results.frame import trials_frame
 from mobilenet_search.results.report import hypervolume, search_gain
-from mobilenet_search.search import study as study_module
-from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.evaluate import ScratchTraining
+from mobilenet_search.search.study import run_search
 from mobilenet_search.ui.cli import main
 
 # A slice of MobileNetV2's space that holds the paper's 0.35 and 0.5 nets at 96 and 128 px.
@@ -26,16 +27,12 @@ SPACE = {
 }
 
 
-@pytest.fixture
-def fake_training(monkeypatch):
+def _known_accuracy(model, data, config, on_epoch=None):
     """Training replaced by a known accuracy (more MAdds, more accuracy): the logic under test is the study's."""
-    def train(model, data, config, on_epoch=None):
-        from mobilenet_search import count_madds
+    from mobilenet_search import count_madds
 
-        accuracy = min(0.99, count_madds(model.spec) / 1e8)
-        return TrainResult(accuracy, accuracy, (accuracy,), 0.01, 0.01, 1000.0)
-
-    monkeypatch.setattr(study_module, "train_and_evaluate", train)
+    accuracy = min(0.99, count_madds(model.spec) / 1e8)
+    return TrainResult(accuracy, accuracy, (accuracy,), 0.01, 0.01, 1000.0)
 
 
 def _run(tmp_path, references="default", trials=2, budget="60M-madds"):
@@ -44,10 +41,10 @@ def _run(tmp_path, references="default", trials=2, budget="60M-madds"):
     config = SearchConfig(budget=budget, space=str(space), dataset="synthetic:64", epochs=1, proxy_size=32,
                           references=references, sampler="random")
     return run_search(config, storage=f"sqlite:///{tmp_path / 'r.db'}", study_name="r", trials=trials,
-                      results_dir=tmp_path, progress=False)
+                      results_dir=tmp_path, accuracy=ScratchTraining(TrainConfig(epochs=1), train=_known_accuracy))
 
 
-def test_reference_nets_are_enqueued_once_marked_and_extra_to_trials(tmp_path, fake_training):
+def test_reference_nets_are_enqueued_once_marked_and_extra_to_trials(tmp_path):
     study = _run(tmp_path, references="all")
     refs = [t for t in study.trials if t.user_attrs.get("reference")]
     # 0.35/96, 0.35/128, 0.5/96, 0.5/128 all fit 60M MAdds (the largest is 0.5/128 at ~33M).
@@ -62,7 +59,7 @@ def test_reference_nets_are_enqueued_once_marked_and_extra_to_trials(tmp_path, f
     assert sum(not t.user_attrs.get("reference") for t in resumed.trials if t.user_attrs["outcome"] == "trained") == 3
 
 
-def test_references_respect_the_budget_and_the_option(tmp_path, fake_training):
+def test_references_respect_the_budget_and_the_option(tmp_path):
     study = _run(tmp_path, budget="25M-madds")  # 0.5/128 (~33M) does not fit; the other three do
     names = {t.user_attrs.get("reference_name") for t in study.trials} - {None}
     assert names == {"mobilenet_v2_0.35_96", "mobilenet_v2_0.35_128", "mobilenet_v2_0.5_96"}
@@ -75,7 +72,7 @@ def test_references_respect_the_budget_and_the_option(tmp_path, fake_training):
     assert not any(t.user_attrs.get("reference") for t in none.trials)
 
 
-def test_report_json_and_command(tmp_path, fake_training, capsys):
+def test_report_json_and_command(tmp_path, capsys):
     _run(tmp_path)
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert {row["reference_name"] for row in report["references"]} >= {"mobilenet_v2_0.35_96"}

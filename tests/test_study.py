@@ -11,17 +11,21 @@ import torch
 from conftest import interrupt_on_call
 
 from mobilenet_search import ArchSpec, count_madds
-from mobilenet_search.measure.train import TrainingDiverged
+from mobilenet_search.measure.train import TrainingDiverged, train_and_evaluate
 from mobilenet_search.results.frame import TRIAL_ATTRS, pareto_front, trials_frame
-from mobilenet_search.search import study as study_module
-from mobilenet_search.search.study import SearchConfig, run_search
+from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.evaluate import ScratchTraining
+from mobilenet_search.search.study import run_search
 from mobilenet_search.ui.cli import main
 
-FAST = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "1", "--proxy-size", "32", "--batch-size", "16"]
+# 2 epochs at lr 0.01: enough that the tiny nets learn something (1 epoch often leaves a collapsed classifier).
+FAST = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "2", "--lr", "0.01", "--proxy-size", "32",
+        "--batch-size", "16"]
 
 
 def _config(**changes):
-    settings = dict(budget="600K-madds", space="tiny", dataset="synthetic:96", epochs=1, proxy_size=32, batch_size=16)
+    settings = dict(budget="600K-madds", space="tiny", dataset="synthetic:96", epochs=2, lr=0.01, proxy_size=32,
+                    batch_size=16)
     return SearchConfig(**{**settings, **changes})
 
 
@@ -55,11 +59,11 @@ def test_cli_search_records_every_attribute_and_writes_results(tmp_path, capsys)
 
 def test_over_budget_candidates_are_rejected_before_training(tmp_path, monkeypatch):
     trained = []
-    real_train = study_module.train_and_evaluate
-    monkeypatch.setattr(study_module, "train_and_evaluate",
-                        lambda model, *a, **k: trained.append(model.spec) or real_train(model, *a, **k))
-    study = run_search(_config(budget="300K-madds", sampler="random"), storage=f"sqlite:///{tmp_path / 'b.db'}",
-                       study_name="b", trials=3, results_dir=tmp_path, progress=False)
+    config = _config(budget="300K-madds", sampler="random")
+    spy = ScratchTraining(config.train_config("cpu"), train=lambda model, *a, **k: trained.append(model.spec)
+                          or train_and_evaluate(model, *a, **k))
+    study = run_search(config, storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b", trials=3,
+                       results_dir=tmp_path, accuracy=spy)
     rejected = [t for t in study.trials if t.user_attrs.get("outcome") == "over_budget"]
     assert rejected, "the random sampler should propose some of the tiny space's members over 300K"
     for trial in rejected:
@@ -74,10 +78,9 @@ def test_latency_budget_rejects_after_measuring_before_training(tmp_path, monkey
     from mobilenet_search.measure.latency import Latency
 
     calls = iter([9.0, 1.0, 1.0, 1.0, 1.0, 1.0])
-    monkeypatch.setattr(study_module, "measure_latency",
-                        lambda *a, **k: Latency(next(calls), 0, 0, "cpu: fake", 1, 1))
     study = run_search(_config(budget="2ms-latency"), storage=f"sqlite:///{tmp_path / 'l.db'}", study_name="l",
-                       trials=2, results_dir=tmp_path, progress=False)
+                       trials=2, results_dir=tmp_path,
+                       latency=lambda *a, **k: Latency(next(calls), 0, 0, "cpu: fake", 1, 1))
     first = study.trials[0]
     assert first.user_attrs["outcome"] == "over_budget" and first.constraints["latency_over_budget"] > 0
     assert first.user_attrs["status_reason"] == "latency 9.00 ms over budget 2ms-latency (admits < 3 ms)"
@@ -85,18 +88,17 @@ def test_latency_budget_rejects_after_measuring_before_training(tmp_path, monkey
 
 
 def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch):
-    real_train = study_module.train_and_evaluate
     calls = []
 
     def flaky(model, data, config, on_epoch=None):
         calls.append(1)
         if len(calls) == 1:
             raise TrainingDiverged("loss became nan at step 3")
-        return real_train(model, data, config, on_epoch=on_epoch)
+        return train_and_evaluate(model, data, config, on_epoch=on_epoch)
 
-    monkeypatch.setattr(study_module, "train_and_evaluate", flaky)
-    study = run_search(_config(), storage=f"sqlite:///{tmp_path / 'f.db'}", study_name="f", trials=3,
-                       results_dir=tmp_path, progress=False)
+    config = _config()
+    study = run_search(config, storage=f"sqlite:///{tmp_path / 'f.db'}", study_name="f", trials=3,
+                       results_dir=tmp_path, accuracy=ScratchTraining(config.train_config("cpu"), train=flaky))
     failed = study.trials[0]
     assert failed.state == optuna.trial.TrialState.FAIL
     assert failed.user_attrs["status_reason"] == "TrainingDiverged: loss became nan at step 3"
@@ -106,36 +108,35 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
 def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
     config = _config(budget="2M-madds")  # every member fits: no rejections between the trained trials
     storage = f"sqlite:///{tmp_path / 'r.db'}"
-    monkeypatch.setattr(study_module, "train_and_evaluate", interrupt_on_call(study_module.train_and_evaluate, 2, []))
+    interrupting = ScratchTraining(config.train_config("cpu"), train=interrupt_on_call(train_and_evaluate, 2, []))
     with pytest.raises(KeyboardInterrupt):
-        run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+        run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, accuracy=interrupting)
     before = _load(tmp_path, "r").trials
     assert [t.user_attrs.get("outcome") for t in before] == ["trained", "interrupted"]
     interrupted = before[1]
 
-    study = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+    study = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path)
     after = study.trials
     assert after[0].user_attrs == before[0].user_attrs  # the completed trial is kept as it was
     retry = next(t for t in after if t.user_attrs.get("retry_of") == interrupted.number)
     assert retry.params == interrupted.params and retry.user_attrs["outcome"] == "trained"
     assert sum(t.user_attrs.get("outcome") == "trained" for t in after) == 4
     # Resuming once more neither re-runs the retried trial nor adds trials beyond the target.
-    again = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, progress=False)
+    again = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path)
     assert len(again.trials) == len(after)
 
 
 def test_resuming_with_other_settings_is_refused(tmp_path):
     storage = f"sqlite:///{tmp_path / 'o.db'}"
-    run_search(_config(), storage=storage, study_name="o", trials=1, results_dir=tmp_path, progress=False)
+    run_search(_config(), storage=storage, study_name="o", trials=1, results_dir=tmp_path)
     with pytest.raises(Exception, match="already exists with other settings.*epochs"):
-        run_search(_config(epochs=2), storage=storage, study_name="o", trials=1, results_dir=tmp_path,
-                   progress=False)
+        run_search(_config(epochs=3), storage=storage, study_name="o", trials=1, results_dir=tmp_path)
 
 
 def test_accuracy_objective_is_single_valued_and_reports_epochs(tmp_path):
     config = _config(objective="accuracy", epochs=2, budget="2M-madds")
     study = run_search(config, storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a", trials=2,
-                       results_dir=tmp_path, progress=False)
+                       results_dir=tmp_path)
     for trial in study.trials:
         assert len(trial.values) == 1 and sorted(trial.intermediate_values) == [0, 1]
 
@@ -186,7 +187,7 @@ def test_bad_search_options_exit_2(tmp_path, argv, message):
 
 def test_every_trained_trial_records_the_zero_cost_proxies(tmp_path):
     study = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'z.db'}", study_name="z", trials=1,
-                       results_dir=tmp_path, progress=False)
+                       results_dir=tmp_path)
     trial = study.trials[-1]
     for name in ("synflow", "jacob_cov", "snip", "grad_norm"):
         assert isinstance(trial.user_attrs[f"zc_{name}"], float), name
@@ -194,7 +195,6 @@ def test_every_trained_trial_records_the_zero_cost_proxies(tmp_path):
 
 
 def test_zero_cost_objective_scores_without_training(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(study_module, "train_and_evaluate", lambda *a, **k: pytest.fail("trained"))
     code = main(["--budget", "600K-madds", *FAST, "--objective", "zero-cost:synflow", "--trials", "5",
                  "--results-dir", str(tmp_path), "--study", "zc"])
     assert code == 0
@@ -217,11 +217,11 @@ def test_unknown_zero_cost_proxy_is_a_clear_error(tmp_path):
 
 def test_same_settings_give_the_same_trials_whatever_ran_before(tmp_path):
     first = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'a.db'}", study_name="a",
-                       trials=2, results_dir=tmp_path, progress=False)
+                       trials=2, results_dir=tmp_path)
     torch.manual_seed(12345)  # a different global random state must not change the results
     torch.rand(100)
     second = run_search(_config(budget="2M-madds"), storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b",
-                        trials=2, results_dir=tmp_path, progress=False)
+                        trials=2, results_dir=tmp_path)
     assert [t.params for t in first.trials] == [t.params for t in second.trials]
     assert [t.user_attrs["accuracy_history"] for t in first.trials] == [
         t.user_attrs["accuracy_history"] for t in second.trials]
@@ -230,8 +230,8 @@ def test_same_settings_give_the_same_trials_whatever_ran_before(tmp_path):
 def test_a_resumed_study_does_not_replay_its_first_candidates(tmp_path):
     config = _config(budget="2M-madds", sampler="random")
     storage = f"sqlite:///{tmp_path / 'n.db'}"
-    first = run_search(config, storage=storage, study_name="n", trials=2, results_dir=tmp_path, progress=False)
+    first = run_search(config, storage=storage, study_name="n", trials=2, results_dir=tmp_path)
     before = [t.params for t in first.trials]
-    resumed = run_search(config, storage=storage, study_name="n", trials=4, results_dir=tmp_path, progress=False)
+    resumed = run_search(config, storage=storage, study_name="n", trials=4, results_dir=tmp_path)
     after = [t.params for t in resumed.trials[len(before):]]
     assert len(after) == 2 and after != before  # a sampler seeded as before would draw the same two again

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from mobilenet_search.arch.cost import count_madds, count_params
 from mobilenet_search.errors import UserError
-from mobilenet_search.files import atomic_write_text
+from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec
 
@@ -41,8 +41,6 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 ENV_VAR = "MOBILENET_SEARCH_LIBRARY"
 DEFAULT_DIR = Path("model_library")  # in the current directory: a folder the user owns, never inside the package
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-_NAME_RULE = "1-128 letters, digits and . _ -, starting with a letter or digit, without '..'"
 _BUILTIN_SOURCES = {
     "mobilenet_v2": "MobileNetV2, Sandler et al. 2018 (Table 2; the widths and resolutions of Table 6)",
     "mobilenet_v1": "MobileNetV1, Howard et al. 2017 (Table 1)",
@@ -85,9 +83,7 @@ def check_name(name: str) -> str:
     >>> check_name("mnv2-300M_v1.2")
     'mnv2-300M_v1.2'
     """
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
-        raise UserError(f"invalid entry name {name!r}: expected {_NAME_RULE}")
-    return name
+    return check_safe_name(name, "entry name")
 
 
 def _builtins() -> dict[str, ArchSpec]:
@@ -246,8 +242,7 @@ def _user_names(library: str | Path | None) -> builtins.list[str]:
     if not folder.is_dir():
         return []
     taken = set(_builtins())
-    return sorted(p.stem for p in folder.glob("*.json")
-                  if _NAME.fullmatch(p.stem) and ".." not in p.stem and p.stem not in taken)
+    return sorted(p.stem for p in folder.glob("*.json") if is_safe_name(p.stem) and p.stem not in taken)
 
 
 # Defined last: from here on the module's `list` is this function, hence `builtins.list` above.

@@ -92,3 +92,30 @@ def set_outcome(trial: optuna.Trial, value: Outcome, reason: str | None = None) 
     trial.set_user_attr("outcome", value.value)
     if reason is not None:
         trial.set_user_attr("status_reason", " ".join(reason.split())[:500])
+
+
+# Per-image validation correctness of a trained trial, for intervals and paired tests.
+CORRECT_ATTR = "val_correct"  # numpy.packbits of the bool vector, base64 text
+VAL_SIZE_ATTR = "val_size"  # how many validation images the vector covers
+
+
+def pack_correct(correct: Any) -> dict[str, Any]:
+    """The user attributes that record a bool vector of per-image correctness compactly (1 bit per image)."""
+    import base64
+
+    import numpy as np
+
+    bits = np.asarray(correct, dtype=bool).ravel()
+    return {CORRECT_ATTR: base64.b64encode(np.packbits(bits).tobytes()).decode("ascii"), VAL_SIZE_ATTR: len(bits)}
+
+
+def unpack_correct(attrs: dict[str, Any]) -> Any:
+    """The bool vector :func:`pack_correct` stored, or None when the trial has none."""
+    import base64
+
+    import numpy as np
+
+    text, size = attrs.get(CORRECT_ATTR), attrs.get(VAL_SIZE_ATTR)
+    if text is None or size is None:
+        return None
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=int(size)).astype(bool)

@@ -29,8 +29,9 @@ from mobilenet_search.files import atomic_path
 from mobilenet_search.results import library as model_library
 from mobilenet_search.results import records
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
+from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.storage import redact, storage_file
-from mobilenet_search.search.study import SearchConfig, open_study
+from mobilenet_search.search.study import open_study
 
 ONNX_OPSET = 17  # widely supported by runtimes (onnxruntime >= 1.11, TensorRT 8.5+) and enough for these ops
 # The measurements an entry records, as the trial's user attributes name them.

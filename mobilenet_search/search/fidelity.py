@@ -12,10 +12,10 @@ so an interrupted run resumes where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -29,7 +29,9 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
 from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR
-from mobilenet_search.search.study import Objective, SearchConfig, init_seed
+from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.evaluate import init_seed
+from mobilenet_search.search.study import make_data
 
 LONG_FACTOR = 5  # default longer schedule: 5x the study's epochs
 MIN_BIN = 3  # the smallest bin with a meaningful rank correlation
@@ -93,10 +95,12 @@ def correlations(frame: pd.DataFrame, scores: list[str], target: str = "long_acc
 
 
 def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = None, device: str = "cpu",
-                 cache_dir: Any = None, on_trial: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 results_dir: Path = Path("results"), on_trial: Callable[[int, int], None] | None = None,
+                 train: Callable[..., Any] = train_and_evaluate) -> dict[str, Any]:
     """Retrain ``top`` trials of ``study`` for ``epochs`` (default 5x the study's) and store the fidelity.
 
     Results already stored for the same epochs are reused, so an interrupted run resumes.
+    ``train`` is the stand-alone training (a test passes a fake of the same signature).
     """
     if CONFIG_ATTR not in study.user_attrs:
         raise UserError(f"study {study.study_name!r} was not created by mobilenet-search (no stored settings)")
@@ -114,8 +118,8 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
     done = {int(k): v for k, v in stored.get("long_accuracy", {}).items()} if same else {}
     seconds = {int(k): v for k, v in stored.get("seconds", {}).items()} if same else {}
 
-    objective = Objective(config, device=device, cache_dir=cache_dir)
-    train_config = dataclasses.replace(config.train_config(device), epochs=epochs)
+    data_cache = make_data(config, results_dir)
+    train_config = config.train_config(device, epochs=epochs)
     by_number = frame.set_index("number")
     for index, number in enumerate(chosen):
         if on_trial:
@@ -123,9 +127,9 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
         if number in done:
             continue
         spec = ArchSpec.from_json(by_number.at[number, "spec"])
-        data = objective.data(int(by_number.at[number, "proxy_resolution"]))
+        data = data_cache(int(by_number.at[number, "proxy_resolution"]))
         started = time.perf_counter()
-        done[number] = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data,
+        done[number] = train(build_model(spec, seed=init_seed(spec, config.seed)), data,
                                           train_config).accuracy
         seconds[number] = time.perf_counter() - started
         study.set_user_attr(FIDELITY_ATTR, {"epochs": epochs, "long_accuracy": {str(k): v for k, v in done.items()},

@@ -7,11 +7,13 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.arch.references import paper_family
@@ -121,11 +123,65 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
           f"study: {redact(storage)} ({study.study_name})")
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (what a scheduler or ``docker stop`` sends) stops a run the way Ctrl-C does: the running
+    trial is recorded as interrupted and queued again when the study resumes."""
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, trials: int, quiet: bool,
+                       **kwargs: Any):
+    """Run a study (``run_search`` or ``run_worker``) with the CLI's progress: a bar, a line per trial."""
+    from mobilenet_search.search.study import open_study
+    from mobilenet_search.ui.progress import SearchProgress
+
+    state: dict[str, Any] = {}
+
+    def after_trial(study, trial) -> None:
+        if "progress" not in state:
+            state["progress"] = SearchProgress(study, trials, enabled=not quiet)
+        state["progress"].after_trial(study, trial)
+
+    def on_epoch(epoch: int, epochs: int) -> None:
+        if "progress" in state:
+            state["progress"].on_epoch(epoch, epochs)
+
+    with _sigterm_as_interrupt():
+        try:
+            if not quiet:  # the bar from the start when the study exists (a resume); else from the first trial
+                try:
+                    study, _ = open_study(storage, study_name, None, load_only=True)
+                    state["progress"] = SearchProgress(study, trials)
+                except UserError:
+                    pass
+            return run(storage=storage, study_name=study_name, trials=trials, callbacks=[after_trial],
+                       on_epoch=on_epoch, **kwargs)
+        finally:
+            if "progress" in state:
+                state["progress"].close()
+
+
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.measure.latency import resolve_device
-    from mobilenet_search.search.study import SearchConfig, default_storage, default_study_name, run_search
+    from mobilenet_search.search.config import (
+        SearchConfig,
+        check_results_dir,
+        check_study_name,
+        default_storage,
+        default_study_name,
+    )
+    from mobilenet_search.search.storage import redact
+    from mobilenet_search.search.study import run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
     _check_run_options(args)
@@ -135,17 +191,20 @@ def _search(args: argparse.Namespace) -> int:
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
         objective=args.objective, sampler=args.sampler, seed=args.seed, latency_batch=args.latency_batch,
-        references=args.references,
+        references=args.references, val_fraction=args.val_fraction, noise_repeats=args.noise_repeats,
     )
     device = resolve_device(args.device)
-    results_dir = Path(args.results_dir)
-    study_name = args.study or default_study_name(config)
+    study_name = check_study_name(args.study or default_study_name(config))
+    results_dir = check_results_dir(Path(args.results_dir))
     storage = args.storage or default_storage(results_dir, study_name)
-    results_dir.mkdir(parents=True, exist_ok=True)
     several = args.workers > 1 and args.trials > 0
-    study = run_search(config, storage=storage, study_name=study_name, trials=0 if several else args.trials,
-                       timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat,
-                       progress=not several)
+    if not several:
+        print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
+              f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
+              file=sys.stderr)
+    study = _run_with_progress(
+        lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
+        quiet=several, timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat)
     if several:
         study = _launch_workers(args, storage, study_name, device)
     if args.trials == 0:
@@ -164,7 +223,8 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
     import torch
     from tqdm.auto import tqdm
 
-    from mobilenet_search.search.study import evaluated_count, open_study
+    from mobilenet_search.search.coordination import evaluated_count
+    from mobilenet_search.search.study import open_study
 
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     commands = []
@@ -199,24 +259,25 @@ def _worker(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.measure.latency import resolve_device
+    from mobilenet_search.search.config import check_results_dir
+    from mobilenet_search.search.coordination import evaluated_count
     from mobilenet_search.search.study import run_worker
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _check_run_options(args)
-    study = run_worker(storage=args.storage, study_name=args.study, trials=args.trials, timeout=args.timeout,
-                       device=resolve_device(args.device), results_dir=Path(args.results_dir),
-                       heartbeat=args.heartbeat, progress=not args.quiet)
+    study = _run_with_progress(run_worker, args.study, args.storage, args.trials, quiet=args.quiet,
+                               timeout=args.timeout, device=resolve_device(args.device),
+                               results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat)
     if not args.quiet:
-        from mobilenet_search.search.study import evaluated_count
-
         print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     from mobilenet_search.results.report import format_gain, write_report
+    from mobilenet_search.search.config import default_storage
     from mobilenet_search.search.fidelity import format_fidelity
-    from mobilenet_search.search.study import default_storage, open_study
+    from mobilenet_search.search.study import open_study
 
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)
@@ -249,8 +310,9 @@ def _fidelity(args: argparse.Namespace) -> int:
 
     from mobilenet_search.measure.latency import resolve_device
     from mobilenet_search.results.report import write_report
+    from mobilenet_search.search.config import default_storage
     from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
-    from mobilenet_search.search.study import default_storage, open_study
+    from mobilenet_search.search.study import open_study
 
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)
@@ -260,7 +322,7 @@ def _fidelity(args: argparse.Namespace) -> int:
             bar.refresh()
 
         summary = run_fidelity(study, top=args.top, epochs=args.epochs, device=resolve_device(args.device),
-                               cache_dir=Path(args.results_dir) / "cache", on_trial=step)
+                               results_dir=Path(args.results_dir), on_trial=step)
         bar.n = bar.total
     print(format_fidelity(summary))
     write_report(study, Path(args.results_dir) / args.study)
@@ -302,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     search.add_argument("--budget", required=True, help=BUDGET_HELP)
     search.add_argument("--space", default="mobilenetv2",
-                        help="a search space: a name from search_spaces/ (see `space --list`) or a .yaml path")
+                        help="a search space: a name shipped with the tool (see `space --list`) or a .yaml path")
     search.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
                         help="stop once the study holds this many trained candidates (over-budget rejections, "
                              "which take milliseconds, do not count); counted across runs, so a resumed study "
@@ -334,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
                              "same proxy: default up to 3 spread over the budget's range, all, or none")
+    search.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of the images held out (stratified, seeded) to score candidates on; a larger "
+                             "split narrows every accuracy's interval")
+    search.add_argument("--noise-repeats", type=int, default=0,
+                        help="retrain the cheapest reference net with this many other seeds, so the report can "
+                             "tell seed noise from a real gain")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
@@ -401,7 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Examples: {PROG} space mobilenetv2;  {PROG} space my_space.yaml;  {PROG} space --list",
     )
     space.add_argument("space", nargs="?", default="mobilenetv2",
-                       help="a name from search_spaces/ or a path to a .yaml file (default mobilenetv2)")
+                       help="a space shipped with the tool (see --list) or a .yaml path (default mobilenetv2)")
     space.add_argument("--list", action="store_true", help="list the search spaces shipped with the tool")
     space.set_defaults(run=_space)
 

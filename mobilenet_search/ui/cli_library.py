@@ -21,8 +21,8 @@ LIBRARY_HELP = (f"the model library directory (default: ${library.ENV_VAR} if se
 def _export(args: argparse.Namespace) -> int:
     import optuna
 
+    from mobilenet_search.search.config import default_storage
     from mobilenet_search.search.export import ONNX_OPSET, export
-    from mobilenet_search.search.study import default_storage
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = args.storage or default_storage(args.results_dir, args.study)

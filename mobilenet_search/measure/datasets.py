@@ -1,0 +1,44 @@
+"""The datasets a study trains and scores on, decoded once per proxy size and kept in memory.
+
+One :class:`DataCache` serves every trial of a process: a trial at proxy size 48 decodes the
+source at 48 px once (or reads the on-disk cache), and every later trial at that size reuses it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from mobilenet_search.errors import UserError
+from mobilenet_search.measure.data import ImageData, load_dataset
+
+
+class DataCache:
+    """``cache(size)``: the dataset at proxy size ``size``, decoded on first use.
+
+    Checks up front (at ``base_size``) that every class has images on both sides of the split,
+    so a tiny ``limit`` is refused before a study exists rather than scoring 0 in every trial.
+    """
+
+    def __init__(self, source: str, base_size: int, *, seed: int = 0, limit: int | None = None,
+                 cache_dir: Path | None = None, val_fraction: float = 0.2) -> None:
+        self.source, self.seed, self.limit, self.cache_dir = source, seed, limit, cache_dir
+        self.val_fraction = val_fraction
+        self._data: dict[int, ImageData] = {}
+        probe = self(base_size)
+        self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
+        for split, labels in (("training", probe.train_labels), ("validation", probe.val_labels)):
+            counts = torch.bincount(labels, minlength=probe.num_classes)
+            if bool((counts == 0).any()):
+                empty = int((counts == 0).nonzero()[0])
+                raise UserError(
+                    f"invalid --dataset-limit {limit}: class {probe.classes[empty]!r} has no {split} image in "
+                    f"{source!r}; keep at least {5 * probe.num_classes} images ({probe.num_classes} classes)"
+                    if limit else f"dataset {source!r}: class {probe.classes[empty]!r} has no {split} image")
+
+    def __call__(self, size: int) -> ImageData:
+        if size not in self._data:
+            self._data[size] = load_dataset(self.source, size, seed=self.seed, cache_dir=self.cache_dir,
+                                            limit=self.limit, val_fraction=self.val_fraction)
+        return self._data[size]

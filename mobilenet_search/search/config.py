@@ -1,0 +1,129 @@
+"""What defines a study: its settings, checked before anything is created, and its default names."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mobilenet_search.arch.budget import Budget
+from mobilenet_search.errors import UserError
+from mobilenet_search.files import check_safe_name
+from mobilenet_search.measure.train import TrainConfig
+from mobilenet_search.measure.zero_cost import PROXIES
+
+OBJECTIVES = ("multi", "accuracy")
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+STRATEGIES = ("scratch", "supernet")
+REFERENCE_CHOICES = ("default", "all", "none")
+MAX_PROXY_SIZE = 512  # decoded images are kept in memory: 512 px is already 0.7 GB per 2,624 grey images
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What defines a study: stored in it, so every run or worker of the study uses the same.
+
+    Every field is checked here, before a study or a file exists: a bad setting is one
+    :class:`UserError` line naming the option.
+    """
+
+    budget: str
+    space: str = "mobilenetv2"
+    dataset: str = "embedded"
+    dataset_limit: int | None = None  # a seeded stratified subset, for quick runs and tests
+    epochs: int = 8  # measured: 4 epochs ranked candidates no better than chance within MAdds bins
+    batch_size: int = 64
+    proxy_size: int = 64
+    lr: float = 2e-3
+    objective: str = "multi"
+    sampler: str = "tpe"
+    seed: int = 0
+    latency_batch: int = 1
+    references: str = "default"  # the papers' scaling family trained alongside: default (<= 3), all, none
+    val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded)
+    noise_repeats: int = 0  # the cheapest reference net retrained with this many other seeds: the seed noise
+    strategy: str = "scratch"  # how a candidate gets its accuracy: scratch training, or a weight-sharing supernet
+    supernet_epochs: int = 40  # supernet training epochs (strategy supernet)
+    confirm: int = 3  # Pareto candidates trained from scratch when a supernet study ends
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", str(Budget.parse(self.budget)))
+        if self.objective not in OBJECTIVES and self.zero_cost not in PROXIES:
+            raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)} or "
+                            f"zero-cost:NAME with NAME one of {', '.join(PROXIES)}")
+        for name, value, choices in (("references", self.references, REFERENCE_CHOICES),
+                                     ("sampler", self.sampler, SAMPLERS), ("strategy", self.strategy, STRATEGIES)):
+            if value not in choices:
+                raise UserError(f"invalid --{name} {value!r}: expected one of {', '.join(choices)}")
+        ranges = {"epochs": (1, None), "batch_size": (2, None), "proxy_size": (32, MAX_PROXY_SIZE),
+                  "latency_batch": (1, None), "noise_repeats": (0, None), "supernet_epochs": (1, None),
+                  "confirm": (0, None), "dataset_limit": (2, None)}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if value is None and name == "dataset_limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+                expected = f"an integer in [{low}, {high}]" if high else f"an integer >= {low}"
+                raise UserError(f"invalid --{name.replace('_', '-')} {value!r}: expected {expected}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"invalid --lr {self.lr!r}: expected a positive finite number")
+        if not 0 < self.val_fraction < 1:
+            raise UserError(f"invalid --val-fraction {self.val_fraction!r}: expected a number in (0, 1)")
+        if self.strategy == "supernet" and self.objective != "multi":
+            raise UserError(f"--strategy supernet scores with inherited weights; it takes --objective multi, "
+                            f"not {self.objective!r}")
+
+    @property
+    def zero_cost(self) -> str | None:
+        """The zero-cost proxy that replaces accuracy (``--objective zero-cost:NAME``), if any."""
+        kind, _, name = self.objective.partition(":")
+        return name if kind == "zero-cost" else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
+        """The settings stored in a study; fields added since it was created take their defaults."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def train_config(self, device: str, **changes: Any) -> TrainConfig:
+        """The proxy training of one candidate (``changes`` override, e.g. another seed or more epochs)."""
+        settings = dict(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, seed=self.seed, device=device)
+        return TrainConfig(**{**settings, **changes})
+
+
+def default_study_name(config: SearchConfig) -> str:
+    """A readable name from the space, budget and dataset: ``mobilenetv2-300M-madds``."""
+    parts = [Path(config.space).stem, config.budget.replace(",", "_")]
+    if config.dataset != "embedded":
+        kind, _, root = config.dataset.partition(":")
+        parts.append(Path(root).name if kind in ("imagefolder", "cifar10") and Path(root).name else config.dataset)
+    if config.strategy != "scratch":
+        parts.append(config.strategy)
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(parts)).strip("-.")[:128] or "study"
+
+
+def check_study_name(name: str) -> str:
+    """A study name becomes a file and a folder under the results folder: nothing that could leave it."""
+    return check_safe_name(name, "--study")
+
+
+def default_storage(results_dir: Path, study_name: str) -> str:
+    return f"sqlite:///{Path(results_dir) / f'{check_study_name(study_name)}.db'}"
+
+
+def check_results_dir(results_dir: Path) -> Path:
+    """The results folder must be a folder (created when missing); one line naming it otherwise."""
+    results_dir = Path(results_dir)
+    if results_dir.exists() and not results_dir.is_dir():
+        raise UserError(f"invalid --results-dir {str(results_dir)!r}: it is a file, not a folder")
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create --results-dir {str(results_dir)!r}: {exc.strerror or exc}") from None
+    return results_dir

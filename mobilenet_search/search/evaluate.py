@@ -1,0 +1,206 @@
+"""How one candidate gets its numbers: cost, budget, latency, zero-cost scores, then accuracy.
+
+The pipeline knows nothing of Optuna: it takes an :class:`ArchSpec` and fills one
+:class:`Record` (the user attributes a trial stores, the budget's excess per kind, how it
+ended). What it needs is passed in -- the dataset cache, the latency function, and the
+*accuracy source* -- so a strategy or a test swaps any of them without patching a module:
+
+- :class:`ScratchTraining` trains the candidate from its initial weights (the proxy);
+- :class:`mobilenet_search.search.strategies.InheritedWeights` scores it with weights
+  inherited from a trained supernet.
+
+Cheap before expensive, as Archai's evaluators do: :meth:`Pipeline.check` counts the
+candidate from its spec alone (microseconds) and rejects it when over budget; only then does
+:meth:`Pipeline.measure` build, time, score and train it.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+
+from mobilenet_search.arch.budget import Budget
+from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.cost import count_madds, count_params
+from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.measure.data import ImageData, proxy_resolution
+from mobilenet_search.measure.datasets import DataCache
+from mobilenet_search.measure.latency import Latency, measure_latency
+from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, input_transform, train_and_evaluate
+from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
+from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
+from mobilenet_search.results.records import Outcome, pack_correct
+
+ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
+OnEpoch = Callable[[int, float], None]  # (epoch counted from 0, validation accuracy)
+
+
+def init_seed(spec: ArchSpec, seed: int) -> int:
+    """The seed of a candidate's initial weights: the same architecture starts from the same weights
+    in every trial, retry and fidelity retraining, whatever ran before it in the process."""
+    return (zlib.crc32(spec.to_string().encode()) + seed) % 2**63
+
+
+@dataclass
+class Record:
+    """What evaluating one candidate produced, filled stage by stage (kept when a stage fails)."""
+
+    attrs: dict[str, Any] = field(default_factory=dict)  # the trial's user attributes
+    excess: dict[str, float] = field(default_factory=dict)  # per budget kind; <= 0 inside (Optuna constraints)
+    outcome: Outcome | None = None
+    reason: str | None = None  # why it was rejected or failed
+    quality: float | None = None  # accuracy, or the zero-cost score searched on
+
+    def reject(self, reason: str) -> Record:
+        self.outcome, self.reason = Outcome.OVER_BUDGET, reason
+        return self
+
+
+@dataclass(frozen=True)
+class Scored:
+    """An accuracy source's answer for one candidate."""
+
+    accuracy: float
+    balanced_accuracy: float
+    predictions: torch.Tensor | None  # the predicted class of every validation image, in the split's order
+    attrs: dict[str, Any] = field(default_factory=dict)  # what else to record (history, seconds per phase)
+
+
+class AccuracySource(Protocol):
+    """How a candidate gets its accuracy: ``source(spec, model, data, on_epoch=...) -> Scored``."""
+
+    strategy: str
+
+    def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
+                 on_epoch: OnEpoch | None = None) -> Scored: ...
+
+
+@torch.no_grad()
+def check_trained(model: torch.nn.Module, data: ImageData, predictions: torch.Tensor, lr: float) -> None:
+    """Refuse a result that only looks trained: non-finite weights after the last step, or a collapsed
+    classifier -- one class for every validation image from an output that no longer depends on the input
+    (what a diverging learning rate leaves; BatchNorm keeps its loss finite). An undertrained network that
+    answers the majority class from varying outputs is a real, poor candidate, and is kept."""
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingDiverged(f"training diverged: non-finite weights after the last step (lr={lr:g}); "
+                               "try a lower learning rate")
+    predicted = torch.unique(predictions)
+    if len(predicted) > 1 or len(torch.unique(data.val_labels)) < 2:
+        return
+    device = next(model.parameters()).device
+    model.eval()
+    outputs = model(input_transform(data, device)(data.val_images[:256])).float()
+    if not bool(torch.isfinite(outputs).all()) or outputs.std(0).max() <= 1e-5 * outputs.abs().max():
+        raise TrainingDiverged(f"collapsed classifier: its output no longer depends on the input, every validation "
+                               f"image is class {int(predicted[0])} (lr={lr:g}); try a lower learning rate")
+
+
+class ScratchTraining:
+    """The accuracy of a candidate trained from its initial weights with the proxy schedule.
+
+    ``train`` is :func:`mobilenet_search.measure.train.train_and_evaluate` unless a test or a
+    benchmark passes another function of the same signature.
+    """
+
+    strategy = "scratch"
+
+    def __init__(self, config: TrainConfig, train: Callable[..., Any] = train_and_evaluate) -> None:
+        self.config, self.train = config, train
+
+    def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
+                 on_epoch: OnEpoch | None = None) -> Scored:
+        result = self.train(model, data, self.config, on_epoch=on_epoch)
+        if result.predictions is not None:
+            check_trained(model, data, result.predictions, self.config.lr)
+        return Scored(result.accuracy, result.balanced_accuracy, result.predictions, {
+            "accuracy_history": list(result.history), "train_seconds": result.train_seconds,
+            "time_train": result.train_seconds, "time_eval": result.eval_seconds})
+
+
+class Pipeline:
+    """cost -> budget -> latency -> zero-cost -> accuracy, for one candidate at a time.
+
+    ``accuracy=None`` scores with the zero-cost proxy ``search_zero_cost`` instead of training
+    (``--objective zero-cost:NAME``). ``latency(model, shape, device=...)`` returns a
+    :class:`Latency`. ``seed`` seeds initial weights (through :func:`init_seed`) and the
+    zero-cost mini-batch.
+    """
+
+    def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
+                 seed: int = 0, device: str = "cpu", latency_batch: int = 1,
+                 latency: Callable[..., Latency] = measure_latency, search_zero_cost: str | None = None,
+                 zero_cost: Sequence[str] = PROXIES) -> None:
+        if accuracy is None and search_zero_cost is None:
+            raise ValueError("a pipeline needs an accuracy source or a zero-cost proxy to search on")
+        self.budget, self.data, self.accuracy = budget, data, accuracy
+        self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
+        self.latency, self.search_zero_cost = latency, search_zero_cost
+        # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
+        self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
+        self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def check(self, spec: ArchSpec) -> Record:
+        """Count the candidate from its spec and check the budget's count limits (microseconds, no build)."""
+        madds, params = count_madds(spec), count_params(spec)
+        record = Record(attrs={"arch": spec.to_string(), "spec": spec.to_json(), "madds": madds, "params": params})
+        record.excess = self.budget.excesses(madds=madds, params=params)
+        reason = self.budget.reason(madds=madds, params=params)
+        return record.reject(reason) if reason else record
+
+    def measure(self, spec: ArchSpec, record: Record, *, on_epoch: OnEpoch | None = None,
+                seed: int | None = None) -> Record:
+        """Build, time, score and train a candidate that passed :meth:`check`; fills ``record`` as it goes.
+
+        ``seed`` overrides the pipeline's seed for this candidate's weights (a noise repeat).
+        """
+        started = time.perf_counter()
+        seed = self.seed if seed is None else seed
+        model = build_model(spec, seed=init_seed(spec, seed))
+        record.attrs["time_build"] = time.perf_counter() - started
+        if self.accuracy is not None or self.budget.needs_latency:
+            latency_ms = self._latency(model, spec, record)
+            if self.budget.needs_latency:
+                madds, params = record.attrs["madds"], record.attrs["params"]
+                record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=latency_ms)
+                reason = self.budget.reason(madds=madds, params=params, latency_ms=latency_ms)
+                if reason:
+                    return record.reject(reason)
+        size = proxy_resolution(self.proxy_size, spec.resolution)
+        record.attrs["proxy_resolution"] = size
+        data = self.data(size)
+        scores = self._zero_cost(model, data, size, record)  # at initialisation, before training
+        if self.accuracy is None:
+            record.outcome, record.quality = Outcome.SCORED, scores[self.search_zero_cost]
+            return record
+        scored = self.accuracy(spec, model, data, on_epoch=on_epoch)
+        record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
+                            strategy=self.accuracy.strategy)
+        if scored.predictions is not None:
+            record.attrs.update(pack_correct(scored.predictions == data.val_labels))
+        record.outcome, record.quality = Outcome.TRAINED, scored.accuracy
+        return record
+
+    def _latency(self, model: torch.nn.Module, spec: ArchSpec, record: Record) -> float:
+        """Latency at the deployment resolution, recorded with its device and batch size."""
+        t0 = time.perf_counter()
+        shape = (self.latency_batch, spec.in_channels, spec.resolution, spec.resolution)
+        latency = self.latency(model, shape, device=self.device)
+        record.attrs.update(time_latency=time.perf_counter() - t0, latency_ms=latency.ms,
+                            latency_device=latency.device, latency_batch=latency.batch_size)
+        return latency.ms
+
+    def _zero_cost(self, model: torch.nn.Module, data: ImageData, size: int, record: Record) -> dict[str, float]:
+        """Zero-cost proxy scores on the fixed mini-batch of this proxy size."""
+        if size not in self._batches:
+            images, labels = fixed_batch(data, ZERO_COST_BATCH, seed=self.seed)
+            self._batches[size] = (images.to(self.device), labels.to(self.device))
+        t0 = time.perf_counter()
+        values = zero_cost_scores(model, *self._batches[size], names=self.zero_cost)
+        record.attrs.update({f"zc_{name}": value for name, value in values.items()})
+        record.attrs["time_zero_cost"] = time.perf_counter() - t0
+        return values

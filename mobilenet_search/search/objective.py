@@ -1,0 +1,111 @@
+"""The Optuna objective: a thin adapter that samples a candidate, runs the pipeline, records the trial.
+
+Everything measured comes from :class:`mobilenet_search.search.evaluate.Pipeline`; everything
+about several processes sharing the study from :mod:`mobilenet_search.search.coordination`.
+This module only maps between them and Optuna: user attributes, constraints, pruning, and how
+an exception becomes an outcome.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+
+import optuna
+import torch
+
+from mobilenet_search.arch.budget import Budget
+from mobilenet_search.errors import UserError
+from mobilenet_search.measure.train import TrainingDiverged
+from mobilenet_search.results.records import Outcome, is_reference
+from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.coordination import WORKER, Slots, retry_of
+from mobilenet_search.search.evaluate import Pipeline, Record
+from mobilenet_search.search.space import SearchSpace
+
+#: Exceptions that fail one trial (recorded with the reason) while the study goes on.
+TRIAL_ERRORS = (TrainingDiverged, torch.OutOfMemoryError, UserError)
+
+
+class Objective:
+    """``objective(trial)``: one candidate, sampled from ``space`` and evaluated by ``pipeline``.
+
+    ``slots`` enforces a study-wide ``--trials`` target across workers (None: no target);
+    ``on_epoch(epoch, epochs)`` reports training progress (the CLI's progress bar).
+    """
+
+    def __init__(self, config: SearchConfig, space: SearchSpace, pipeline: Pipeline, *, slots: Slots | None = None,
+                 on_epoch: Callable[[int, int], None] | None = None) -> None:
+        self.config, self.space, self.pipeline, self.slots, self.on_epoch = config, space, pipeline, slots, on_epoch
+        self.budget = Budget.parse(config.budget)
+
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
+        trial.set_user_attr("worker", WORKER)  # at once: a resumed study recovers the trial if this process dies
+        data = self.pipeline.data
+        spec = self.space.sample(trial, num_classes=data.num_classes, in_channels=data.in_channels)
+        record = self.pipeline.check(spec)
+        record.attrs["epochs"] = self.config.epochs
+        try:
+            if record.outcome is None:
+                frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+                if retry_of(frozen) is not None:
+                    record.attrs["retry_of"] = retry_of(frozen)
+                if not is_reference(trial) and self.slots is not None and not self.slots.take(trial):
+                    record.outcome = Outcome.SURPLUS
+                    record.reason = (f"not trained: the study's target of {self.slots.target} trials was taken "
+                                     "by other workers or is kept for a queued retry")
+                    raise optuna.TrialPruned("surplus")
+                self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
+                                      seed=trial.user_attrs.get("noise_seed"))
+        except KeyboardInterrupt:
+            record.outcome = Outcome.INTERRUPTED
+            record.reason = "interrupted (Ctrl-C or SIGTERM); run again when the study resumes"
+            raise
+        except TRIAL_ERRORS as exc:
+            record.outcome, record.reason = Outcome.FAILED, f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._write(trial, record)
+        return self._values(record)
+
+    def _on_epoch(self, trial: optuna.Trial, record: Record) -> Callable[[int, float], None]:
+        """Per-epoch progress; in single-objective mode also Optuna's pruner."""
+        def report(epoch: int, accuracy: float) -> None:
+            if self.on_epoch:
+                self.on_epoch(epoch + 1, self.config.epochs)
+            if self.config.objective == "accuracy":
+                trial.report(accuracy, epoch)
+                if trial.should_prune():
+                    record.outcome = Outcome.PRUNED
+                    raise optuna.TrialPruned(f"accuracy {accuracy:.3f} after epoch {epoch + 1}")
+        return report
+
+    def _write(self, trial: optuna.Trial, record: Record) -> None:
+        """The record as the trial's user attributes and Optuna constraints (<= 0 feasible).
+
+        Kinds not measured (the latency of a candidate rejected on MAdds) are reported as 0: the
+        candidate is infeasible through the measured kind alone.
+        """
+        for key, value in record.attrs.items():
+            trial.set_user_attr(key, value)
+        if record.outcome is not None:
+            trial.set_user_attr("outcome", record.outcome.value)
+        if record.reason is not None:
+            trial.set_user_attr("status_reason", " ".join(record.reason.split())[:500])
+        with warnings.catch_warnings():  # a retried trial inherits its original's constraints: Optuna warns
+            warnings.filterwarnings("ignore", message=".*constraint.*", category=UserWarning)
+            for kind in self.budget.kinds:
+                trial.set_constraint(f"{kind}_over_budget", record.excess.get(kind, 0.0))
+
+    def _values(self, record: Record) -> float | tuple[float, float]:
+        """Accuracy (or the zero-cost score), and MAdds in multi-objective mode.
+
+        An over-budget candidate gets the worst quality there is: accuracy 0, or -inf for a
+        zero-cost score (which can be negative).
+        """
+        if record.outcome == Outcome.OVER_BUDGET:
+            quality = 0.0 if self.config.zero_cost is None else -math.inf
+        else:
+            quality = record.quality
+        return quality if self.config.objective == "accuracy" else (quality, float(record.attrs["madds"]))

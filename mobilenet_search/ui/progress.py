@@ -1,0 +1,105 @@
+"""What a running study shows on the terminal: one progress bar, one line per finished trial, an honest ETA.
+
+tqdm's own rate and ETA would count reference nets, over-budget rejections (milliseconds) and
+trials finished before a resume alike, so the bar shows neither; the ETA here is the mean time
+of the trials trained in this run times the trials still to train, hidden until one has finished.
+"""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+from tqdm.auto import tqdm
+
+from mobilenet_search.arch.cost import format_count
+from mobilenet_search.results.records import (
+    Outcome,
+    counts_toward_target,
+    is_reference,
+    outcome,
+)
+
+_BAR = "{desc}: {n}/{total} trials [{elapsed}{postfix}]"
+
+
+def _duration(trial: optuna.trial.FrozenTrial) -> float | None:
+    if trial.datetime_start and trial.datetime_complete:
+        return (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return None
+
+
+def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> str:
+    """One line for a finished trial: number, outcome, quality, balanced accuracy, costs, time."""
+    attrs = trial.user_attrs
+    state = outcome(trial) or trial.state.name.lower()
+    parts = [f"trial {trial.number:>3d}", f"{state:<11s}"]
+    value = attrs.get(quality)
+    if value is not None:
+        parts.append(f"{quality} {value:.3f}" if quality == "accuracy" else f"{quality} {value:.4g}")
+        if attrs.get("balanced_accuracy") is not None:
+            parts.append(f"balanced {attrs['balanced_accuracy']:.3f}")
+    if attrs.get("madds") is not None:
+        parts.append(f"{format_count(attrs['madds'])} MAdds")
+    if attrs.get("latency_ms") is not None:
+        parts.append(f"{attrs['latency_ms']:.2f} ms")
+    seconds = _duration(trial)
+    if seconds is not None and state != Outcome.OVER_BUDGET.value:
+        parts.append(f"{seconds:.0f} s")
+    if attrs.get("reference_name"):
+        seed = attrs.get("noise_seed")
+        parts.append(f"[{attrs['reference_name']}" + (f", seed {seed}]" if seed is not None else "]"))
+    if state in (Outcome.FAILED.value, Outcome.OVER_BUDGET.value) and attrs.get("status_reason"):
+        parts.append(f"({attrs['status_reason']})")
+    return "  ".join(parts)
+
+
+class SearchProgress:
+    """Progress of one study for the CLI: pass :meth:`after_trial` as a callback and :meth:`on_epoch`."""
+
+    def __init__(self, study: optuna.Study, trials: int, *, enabled: bool = True, quality: str = "accuracy") -> None:
+        self.study, self.trials, self.quality = study, trials, quality
+        # The reference nets and their noise repeats, queued when the study was created (not their retries).
+        self.references = sum(1 for t in study.get_trials(deepcopy=False)
+                              if is_reference(t) and t.user_attrs.get("retry_of") is None)
+        self._trained_seconds: list[float] = []
+        self.bar = tqdm(total=trials + self.references, desc=study.study_name, unit="trial", disable=not enabled,
+                        dynamic_ncols=True, bar_format=_BAR)
+        self._update()
+
+    def _done(self) -> int:
+        trials = self.study.get_trials(deepcopy=False)
+        searched = min(sum(counts_toward_target(t) for t in trials), self.trials)
+        refs = sum(1 for t in trials if is_reference(t) and t.state.is_finished()
+                   and outcome(t) != Outcome.INTERRUPTED.value)
+        return searched + min(refs, self.references)
+
+    def _update(self, note: str = "") -> None:
+        self.bar.n = self._done()
+        left = self.bar.total - self.bar.n
+        if self._trained_seconds and left > 0:
+            eta = sum(self._trained_seconds) / len(self._trained_seconds) * left
+            note = f"{note}, ETA ~{_clock(eta)}" if note else f"ETA ~{_clock(eta)}"
+        self.bar.set_postfix_str(note, refresh=True)
+
+    def on_epoch(self, epoch: int, epochs: int) -> None:
+        self.bar.set_postfix_str(f"training: {epoch}/{epochs} epochs done", refresh=True)
+
+    def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.bar.write(trial_line(trial, self.quality))
+        seconds = _duration(trial)
+        if outcome(trial) == Outcome.TRAINED.value and seconds is not None:
+            self._trained_seconds.append(seconds)
+        self._update()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
