@@ -308,3 +308,16 @@ def test_old_studies_without_val_correct_report_as_before_with_the_new_fields_no
     frame = trials_frame(study)
     assert frame[list(INTERVAL_COLUMNS)].isna().all().all()
     assert "verdict" not in format_gain(gain) and "paired test" not in format_gain(gain)
+
+
+def test_a_search_with_nothing_as_cheap_as_the_references_says_so():
+    rng = np.random.default_rng(5)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    for trial in [_scored(rng.random(VAL_SIZE) < 0.7, 30, "ref"), _scored(rng.random(VAL_SIZE) < 0.9, 40)]:
+        study.add_trial(trial)
+    gain = search_gain(study)
+    assert gain["references"][0]["verdict"] is None and gain["references"][0]["cheapest_no_worse_trial"] is None
+    assert gain["gain"] == "none" and "nothing to compare" in gain["verdict"]
+    assert gain["hypervolume"]["reference_point"]["madds"] == pytest.approx(44)
+    empty = search_gain(optuna.create_study(directions=["maximize", "minimize"]))
+    assert empty["hypervolume"]["reference_point"]["madds"] == 1 and empty["verdict"] is None

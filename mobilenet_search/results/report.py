@@ -180,9 +180,11 @@ def _verdict(rows: list[dict[str, Any]], hv: dict[str, Any], noise: dict[str, An
     worse than a reference net (see :func:`_reference_row`) at fewer MAdds; the largest saving is
     named. Else ``none``.
     """
+    if not rows or noise["val_size"] is None:  # nothing to compare, or no per-image records to compare with
+        return None, None
     tested = [row for row in rows if row["verdict"] is not None or row["cheapest_no_worse_verdict"] is not None]
     if not tested:
-        return None, None
+        return "none", "No searched net is as cheap as a reference network: there is nothing to compare."
     tail = ""
     if hv["difference_interval"] is not None:
         low, high = hv["difference_interval"]
@@ -227,7 +229,8 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     searched, refs, repeats = frame[~is_ref], frame[is_ref & ~is_repeat], frame[is_repeat]
     config = study.user_attrs.get(CONFIG_ATTR, {})
     limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None
-    reference_madds = float(limit.bound) if limit is not None else 1.1 * float(frame["madds"].max() or 1)
+    largest = frame["madds"].max()  # NaN when nothing trained yet
+    reference_madds = float(limit.bound) if limit is not None else 1.1 * float(largest) if largest > 0 else 1.0
     correct = _correctness(study, frame["number"])
     searched_front = searched[pareto_mask(searched)]
     noise = _noise(refs, repeats, searched_front, correct)
