@@ -8,6 +8,7 @@ study the same way. A trial's measurements live in Optuna user attributes with t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,36 @@ import optuna
 import pandas as pd
 
 from mobilenet_search.files import atomic_write_text
-from mobilenet_search.results.records import CONFIG_ATTR, is_feasible, quality_key
+from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    CORRECT_ATTR,
+    NOISE_SEED_ATTR,
+    VAL_SIZE_ATTR,
+    is_feasible,
+    quality_key,
+    study_val_labels,
+    unpack_correct,
+)
+from mobilenet_search.results.stats import bootstrap_balanced_accuracy_interval, wilson_interval
 
 # The user attributes every trial records (the contract with the dashboard and export).
 TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
-    "balanced_accuracy", "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
+    "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
     "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome", "status_reason", "retry_of", "reference",
-    "reference_name", "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
+    "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
 )
-FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
+# 95 % intervals computed from the per-image record ``val_correct``: Wilson for accuracy, a seeded
+# bootstrap for balanced accuracy. The packed record itself stays out of the frame (and trials.csv):
+# 88 characters a trial that only the statistics read, through records.trial_correct.
+INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
+INTERVAL_SEED = 0  # the frame's bootstrap seed: the same trials.csv for the same study, run after run
+FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, *INTERVAL_COLUMNS, "duration_s")
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, feasibility, every recorded attribute, duration."""
-    rows = []
+    """One row per trial: number, state, feasibility, every recorded attribute, 95 % intervals, duration."""
+    rows, packed = [], []
     for trial in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
                                "feasible": is_feasible(trial)}
@@ -38,11 +54,40 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if trial.datetime_start and trial.datetime_complete:
             row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
         rows.append(row)
+        packed.append(trial.user_attrs.get(CORRECT_ATTR))
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+    intervals = interval_columns(packed, frame[VAL_SIZE_ATTR].tolist(), study_val_labels(study))
+    for column in INTERVAL_COLUMNS:
+        frame[column] = intervals[column].to_numpy()
     # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
     frame["accuracy_history"] = frame["accuracy_history"].map(
         lambda h: json.dumps(h) if isinstance(h, list) else h)
     return frame
+
+
+def interval_columns(packed: Sequence[str | None], sizes: Sequence[Any], labels: np.ndarray | None, *,
+                     seed: int = INTERVAL_SEED, resamples: int = 1000) -> pd.DataFrame:
+    """The :data:`INTERVAL_COLUMNS` of trials from their packed ``val_correct`` texts and ``val_size`` values.
+
+    One row per trial, NaN where a trial recorded no correctness (old and zero-cost studies) and,
+    for balanced accuracy, where the study recorded no validation labels (or labels of another
+    length). Every trial gets the same bootstrap replicates, seeded by ``seed``. A reader that does
+    not go through Optuna (the dashboard's SQL loader) calls this with the raw attribute values.
+    """
+    columns = {column: np.full(len(packed), np.nan) for column in INTERVAL_COLUMNS}
+    vectors: dict[int, np.ndarray] = {}
+    for i, (text, size) in enumerate(zip(packed, sizes, strict=True)):
+        if text is None or size is None or pd.isna(size):
+            continue
+        vectors[i] = unpack_correct(text, int(size))
+        columns["accuracy_low"][i], columns["accuracy_high"][i] = wilson_interval(
+            int(vectors[i].sum()), len(vectors[i]))
+    rows = [i for i, vector in vectors.items() if labels is not None and len(vector) == len(labels)]
+    if rows:
+        low, high = bootstrap_balanced_accuracy_interval(np.stack([vectors[i] for i in rows]), labels, seed=seed,
+                                                         resamples=resamples)
+        columns["balanced_accuracy_low"][rows], columns["balanced_accuracy_high"][rows] = low, high
+    return pd.DataFrame(columns)
 
 
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:

@@ -12,6 +12,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import numpy as np
     import optuna
     import pandas as pd
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 CONFIG_ATTR = "mobilenet_search.config"  # the SearchConfig a study was created with
 REFERENCES_ATTR = "mobilenet_search.references"  # the reference networks queued at creation
 FIDELITY_ATTR = "mobilenet_search.fidelity"  # proxy-fidelity results, stored as they come
+VAL_LABELS_ATTR = "mobilenet_search.val_labels"  # validation labels, once per study (:func:`pack_labels`)
+
+# Trial user attributes read by the statistics (results/stats.py, results/report.py).
+CORRECT_ATTR = "val_correct"  # which validation images the trial got right (:func:`pack_correct`)
+VAL_SIZE_ATTR = "val_size"  # how many validation images: the length of the unpacked ``val_correct``
+NOISE_SEED_ATTR = "noise_seed"  # on a reference net retrained with another seed (``--noise-repeats``) only
 
 
 class Outcome(str, Enum):
@@ -94,28 +101,91 @@ def set_outcome(trial: optuna.Trial, value: Outcome, reason: str | None = None) 
         trial.set_user_attr("status_reason", " ".join(reason.split())[:500])
 
 
-# Per-image validation correctness of a trained trial, for intervals and paired tests.
-CORRECT_ATTR = "val_correct"  # numpy.packbits of the bool vector, base64 text
-VAL_SIZE_ATTR = "val_size"  # how many validation images the vector covers
+# -- per-image validation records ---------------------------------------------------------------
+# Validation images come in the same order for every trial of a study (same seed, same split), so
+# two trials' correctness vectors are paired image by image. numpy is imported inside the helpers:
+# importing this module stays cheap.
 
 
-def pack_correct(correct: Any) -> dict[str, Any]:
-    """The user attributes that record a bool vector of per-image correctness compactly (1 bit per image)."""
+def pack_correct(correct: Any) -> str:
+    """Per-image correctness (bools, one per validation image) as base64 ASCII of its packed bits.
+
+    Bits are packed little-endian (``numpy.packbits(..., bitorder="little")``): image ``i`` is bit
+    ``i % 8`` of byte ``i // 8``. 525 images take 66 bytes, 88 characters.
+
+    >>> pack_correct([True, False, True])
+    'BQ=='
+    >>> unpack_correct('BQ==', 3).tolist()
+    [True, False, True]
+    """
     import base64
 
     import numpy as np
 
-    bits = np.asarray(correct, dtype=bool).ravel()
-    return {CORRECT_ATTR: base64.b64encode(np.packbits(bits).tobytes()).decode("ascii"), VAL_SIZE_ATTR: len(bits)}
+    bits = np.packbits(np.asarray(correct, dtype=bool).ravel(), bitorder="little")
+    return base64.b64encode(bits.tobytes()).decode("ascii")
 
 
-def unpack_correct(attrs: dict[str, Any]) -> Any:
-    """The bool vector :func:`pack_correct` stored, or None when the trial has none."""
+def unpack_correct(text: str, size: int) -> np.ndarray:
+    """The bool vector of ``size`` images that :func:`pack_correct` packed into ``text``."""
     import base64
 
     import numpy as np
 
-    text, size = attrs.get(CORRECT_ATTR), attrs.get(VAL_SIZE_ATTR)
+    packed = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    if len(packed) != (size + 7) // 8:
+        raise ValueError(f"val_correct holds {len(packed)} bytes, not the {(size + 7) // 8} of {size} images")
+    return np.unpackbits(packed, count=size, bitorder="little").astype(bool)
+
+
+def pack_labels(labels: Any) -> str:
+    """Validation labels (class indices 0-255) as base64 ASCII of their ``uint8`` bytes.
+
+    >>> unpack_labels(pack_labels([0, 2, 1])).tolist()
+    [0, 2, 1]
+    """
+    import base64
+
+    import numpy as np
+
+    values = np.asarray(labels).ravel()
+    if values.size and (values.min() < 0 or values.max() > 255):
+        raise ValueError("validation labels must be class indices 0-255 to be stored as uint8")
+    return base64.b64encode(values.astype(np.uint8).tobytes()).decode("ascii")
+
+
+def unpack_labels(text: str) -> np.ndarray:
+    """The label vector that :func:`pack_labels` stored in ``text`` (``uint8``)."""
+    import base64
+
+    import numpy as np
+
+    return np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8).copy()
+
+
+def trial_correct(trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
+    """The trial's per-image validation correctness, or None when it recorded none (old or zero-cost studies)."""
+    text, size = trial.user_attrs.get(CORRECT_ATTR), trial.user_attrs.get(VAL_SIZE_ATTR)
     if text is None or size is None:
         return None
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=int(size)).astype(bool)
+    return unpack_correct(text, int(size))
+
+
+def study_val_labels(study: optuna.Study) -> np.ndarray | None:
+    """The study's validation labels, or None when it did not record them."""
+    text = study.user_attrs.get(VAL_LABELS_ATTR)
+    return None if text is None else unpack_labels(text)
+
+
+def is_noise_repeat(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial retrains a reference net with another seed: a seed-noise measurement, not on any front."""
+    return is_reference(trial) and trial.user_attrs.get(NOISE_SEED_ATTR) is not None
+
+
+def frame_is_noise_repeat(frame: pd.DataFrame) -> pd.Series:
+    """:func:`is_noise_repeat` for every row of a trials frame."""
+    import pandas as pd
+
+    if NOISE_SEED_ATTR not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame_is_reference(frame) & frame[NOISE_SEED_ATTR].notna()

@@ -34,7 +34,7 @@ from mobilenet_search.measure.latency import Latency, measure_latency
 from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, input_transform, train_and_evaluate
 from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
 from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
-from mobilenet_search.results.records import Outcome, pack_correct
+from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, Outcome, pack_correct
 
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
 OnEpoch = Callable[[int, float], None]  # (epoch counted from 0, validation accuracy)
@@ -180,8 +180,9 @@ class Pipeline:
         scored = self.accuracy(spec, model, data, on_epoch=on_epoch)
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
                             strategy=self.accuracy.strategy)
-        if scored.predictions is not None:
-            record.attrs.update(pack_correct(scored.predictions == data.val_labels))
+        if scored.predictions is not None:  # per-image correctness: intervals and paired tests
+            record.attrs[CORRECT_ATTR] = pack_correct((scored.predictions == data.val_labels).numpy())
+            record.attrs[VAL_SIZE_ATTR] = len(data.val_labels)
         record.outcome, record.quality = Outcome.TRAINED, scored.accuracy
         return record
 

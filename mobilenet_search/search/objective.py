@@ -18,7 +18,7 @@ import torch
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import TrainingDiverged
-from mobilenet_search.results.records import Outcome, is_reference
+from mobilenet_search.results.records import NOISE_SEED_ATTR, Outcome, is_reference
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import WORKER, Slots, retry_of
 from mobilenet_search.search.evaluate import Pipeline, Record
@@ -57,7 +57,7 @@ class Objective:
                                      "by other workers or is kept for a queued retry")
                     raise optuna.TrialPruned("surplus")
                 self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
-                                      seed=trial.user_attrs.get("noise_seed"))
+                                      seed=trial.user_attrs.get(NOISE_SEED_ATTR))
         except KeyboardInterrupt:
             record.outcome = Outcome.INTERRUPTED
             record.reason = "interrupted (Ctrl-C or SIGTERM); run again when the study resumes"

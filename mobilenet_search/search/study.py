@@ -25,7 +25,15 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
 from mobilenet_search.results.frame import study_quality, write_results
-from mobilenet_search.results.records import CONFIG_ATTR, EVALUATED, REFERENCES_ATTR, outcome
+from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    EVALUATED,
+    NOISE_SEED_ATTR,
+    REFERENCES_ATTR,
+    VAL_LABELS_ATTR,
+    outcome,
+    pack_labels,
+)
 from mobilenet_search.results.report import write_report
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import (
@@ -42,7 +50,6 @@ from mobilenet_search.search.space import SearchSpace, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
 
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-NOISE_SEED_ATTR = "noise_seed"
 
 GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigger spaces
 DEFAULT_REFERENCES = 3  # keeps the quick start within minutes on 2 CPU cores; `--references all` for more
@@ -231,6 +238,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency)
     study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat)
     if created:  # only the creator: two creators racing must not queue each reference twice
+        # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
+        study.set_user_attr(VAL_LABELS_ATTR, pack_labels(data(config.proxy_size).val_labels.numpy()))
         references = reference_candidates(config, space, data.num_classes, data.in_channels)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)
