@@ -260,7 +260,8 @@ class _Version(argparse.Action):
             number = version(PROG)
         except PackageNotFoundError:  # run from a source tree that is not installed
             from mobilenet_search import __version__ as number
-        parser.exit(0, f"{PROG} {number}\n")
+        print(f"{PROG} {number}")
+        parser.exit(0)
 
 
 def _unknown_option(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
@@ -479,9 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(unknown, file=sys.stderr)
         return 2
     args = parser.parse_args(argv)
-    package_log = logging.getLogger("mobilenet_search")
-    if not any(isinstance(h, _OneLineWarnings) for h in package_log.handlers):
-        package_log.addHandler(_OneLineWarnings(logging.WARNING))
+    warnings_handler = _OneLineWarnings(logging.WARNING)
+    logging.getLogger("mobilenet_search").addHandler(warnings_handler)
     try:
         return args.run(args)
     except UserError as exc:
@@ -493,6 +493,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("mobilenet_search").removeHandler(warnings_handler)
 
 
 if __name__ == "__main__":
