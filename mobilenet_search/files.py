@@ -55,10 +55,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     ``UserError("cannot write PATH: REASON")``; other exceptions pass through unchanged.
 
     >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> with atomic_path(folder / "out.txt") as tmp:
-    ...     _ = tmp.write_text("done")
-    >>> sorted(p.name for p in folder.iterdir())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_path(Path(folder) / "out.txt") as tmp:
+    ...         _ = tmp.write_text("done")
+    ...     sorted(p.name for p in Path(folder).iterdir())
     ['out.txt']
     """
     path = Path(path)

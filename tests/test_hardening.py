@@ -295,6 +295,24 @@ def test_the_dashboard_binds_to_this_machine_unless_told_otherwise(tmp_path):
     assert [c[c.index("--server.address") + 1] for c in commands] == ["127.0.0.1", "0.0.0.0"]
 
 
+def _signal_once_handled(signum: int) -> None:
+    """Send this process ``signum`` as soon as a handler other than the present one is set (run_foreground's).
+
+    Sent earlier, Python's default would act instead: end pytest (SIGTERM) or raise KeyboardInterrupt.
+    """
+    before = signal.getsignal(signum)
+
+    def send() -> None:
+        deadline = time.monotonic() + 60
+        while signal.getsignal(signum) is before:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
+        os.kill(os.getpid(), signum)
+
+    threading.Thread(target=send, daemon=True).start()
+
+
 def test_sigterm_to_the_dashboard_stops_its_child(tmp_path):
     children = []
 
@@ -303,7 +321,7 @@ def test_sigterm_to_the_dashboard_stops_its_child(tmp_path):
         return children[-1]
 
     handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+    _signal_once_handled(signal.SIGTERM)
     start = time.monotonic()
     assert board.run_dashboard(results_dir=tmp_path, popen=fake_popen) == 128 + signal.SIGTERM
     assert time.monotonic() - start < 10
@@ -320,7 +338,7 @@ def test_a_child_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
         children[-1].stdout.readline()  # its handler is set
         return children[-1]
 
-    threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+    _signal_once_handled(signal.SIGINT)
     code = board.run_dashboard(results_dir=tmp_path, popen=stubborn_popen, stop_timeout=1.0)
     children[0].stdout.close()
     assert code == 128 + signal.SIGINT and children[0].returncode == -signal.SIGKILL
