@@ -1,15 +1,50 @@
-"""Atomic file writes: readers see the old content or the new, never half of it."""
+"""Atomic file writes: readers see the old content or the new, never half of it.
+
+A file written here gets the mode a plain ``open()`` would give a new file (``0o666`` less the
+process umask), so result files, library entries and ONNX exports are as readable as the user's
+other files. A write that the file system refuses (a folder that cannot be created or written, a
+path component that is a file, a full disk) is a :class:`UserError` naming the path, and leaves no
+temporary file behind.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import tempfile
+import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from mobilenet_search.errors import UserError
+
+_NAME_ATTEMPTS = 100  # random temporary names tried before giving up (as tempfile.mkstemp)
+
+
+def _create_temporary(path: Path) -> Path:
+    """A new empty file beside ``path``, created with mode 0o666 so that the kernel applies the umask.
+
+    ``tempfile.mkstemp`` creates 0o600 files whatever the umask; the file renamed onto ``path``
+    would keep that mode.
+    """
+    for _ in range(_NAME_ATTEMPTS):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"no free temporary name beside {path}")
+
+
+def _reason(exc: OSError, path: Path) -> str:
+    """What the file system said, naming the path it refused when that is a parent folder of ``path``."""
+    reason = exc.strerror or str(exc)
+    culprit = exc.filename
+    if culprit is not None and Path(os.fsdecode(culprit)) in path.parents:
+        reason += f" ({os.fsdecode(culprit)})"
+    return reason
 
 
 @contextmanager
@@ -17,21 +52,34 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; renamed onto ``path`` when the block succeeds.
 
     If the block fails (or is interrupted), the temporary file is removed and ``path`` is untouched.
+    An ``OSError`` (from creating the folder, writing, renaming) becomes
+    ``UserError("cannot write PATH: REASON")``; other exceptions pass through unchanged.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     with atomic_path(Path(folder) / "out.txt") as tmp:
+    ...         _ = tmp.write_text("done")
+    ...     sorted(p.name for p in Path(folder).iterdir())
+    ['out.txt']
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
-        yield Path(tmp)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temporary(path)
+        yield tmp
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {_reason(exc, path)}") from None
+    finally:  # also on KeyboardInterrupt and on errors the block raises
+        if tmp is not None:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
 

@@ -7,6 +7,7 @@ records, nothing is trained.
 import base64
 import sqlite3
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import optuna
@@ -188,10 +189,18 @@ def test_dashboard_command_starts_streamlit_with_the_options(monkeypatch, url):
     parser = argparse.ArgumentParser()
     add_dashboard_command(parser.add_subparsers(dest="command"))
     calls = []
-    monkeypatch.setattr(board.subprocess, "call", lambda command, env: calls.append((command, env)) or 0)
+
+    real_popen = board.subprocess.Popen
+
+    def fake_popen(command, env):  # a child that exits at once
+        calls.append((command, env))
+        return real_popen([board.sys.executable, "-c", "pass"])
+
+    monkeypatch.setattr(board, "subprocess", SimpleNamespace(Popen=fake_popen))
     args = parser.parse_args(["dashboard", "--storage", url, "--port", "8600", "--results-dir", "res"])
     assert args.run(args) == 0
     command, env = calls[0]
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"  # this machine only, by default
     assert command[1:5] == ["-m", "streamlit", "run", str(board.APP_PATH)]
     assert command[command.index("--server.port") + 1] == "8600" and command[-2:] == ["--results-dir", "res"]
     assert env[board.STORAGE_ENV] == url and url not in command  # URLs may hold passwords: not in `ps`

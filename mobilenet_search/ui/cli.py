@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
+import logging
 import os
 import signal
 import sys
@@ -305,6 +307,56 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _Version(argparse.Action):
+    """``--version``: the installed distribution's version, looked up only when asked (it scans sys.path)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, *args) -> NoReturn:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version(PROG)
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from mobilenet_search import __version__ as number
+        print(f"{PROG} {number}")
+        parser.exit(0)
+
+
+def _unknown_option(parser: argparse.ArgumentParser, argv: Sequence[str]) -> str | None:
+    """One line for the first ``--option`` no (sub)command in ``argv`` knows, with the closest known one; else None.
+
+    Checked before argparse, which would first complain about a missing required option (``--budjet 300M-madds``
+    reads as no ``--budget``). Prefixes of known options are left to argparse, which accepts them.
+    """
+    known = {option for action in parser._actions for option in action.option_strings}
+    current = parser
+    for arg in argv:
+        if arg == "--":
+            break
+        commands = next((a.choices for a in current._actions if isinstance(a, argparse._SubParsersAction)), {})
+        if arg in commands:
+            current = commands[arg]
+            known |= {option for action in current._actions for option in action.option_strings}
+            continue
+        option = arg.split("=", 1)[0]
+        if not option.startswith("--") or option == "--" or any(k.startswith(option) for k in known):
+            continue
+        near = difflib.get_close_matches(option, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {near[0]}?" if near else ""
+        return f"{current.prog}: error: unrecognized option {option}{hint} (see {current.prog} --help)"
+    return None
+
+
+class _OneLineWarnings(logging.Handler):
+    """The package's logged warnings (e.g. skipped unreadable images) as one line on stderr, like its errors."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{PROG}: warning: {' '.join(record.getMessage().split())}", file=sys.stderr)
+
+
 def _fidelity(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
@@ -352,6 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
                     f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
         epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
     )
+    parser.add_argument("--version", action=_Version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     search = sub.add_parser(
@@ -490,7 +543,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--budget" in argv[:-1] and argv[argv.index("--budget") + 1].startswith("-"):
         at = argv.index("--budget")
         argv[at:at + 2] = [f"--budget={argv[at + 1]}"]
+    unknown = _unknown_option(parser, argv)
+    if unknown:
+        print(unknown, file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
+    warnings_handler = _OneLineWarnings(logging.WARNING)
+    logging.getLogger("mobilenet_search").addHandler(warnings_handler)
     try:
         return args.run(args)
     except UserError as exc:
@@ -502,6 +561,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        logging.getLogger("mobilenet_search").removeHandler(warnings_handler)
 
 
 if __name__ == "__main__":

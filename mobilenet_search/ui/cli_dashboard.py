@@ -1,4 +1,6 @@
-"""The ``mobilenet-search dashboard`` subcommand: starts the Streamlit app (``app.py``) in the foreground.
+"""The ``mobilenet-search dashboard`` subcommand: runs the Streamlit app (``app.py``) in the foreground.
+
+Streamlit is a child process: Ctrl-C or a SIGTERM to ``mobilenet-search`` stops it too.
 
 ``cli.py`` wires it in with ``add_dashboard_command(sub)``; the work is
 :func:`mobilenet_search.ui.dashboard.run_dashboard`.
@@ -12,21 +14,25 @@ import argparse
 def _dashboard(args: argparse.Namespace) -> int:
     from mobilenet_search.ui.dashboard import run_dashboard
 
-    return run_dashboard(storage=args.storage, port=args.port, results_dir=args.results_dir)
+    return run_dashboard(storage=args.storage, port=args.port, results_dir=args.results_dir, address=args.address)
 
 
 def add_dashboard_command(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``dashboard [--storage URL] [--port N] [--results-dir DIR]`` to the command's subparsers."""
+    """Add ``dashboard [--storage URL] [--port N] [--address HOST] [--results-dir DIR]`` to the subparsers."""
     parser = subparsers.add_parser(
         "dashboard", help="browse studies in a web dashboard (Streamlit): frontier, trials, study health",
         description="Start the Streamlit dashboard (the same app as `streamlit run app.py`): the accuracy vs "
                     "MAdds/latency/parameters frontier, the trial table, each trial's architecture and training "
-                    "curve, and the study's health. Ctrl-C stops it.",
+                    "curve, and the study's health. It serves this machine only unless --address says otherwise. "
+                    "Ctrl-C or SIGTERM stops it (and the Streamlit server with it).",
         epilog="Examples: mobilenet-search dashboard;  "
                "mobilenet-search dashboard --storage postgresql://user:pass@host/db --port 8502",
     )
     parser.add_argument("--storage", default=None,
                         help="an Optuna storage URL to open first (default: the studies found under --results-dir)")
     parser.add_argument("--port", type=int, default=None, help="the port to serve on (default: Streamlit's, 8501)")
+    parser.add_argument("--address", default=None,
+                        help="the address to serve on (default 127.0.0.1: this machine only); 0.0.0.0 serves every "
+                             "network interface, so anyone who can reach this machine sees the studies")
     parser.add_argument("--results-dir", default="results", help="where to look for study files (*.db, *.journal)")
     parser.set_defaults(run=_dashboard)

@@ -36,8 +36,14 @@ def _export(args: argparse.Namespace) -> int:
     if done.onnx is not None:
         print(f"onnx: {done.onnx} (opset {ONNX_OPSET}, input batch x {done.spec.in_channels} x {done.spec.resolution} "
               f"x {done.spec.resolution}, freshly initialised weights)")
-    print(f"build it: from mobilenet_search import library; model = library.build({done.name!r}, num_classes=...)")
+    print(f"build it: {_build_hint(done.name, args.library)}")
     return 0
+
+
+def _build_hint(name: str, library_arg: str | None) -> str:
+    """The Python line that builds entry ``name``; it names the library folder when --library chose one."""
+    where = "" if library_arg is None else f", library={str(library_arg)!r}"
+    return f"from mobilenet_search import library; model = library.build({name!r}, num_classes=...{where})"
 
 
 def _costs(spec, metrics: dict[str, Any]) -> str:
@@ -103,7 +109,7 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print("torchvision: torchvision.models.MobileNetV2("
               + ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) + ")")
-    print(f"build: from mobilenet_search import library; model = library.build({entry.name!r}, num_classes=...)")
+    print(f"build: {_build_hint(entry.name, None if entry.builtin else args.library)}")
     return 0
 
 

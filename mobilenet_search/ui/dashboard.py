@@ -4,8 +4,9 @@
 testable without a browser. Loading is the part that matters at scale: building Optuna's
 trial objects costs seconds for a 10,000-trial study, so for SQL storages (SQLite,
 PostgreSQL, MySQL) :func:`load_study_data` reads Optuna's tables directly with one query per
-table, and falls back to the Optuna API for anything else (journal files) or when the
-tables do not look as expected. Both paths give the frame of
+table, and falls back to the Optuna API for anything else (journal files), for a schema
+version other than the one that reader was written for (:data:`FAST_SQL_SCHEMAS`), or when
+the tables do not look as expected. Both paths give the frame of
 :func:`mobilenet_search.results.frame.trials_frame` (numeric attributes as floats, a missing value as
 NaN); a test checks them against each other.
 """
@@ -17,10 +18,12 @@ import math
 import os
 import random
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +45,12 @@ STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # SQLite files
 JOURNAL_SUFFIXES = (".journal",)  # Optuna journal files, listed as journal:PATH
 STORAGE_ENV, RESULTS_DIR_ENV = "MOBILENET_SEARCH_STORAGE", "MOBILENET_SEARCH_RESULTS_DIR"
 APP_PATH = Path(__file__).resolve().parent / "app.py"  # shipped inside the package
+DEFAULT_ADDRESS = "127.0.0.1"  # this machine only: a study's storage URL and results are not for the whole network
+STOP_TIMEOUT = 10.0  # seconds Streamlit gets to stop after SIGTERM before it is killed
+# The Optuna RDB schemas _load_sql was written for: (alembic revision, version_info.schema_version).
+# The tables it reads (studies, study_directions, trials, study/trial user and system attributes)
+# are unchanged since revision v2.4.0.a; v3.2.0.a is the head from Optuna 3.2 to 5.0 at least.
+FAST_SQL_SCHEMAS = frozenset({("v3.2.0.a", 12)})
 
 
 @dataclass(frozen=True)
@@ -191,9 +200,17 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
                      fidelity=study.user_attrs.get(FIDELITY_ATTR))
 
 
+class _UnknownSchema(Exception):
+    """Optuna's tables are of a version the fast reader was not written for: read through the Optuna API."""
+
+
 def _load_sql(url: str, study_name: str) -> StudyData:
     engine = _engine(url)
     with engine.connect() as conn:
+        schema = (conn.execute(_sql("SELECT version_num FROM alembic_version")).scalar(),
+                  conn.execute(_sql("SELECT schema_version FROM version_info")).scalar())
+        if schema not in FAST_SQL_SCHEMAS:
+            raise _UnknownSchema(f"Optuna schema {schema} in {redact(url)}")
         found = conn.execute(_sql("SELECT study_id FROM studies WHERE study_name = :name"),
                              {"name": study_name}).first()
     if found is None:
@@ -441,21 +458,67 @@ def app_options(argv: Sequence[str]) -> dict[str, str | None]:
     return {"storage": args.storage, "results_dir": args.results_dir}
 
 
-def run_dashboard(*, storage: str | None = None, port: int | None = None,
-                  results_dir: str | Path | None = None) -> int:
-    """Run the Streamlit app in the foreground (what ``mobilenet-search dashboard`` does); its exit code."""
+def run_dashboard(*, storage: str | None = None, port: int | None = None, results_dir: str | Path | None = None,
+                  address: str | None = None, popen: Callable[..., subprocess.Popen] | None = None,
+                  stop_timeout: float = STOP_TIMEOUT) -> int:
+    """Run the Streamlit app in the foreground (what ``mobilenet-search dashboard`` does); its exit code.
+
+    The app serves on ``address`` (default :data:`DEFAULT_ADDRESS`, this machine only). A SIGTERM or SIGINT stops
+    Streamlit (SIGTERM, then SIGKILL after ``stop_timeout`` seconds or at a second signal) and
+    returns 128 + the signal's number, so no server outlives the command. ``popen`` starts the
+    child (default ``subprocess.Popen``, or a function with its signature: tests pass a fake).
+    """
     if port is not None and not 1 <= port <= 65535:
         raise UserError(f"invalid --port {port}: expected an integer in 1..65535")
+    address = DEFAULT_ADDRESS if address is None else address
+    if not address.strip():
+        raise UserError("invalid --address '': expected an IP address or host name, e.g. 127.0.0.1 or 0.0.0.0")
     if not APP_PATH.is_file():
         raise UserError(f"the dashboard app {APP_PATH} is missing: reinstall mobilenet-search")
     env = dict(os.environ)
     if storage is not None:
         open_storage(storage)  # fail on the command line, not in the browser
         env[STORAGE_ENV] = storage
+    command = streamlit_command(port=port, results_dir=results_dir, address=address)
+    return run_foreground((popen or subprocess.Popen)(command, env=env), stop_timeout=stop_timeout)
+
+
+def run_foreground(child: subprocess.Popen, *, stop_timeout: float = STOP_TIMEOUT) -> int:
+    """Wait for ``child``, stopping it when this process gets SIGTERM or SIGINT; its exit code or 128 + signal.
+
+    The first signal sends the child SIGTERM and gives it ``stop_timeout`` seconds; a second
+    signal, or the end of that time, kills it. Signal handlers are set only from the main
+    thread (Python's rule), and the previous ones are restored on return.
+    """
+    received: list[int] = []
+    killer = threading.Timer(stop_timeout, child.kill)
+    killer.daemon = True
+
+    def stop(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            child.terminate()
+            killer.start()
+        else:
+            child.kill()
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, stop)
     try:
-        return subprocess.call(streamlit_command(port=port, results_dir=results_dir), env=env)
-    except KeyboardInterrupt:
-        return 130
+        code = child.wait()
+    except KeyboardInterrupt:  # not the main thread's handlers: Python's own Ctrl-C
+        stop(signal.SIGINT, None)
+        code = child.wait()
+    finally:
+        killer.cancel()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # an unexpected error above: never leave the server behind
+            child.kill()
+            child.wait()
+    return 128 + received[0] if received else code
 
 
 # -- hand-made studies, for tests, benchmarks and screenshots ------------------------------------
