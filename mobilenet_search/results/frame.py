@@ -19,12 +19,12 @@ import pandas as pd
 from mobilenet_search.files import atomic_write_text
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
-    CORRECT_ATTR,
+    INTERVAL_COLUMNS,
+    INTERVAL_SEED,
     NOISE_SEED_ATTR,
     VAL_SIZE_ATTR,
     is_feasible,
     quality_key,
-    study_val_labels,
     unpack_correct,
 )
 from mobilenet_search.results.stats import bootstrap_balanced_accuracy_interval, wilson_interval
@@ -35,18 +35,19 @@ TRIAL_ATTRS = (
     "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
     "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome", "status_reason", "retry_of", "reference",
     "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
+    *INTERVAL_COLUMNS,
 )
-# 95 % intervals computed from the per-image record ``val_correct``: Wilson for accuracy, a seeded
-# bootstrap for balanced accuracy. The packed record itself stays out of the frame (and trials.csv):
-# 88 characters a trial that only the statistics read, through records.trial_correct.
-INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
-INTERVAL_SEED = 0  # the frame's bootstrap seed: the same trials.csv for the same study, run after run
-FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, *INTERVAL_COLUMNS, "duration_s")
+FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, feasibility, every recorded attribute, 95 % intervals, duration."""
-    rows, packed = [], []
+    """One row per trial: number, state, feasibility, every recorded attribute (95 % intervals included), duration.
+
+    The intervals are recorded with each trial (:func:`interval_attrs`), so reading a study of
+    thousands of trials computes none; the packed per-image record stays out of the frame (and
+    trials.csv): only the statistics read it, through :func:`records.trial_correct`.
+    """
+    rows = []
     for trial in study.get_trials(deepcopy=False):
         row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
                                "feasible": is_feasible(trial)}
@@ -54,40 +55,23 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if trial.datetime_start and trial.datetime_complete:
             row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
         rows.append(row)
-        packed.append(trial.user_attrs.get(CORRECT_ATTR))
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
-    intervals = interval_columns(packed, frame[VAL_SIZE_ATTR].tolist(), study_val_labels(study))
-    for column in INTERVAL_COLUMNS:
-        frame[column] = intervals[column].to_numpy()
     # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
     frame["accuracy_history"] = frame["accuracy_history"].map(
         lambda h: json.dumps(h) if isinstance(h, list) else h)
     return frame
 
 
-def interval_columns(packed: Sequence[str | None], sizes: Sequence[Any], labels: np.ndarray | None, *,
-                     seed: int = INTERVAL_SEED, resamples: int = 1000) -> pd.DataFrame:
-    """The :data:`INTERVAL_COLUMNS` of trials from their packed ``val_correct`` texts and ``val_size`` values.
-
-    One row per trial, NaN where a trial recorded no correctness (old and zero-cost studies) and,
-    for balanced accuracy, where the study recorded no validation labels (or labels of another
-    length). Every trial gets the same bootstrap replicates, seeded by ``seed``. A reader that does
-    not go through Optuna (the dashboard's SQL loader) calls this with the raw attribute values.
-    """
-    columns = {column: np.full(len(packed), np.nan) for column in INTERVAL_COLUMNS}
-    vectors: dict[int, np.ndarray] = {}
-    for i, (text, size) in enumerate(zip(packed, sizes, strict=True)):
-        if text is None or size is None or pd.isna(size):
-            continue
-        vectors[i] = unpack_correct(text, int(size))
-        columns["accuracy_low"][i], columns["accuracy_high"][i] = wilson_interval(
-            int(vectors[i].sum()), len(vectors[i]))
-    rows = [i for i, vector in vectors.items() if labels is not None and len(vector) == len(labels)]
-    if rows:
-        low, high = bootstrap_balanced_accuracy_interval(np.stack([vectors[i] for i in rows]), labels, seed=seed,
-                                                         resamples=resamples)
-        columns["balanced_accuracy_low"][rows], columns["balanced_accuracy_high"][rows] = low, high
-    return pd.DataFrame(columns)
+def interval_attrs(correct: np.ndarray, labels: np.ndarray | None, *, seed: int = INTERVAL_SEED,
+                   resamples: int = 1000) -> dict[str, float]:
+    """The :data:`INTERVAL_COLUMNS` of one trial from its per-image correctness, recorded with the trial:
+    Wilson for accuracy, a seeded bootstrap over validation images for balanced accuracy."""
+    low, high = wilson_interval(int(correct.sum()), len(correct))
+    attrs = {"accuracy_low": low, "accuracy_high": high}
+    if labels is not None and len(labels) == len(correct):
+        low, high = bootstrap_balanced_accuracy_interval(correct, labels, seed=seed, resamples=resamples)
+        attrs.update(balanced_accuracy_low=low, balanced_accuracy_high=high)
+    return attrs
 
 
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:

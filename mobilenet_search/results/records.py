@@ -25,6 +25,9 @@ VAL_LABELS_ATTR = "mobilenet_search.val_labels"  # validation labels, once per s
 # Trial user attributes read by the statistics (results/stats.py, results/report.py).
 CORRECT_ATTR = "val_correct"  # which validation images the trial got right (:func:`pack_correct`)
 VAL_SIZE_ATTR = "val_size"  # how many validation images: the length of the unpacked ``val_correct``
+# 95 % intervals, recorded with each trained trial (Wilson; seeded bootstrap for balanced accuracy).
+INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
+INTERVAL_SEED = 0  # the bootstrap seed: the same intervals for the same record, run after run
 NOISE_SEED_ATTR = "noise_seed"  # on a reference net retrained with another seed (``--noise-repeats``) only
 
 

@@ -34,6 +34,7 @@ from mobilenet_search.measure.latency import Latency, measure_latency
 from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, input_transform, train_and_evaluate
 from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
 from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
+from mobilenet_search.results.frame import interval_attrs
 from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, Outcome, pack_correct
 
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
@@ -181,8 +182,9 @@ class Pipeline:
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
                             strategy=self.accuracy.strategy)
         if scored.predictions is not None:  # per-image correctness: intervals and paired tests
-            record.attrs[CORRECT_ATTR] = pack_correct((scored.predictions == data.val_labels).numpy())
-            record.attrs[VAL_SIZE_ATTR] = len(data.val_labels)
+            correct = (scored.predictions == data.val_labels).numpy()
+            record.attrs.update({CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: len(correct)},
+                                **interval_attrs(correct, data.val_labels.numpy()))
         record.outcome, record.quality = Outcome.TRAINED, scored.accuracy
         return record
 

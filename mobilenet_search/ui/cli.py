@@ -182,7 +182,7 @@ def _search(args: argparse.Namespace) -> int:
         default_storage,
         default_study_name,
     )
-    from mobilenet_search.search.storage import redact
+    from mobilenet_search.search.storage import check_storage_writable, redact
     from mobilenet_search.search.study import run_search
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
@@ -199,6 +199,7 @@ def _search(args: argparse.Namespace) -> int:
     study_name = check_study_name(args.study or default_study_name(config))
     results_dir = check_results_dir(Path(args.results_dir))
     storage = args.storage or default_storage(results_dir, study_name)
+    check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
     several = args.workers > 1 and args.trials > 0
     if not several:
         print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
