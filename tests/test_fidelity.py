@@ -1,5 +1,6 @@
 """Proxy fidelity: trial selection, rank correlations within MAdds bins, resumable retraining (fidelity.py)."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import interrupt_on_call
@@ -69,3 +70,19 @@ def test_fidelity_refuses_too_few_trials(tmp_path):
     storage = f"sqlite:///{tmp_path / 'g.db'}"
     run_search(config, storage=storage, study_name="g", trials=1, results_dir=tmp_path)
     assert main(["fidelity", "--study", "g", "--storage", storage, "--results-dir", str(tmp_path)]) == 2
+
+
+def test_every_tau_comes_with_a_seeded_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    madds = np.arange(12) * 1e6
+    long = madds / 1e7 + rng.normal(0, 0.05, 12)
+    frame = pd.DataFrame({"madds": madds, "long_accuracy": long, "score": long + rng.normal(0, 0.05, 12)})
+    first = correlations(frame, ["score", "madds"])
+    assert first == correlations(frame, ["score", "madds"])  # seeded: the same intervals run after run
+    for row in first.values():
+        low, high = row["kendall_tau_interval"]
+        assert -1 <= low <= row["kendall_tau"] + 1e-9 and row["kendall_tau"] <= high + 1e-9 <= 1 + 1e-9
+        low, high = row["kendall_tau_within_bins_interval"]
+        assert -1 <= low <= high <= 1
+    # Twelve candidates cannot pin tau down: the interval is wide, which is the point of printing it.
+    assert first["score"]["kendall_tau_interval"][1] - first["score"]["kendall_tau_interval"][0] > 0.2

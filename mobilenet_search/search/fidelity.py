@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import pandas as pd
 from scipy import stats
@@ -29,12 +30,15 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
 from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR
+from mobilenet_search.results.stats import kendall_tau_interval
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.study import make_data
 
 LONG_FACTOR = 5  # default longer schedule: 5x the study's epochs
 MIN_BIN = 3  # the smallest bin with a meaningful rank correlation
+BOOTSTRAP_SEED = 0  # the same intervals for the same retrained candidates
+BOOTSTRAP_RESAMPLES = 500
 
 
 def select_trials(frame: pd.DataFrame, k: int) -> list[int]:
@@ -79,17 +83,43 @@ def within_bins(frame: pd.DataFrame, score: str, target: str, bins: int) -> floa
     return total / weight if weight else None
 
 
+def within_bins_interval(frame: pd.DataFrame, score: str, target: str, bins: int, *, seed: int = BOOTSTRAP_SEED,
+                         resamples: int = BOOTSTRAP_RESAMPLES) -> list[float] | None:
+    """A 95 % percentile-bootstrap interval of :func:`within_bins`: candidates resampled within their bin."""
+    groups = [group for group in madds_bins(frame, bins) if len(group) >= 2]
+    if not groups:
+        return None
+    rng = np.random.default_rng(seed)
+    replicates = []
+    for _ in range(resamples):
+        resampled = pd.concat([group.iloc[rng.integers(0, len(group), len(group))] for group in groups])
+        value = within_bins(resampled, score, target, len(groups)) if len(groups) > 1 else _tau(
+            resampled[score], resampled[target])
+        if value is not None:
+            replicates.append(value)
+    return [float(v) for v in np.percentile(replicates, [2.5, 97.5])] if replicates else None
+
+
 def correlations(frame: pd.DataFrame, scores: list[str], target: str = "long_accuracy",
-                 bins: int | None = None) -> dict[str, dict[str, float | None]]:
-    """For each score column: Kendall tau and Spearman rho against ``target``, overall and within MAdds bins."""
+                 bins: int | None = None) -> dict[str, dict[str, Any]]:
+    """For each score column: Kendall tau (with a bootstrap interval over candidates) and Spearman rho
+    against ``target``, overall and within MAdds bins."""
     bins = bins or max(1, len(frame) // max(MIN_BIN, 4))
     result = {}
     for score in scores:
         rows = frame[list(dict.fromkeys([score, target, "madds"]))].dropna()
+        tau = _tau(rows[score], rows[target])
+        interval = None
+        if tau is not None and len(rows) >= 3:
+            estimate = kendall_tau_interval(rows[score], rows[target], seed=BOOTSTRAP_SEED,
+                                            resamples=BOOTSTRAP_RESAMPLES)
+            interval = None if math.isnan(estimate.low) else [estimate.low, estimate.high]
         result[score] = {
-            "kendall_tau": _tau(rows[score], rows[target]),
+            "kendall_tau": tau,
+            "kendall_tau_interval": interval,
             "spearman_rho": _rho(rows[score], rows[target]),
             "kendall_tau_within_bins": within_bins(rows, score, target, bins),
+            "kendall_tau_within_bins_interval": within_bins_interval(rows, score, target, bins),
         }
     return result
 
@@ -154,13 +184,15 @@ def format_fidelity(summary: dict[str, Any]) -> str:
     """The fidelity summary as a small table."""
     lines = [f"proxy fidelity: {len(summary['trials'])} trials retrained for {summary['epochs']} epochs "
              f"(proxy: {summary['proxy_epochs']})",
-             f"  {'score':16s} {'tau':>7s} {'rho':>7s} {'tau within MAdds bins':>22s}"]
+             f"  {'score':16s} {'tau [95% interval]':>24s} {'rho':>7s} {'tau within MAdds bins [95%]':>30s}"]
 
-    def fmt(value: float | None) -> str:
-        return "-" if value is None else f"{value:+.3f}"
+    def fmt(value: float | None, interval: list[float] | None = None) -> str:
+        text = "-" if value is None else f"{value:+.3f}"
+        return text + (f" [{interval[0]:+.2f}, {interval[1]:+.2f}]" if interval else "")
 
     names = {"accuracy": "proxy accuracy", "madds": "MAdds (baseline)"}
     for score, row in summary["correlations"].items():
-        lines.append(f"  {names.get(score, score):16s} {fmt(row['kendall_tau']):>7s} {fmt(row['spearman_rho']):>7s} "
-                     f"{fmt(row['kendall_tau_within_bins']):>22s}")
+        tau = fmt(row["kendall_tau"], row.get("kendall_tau_interval"))
+        within = fmt(row["kendall_tau_within_bins"], row.get("kendall_tau_within_bins_interval"))
+        lines.append(f"  {names.get(score, score):16s} {tau:>24s} {fmt(row['spearman_rho']):>7s} {within:>30s}")
     return "\n".join(lines)
