@@ -136,9 +136,10 @@ class Supernet(nn.Module):
         x = F.dropout(x, spec.dropout, self.training)
         last = self.classifier[1]
         width = spec.features_out
+        weight = _prefix(last.weight, spec.num_classes, width)
         if spec.head == "fc":
-            return F.linear(torch.flatten(x, 1), last.weight[:, :width], last.bias)
-        return torch.flatten(F.conv2d(x, last.weight[:, :width], last.bias), 1)
+            return F.linear(torch.flatten(x, 1), weight, last.bias)
+        return torch.flatten(F.conv2d(x, weight, last.bias), 1)
 
     # -- extracting a subnet ------------------------------------------------------------------
 
@@ -174,6 +175,16 @@ def _linear(spec: ArchSpec) -> bool:
     return spec.linear_bottleneck and spec.family == "mobilenet_v2"
 
 
+def _prefix(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
+    """The first ``sizes`` entries of ``tensor``'s leading dimensions; the tensor itself when that is all of it.
+
+    Returning the whole parameter spares its backward pass a zero-filled full-size gradient and a copy.
+    """
+    if all(n == m for n, m in zip(sizes, tensor.shape, strict=False)):
+        return tensor
+    return tensor[tuple(slice(0, n) for n in sizes)]
+
+
 def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, channels: int) -> torch.Tensor:
     """``bn`` on its first ``channels`` channels, with nn.BatchNorm2d's rules for training and momentum."""
     momentum = 0.0
@@ -181,16 +192,15 @@ def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, channels: int) -> torch.Ten
         bn.num_batches_tracked.add_(1)
         momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
     # Slices of the running buffers are views: F.batch_norm updates the shared statistics in place.
-    return F.batch_norm(x, bn.running_mean[:channels], bn.running_var[:channels], bn.weight[:channels],
-                        bn.bias[:channels], bn.training, momentum, bn.eps)
+    return F.batch_norm(x, _prefix(bn.running_mean, channels), _prefix(bn.running_var, channels),
+                        _prefix(bn.weight, channels), _prefix(bn.bias, channels), bn.training, momentum, bn.eps)
 
 
 def _conv(conv: nn.Conv2d, x: torch.Tensor, in_channels: int, out_channels: int) -> torch.Tensor:
     if conv.groups == 1:
-        weight = conv.weight[:out_channels, :in_channels]
-        groups = 1
+        weight, groups = _prefix(conv.weight, out_channels, in_channels), 1
     else:  # depthwise: one 3x3 filter per channel
-        weight, groups = conv.weight[:out_channels], out_channels
+        weight, groups = _prefix(conv.weight, out_channels), out_channels
     return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, groups)
 
 
