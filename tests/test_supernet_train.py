@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import pytest
@@ -95,7 +96,7 @@ def test_seeded_runs_give_the_same_weights_and_another_seed_does_not(tmp_path):
     net_b, result_b = train(tmp_path / "b.pt", FAST)
     assert result_a.losses == result_b.losses
     assert all(torch.equal(v, net_b.state_dict()[k]) for k, v in net_a.state_dict().items())
-    net_c, _ = train(tmp_path / "c.pt", SupernetConfig(**{**FAST.__dict__, "seed": 1}))
+    net_c, _ = train(tmp_path / "c.pt", dataclasses.replace(FAST, seed=1))
     assert not torch.equal(net_c.classifier[1].weight, net_a.classifier[1].weight)
 
 
