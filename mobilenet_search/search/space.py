@@ -228,3 +228,32 @@ def _choices(value: Any, key: str) -> tuple[Any, ...]:
         if not isinstance(v, (int, float, str, bool)) and v is not None:
             raise UserError(f"{key}: {v!r} is not a number, string, boolean or null")
     return values
+
+
+# Fields whose choices change which layers exist or what they compute, not only their widths or depths.
+_STRUCTURAL_FIELDS = ("activation", "linear_bottleneck", "head", "round_nearest")
+
+
+def supernet_envelope(space: SearchSpace, *, num_classes: int, in_channels: int) -> ArchSpec:
+    """The space's largest network, every elastic field at its maximum: the weights a supernet shares.
+
+    Width, resolution, stem and head widths, and each stage's expansion t, width c and depth n
+    may vary; a member then takes the first channels and blocks of the envelope. Channel rounding
+    never falls as width or c grow, so the largest choices give the widest layers. A space that
+    varies anything else (activation, bottleneck, head, channel divisor, strides, a head layer
+    present in some members only, expansion 1 beside expansions above 1 in a stage) cannot share
+    weights: a :class:`UserError` names the first such parameter.
+
+    >>> envelope = supernet_envelope(load_space("tiny"), num_classes=4, in_channels=1)
+    >>> envelope.width_mult, [s.expansion for s in envelope.stages], [s.repeats for s in envelope.stages]
+    (0.5, [1, 4, 4], [1, 2, 1])
+    """
+    for name, values in space.searched.items():
+        field = name.split(".")[-1]
+        mixed_expansion = field == "expansion" and 1 in values
+        head_layer = name == "head_channels" and None in values
+        if field in _STRUCTURAL_FIELDS or field == "stride" or mixed_expansion or head_layer:
+            raise UserError(f"space {space.name!r} cannot share weights in a supernet: {name} varies "
+                            f"({', '.join(map(str, values))}); a supernet needs it fixed")
+    largest = {name: max(values) for name, values in space.searched.items()}
+    return space.spec(largest, num_classes=num_classes, in_channels=in_channels)

@@ -1,0 +1,358 @@
+"""Training a weight-sharing supernet once, then scoring any member on its inherited weights.
+
+Training follows BigNAS (Yu et al. 2020) and AttentiveNAS: no progressive shrinking; every step
+trains the largest subnet on the labels, then the smallest and ``random_subnets`` random members
+on the largest subnet's soft predictions (the sandwich rule with in-place distillation), adds up
+their gradients and takes one optimizer step. Each member sees the step's images at its own proxy
+size (the per-size uint8 caches share split and order). Everything else is proxy training's
+(:mod:`mobilenet_search.measure.train`): input normalisation, augmentation, AdamW without weight
+decay on BatchNorm, a per-step cosine schedule with warm-up.
+
+A checkpoint is written atomically after every epoch; a run started again with the same
+checkpoint path and tag continues after the last finished epoch and ends with the same weights
+as an uninterrupted run.
+
+Scoring a member (:func:`score_subnet`) extracts it, recomputes its BatchNorm statistics on a
+fixed set of training images (as Once-for-All does: the shared running statistics belong to no
+member in particular) and evaluates it on the validation split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.arch.supernet import Supernet
+from mobilenet_search.errors import UserError
+from mobilenet_search.files import atomic_path
+from mobilenet_search.measure.data import ImageData
+from mobilenet_search.measure.train import (
+    Evaluation,
+    TrainConfig,
+    TrainingDiverged,
+    _augment,
+    _lr_factor,
+    _optimizer,
+    evaluate,
+    input_transform,
+    recalibrate_batchnorm,
+)
+
+_CHECKPOINT_FORMAT = 1
+_CHECKPOINT_KEYS = {"format", "tag", "epoch", "steps_per_epoch", "model", "optimizer", "scheduler", "generator",
+                    "torch_rng", "losses"}
+
+
+@dataclass(frozen=True)
+class SupernetConfig:
+    """Supernet training and scoring settings.
+
+    Defaults: the sandwich rule's two random members and in-place distillation as in BigNAS and
+    AttentiveNAS; learning rate, weight decay, label smoothing, batch and augmentation as the
+    measured proxy training (:class:`TrainConfig`); 24 epochs, three times the 8-epoch proxy, for
+    a network that trains four members per step (BigNAS trains its supernet a few times longer
+    than a single net); one warm-up epoch, since the distillation targets come from a network that
+    starts untrained; 512 BatchNorm-recalibration images, about a quarter of the embedded
+    data's training split (OFA uses 2,000 ImageNet images, AttentiveNAS 64 batches).
+    """
+
+    epochs: int = 24
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.05  # not applied to BatchNorm weights and biases
+    label_smoothing: float = 0.1  # on the largest member's labels; the others learn its soft predictions
+    warmup_epochs: int = 1
+    random_subnets: int = 2
+    distill: bool = True  # False: every member learns the labels
+    crop_padding: float = 0.125
+    seed: int = 0
+    device: str = "cpu"
+    bn_images: int = 512  # training images for each scored member's BatchNorm statistics
+    eval_batch_size: int = 256
+    channels_last: bool = True  # faster on CUDA and, sliced weights included, about 25 % on the CPU measured
+    amp: bool = True  # bfloat16 autocast, on CUDA only
+
+    def __post_init__(self) -> None:
+        def integer(value: Any, low: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+        checks = [
+            ("epochs", integer(self.epochs, 1), "an integer >= 1"),
+            ("batch_size", integer(self.batch_size, 2), "an integer >= 2"),
+            ("lr", isinstance(self.lr, (int, float)) and self.lr > 0, "a positive number"),
+            ("weight_decay", isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0, "a number >= 0"),
+            ("label_smoothing", isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1,
+             "a number in [0, 1)"),
+            ("warmup_epochs", integer(self.warmup_epochs, 0), "an integer >= 0"),
+            ("random_subnets", integer(self.random_subnets, 0), "an integer >= 0"),
+            ("distill", isinstance(self.distill, bool), "true or false"),
+            ("crop_padding", isinstance(self.crop_padding, (int, float)) and 0 <= self.crop_padding < 1,
+             "a number in [0, 1)"),
+            ("seed", integer(self.seed, 0), "an integer >= 0"),
+            ("device", isinstance(self.device, str) and re.fullmatch(r"cpu|cuda(:\d+)?", self.device) is not None,
+             "cpu, cuda or cuda:N"),
+            ("bn_images", integer(self.bn_images, 2), "an integer >= 2"),
+            ("eval_batch_size", integer(self.eval_batch_size, 2), "an integer >= 2"),
+            ("channels_last", isinstance(self.channels_last, bool), "true or false"),
+            ("amp", isinstance(self.amp, bool), "true or false"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise UserError(f"invalid supernet setting {name}={getattr(self, name)!r}: expected {expected}")
+
+    def train_config(self, steps_per_epoch: int) -> TrainConfig:
+        """The same settings as proxy training reads them, for its optimizer and schedule."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, weight_decay=self.weight_decay,
+                           label_smoothing=self.label_smoothing, optimizer="adamw",
+                           warmup_steps=self.warmup_epochs * steps_per_epoch, crop_padding=self.crop_padding,
+                           seed=self.seed, device=self.device, channels_last=self.channels_last, amp=self.amp)
+
+
+@dataclass(frozen=True)
+class SupernetTrainResult:
+    """What a (possibly resumed) supernet training run did."""
+
+    losses: tuple[float, ...]  # mean training loss of the largest member in each epoch, resumed epochs included
+    train_seconds: float  # time spent in this call's training steps
+    resumed_epochs: int  # epochs read from the checkpoint (0 for a fresh run)
+    steps_per_epoch: int
+
+
+def supernet_tag(**settings: Any) -> str:
+    """A short hash of ``settings`` (JSON): a checkpoint is resumed only by a run with the same tag.
+
+    Pass everything that determines the trained weights: the space's content, the dataset, the
+    training settings. Dataclasses (an :class:`ArchSpec`, a :class:`SupernetConfig`) and paths are
+    accepted as values.
+
+    >>> supernet_tag(space={"width_mult": [0.5, 1.0]}, data="embedded") == supernet_tag(
+    ...     data="embedded", space={"width_mult": [0.5, 1.0]})
+    True
+    """
+    text = json.dumps(settings, sort_keys=True, default=_plain)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=repr)
+    raise TypeError(f"supernet_tag: cannot hash a {type(value).__name__}")
+
+
+class _Inputs:
+    """The step's images at each member's proxy size: one uint8 cache and one normalisation per size."""
+
+    def __init__(self, data_for_size: Callable[[int], ImageData], labels: torch.Tensor, device: torch.device,
+                 memory_format: torch.memory_format) -> None:
+        self._data_for_size = data_for_size
+        self._labels = labels
+        self._device = device
+        self._memory_format = memory_format
+        self._by_size: dict[int, tuple[ImageData, Callable[[torch.Tensor], torch.Tensor]]] = {}
+
+    def at(self, size: int) -> tuple[ImageData, Callable[[torch.Tensor], torch.Tensor]]:
+        if size not in self._by_size:
+            data = self._data_for_size(size)
+            if not torch.equal(data.train_labels, self._labels):
+                raise ValueError(f"data_for_size({size}) has another training split than the largest member's data")
+            self._by_size[size] = data, input_transform(data, self._device, self._memory_format)
+        return self._by_size[size]
+
+
+def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData],
+                   sample: Callable[[torch.Generator], ArchSpec], smallest: ArchSpec, largest: ArchSpec,
+                   proxy_size: Callable[[ArchSpec], int], config: SupernetConfig, checkpoint: Path, tag: str,
+                   on_step: Callable[[int, int, int, float], None] | None = None) -> SupernetTrainResult:
+    """Train ``supernet`` in place with the sandwich rule, checkpointing to ``checkpoint`` after each epoch.
+
+    ``data_for_size(size)`` gives the dataset at ``size`` pixels (same split and order at every
+    size); ``proxy_size(spec)`` the size a member trains at (e.g. ``proxy_resolution(64,
+    spec.resolution)``); ``sample(generator)`` a random member, drawn only from ``generator``.
+    ``on_step(epoch, step, steps_per_epoch, loss)`` runs after each step with the largest member's
+    loss; exceptions it raises propagate (the last finished epoch stays in the checkpoint).
+
+    If ``checkpoint`` exists it must carry ``tag`` (else :class:`UserError`); training continues
+    after its last epoch. A NaN or infinite loss raises :class:`TrainingDiverged`. The same seed
+    gives the same weights on the CPU; the caller's random state is left alone.
+    """
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"invalid supernet setting device={config.device!r}: no CUDA device is available")
+    supernet.check(smallest)
+    supernet.check(largest)
+    cuda = device.type == "cuda"
+    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+    supernet.to(device, memory_format=memory_format)
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and cuda)
+
+    base = data_for_size(proxy_size(largest))
+    inputs = _Inputs(data_for_size, base.train_labels, device, memory_format)
+    n_train = len(base.train_labels)
+    # Drop the last partial batch: a batch of one breaks BatchNorm on 1x1 feature maps.
+    steps_per_epoch = max(1, n_train // config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    train_config = config.train_config(steps_per_epoch)
+    optimizer = _optimizer(supernet, train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, train_config))
+    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    generator = torch.Generator().manual_seed(config.seed)
+    checkpoint = Path(checkpoint)
+
+    losses: list[float] = []
+    train_seconds = 0.0
+    # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
+    with torch.random.fork_rng(devices=[device] if cuda else []):
+        torch.manual_seed(config.seed)
+        saved = _read_checkpoint(checkpoint, tag)
+        if saved is not None:
+            _restore(saved, checkpoint, supernet, optimizer, scheduler, generator, steps_per_epoch, device)
+            losses = list(saved["losses"])
+        resumed = len(losses)
+        for epoch in range(resumed, config.epochs):
+            start = time.perf_counter()
+            supernet.train()
+            order = torch.randperm(n_train, generator=generator)
+            largest_sum = torch.zeros((), device=device)
+            total_sum = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                index = order[step * config.batch_size:(step + 1) * config.batch_size]
+                labels = base.train_labels[index].to(device, non_blocking=True)
+                # Members at the same size see the same augmented images; every size the same flips.
+                augment_seed = int(torch.randint(2**62, (1,), generator=generator))
+                members = [largest, smallest] + [sample(generator) for _ in range(config.random_subnets)]
+                batches: dict[int, torch.Tensor] = {}
+                optimizer.zero_grad(set_to_none=True)
+                teacher = None
+                for spec in members:
+                    size = proxy_size(spec)
+                    if size not in batches:
+                        data, prepare = inputs.at(size)
+                        batches[size] = prepare(_augment(data.train_images[index], data.hflip, config.crop_padding,
+                                                         torch.Generator().manual_seed(augment_seed)))
+                    with amp:
+                        logits = supernet(batches[size], spec)
+                        if teacher is None or not config.distill:
+                            loss = criterion(logits, labels)
+                        else:  # in-place distillation: the largest member's soft predictions are the targets
+                            loss = -(teacher * F.log_softmax(logits.float(), 1)).sum(1).mean()
+                    loss.backward()  # one graph at a time: memory for one member, gradients add up
+                    if teacher is None:
+                        teacher = logits.detach().float().softmax(1)
+                        largest_loss = loss.detach()
+                    total_sum += loss.detach()
+                optimizer.step()
+                scheduler.step()
+                largest_sum += largest_loss
+                # Checking every 16 steps, not every step, spares CUDA a host sync per step.
+                if (step % 16 == 15 or step == steps_per_epoch - 1) and not torch.isfinite(total_sum):
+                    raise TrainingDiverged(
+                        f"supernet training diverged: the loss became {total_sum.item()} in epoch {epoch + 1}, "
+                        f"by step {step + 1} (lr={config.lr:g}); try a lower learning rate")
+                if on_step is not None:
+                    on_step(epoch, step, steps_per_epoch, largest_loss.item())
+            train_seconds += time.perf_counter() - start
+            losses.append(largest_sum.item() / steps_per_epoch)
+            _write_checkpoint(checkpoint, tag, epoch + 1, steps_per_epoch, supernet, optimizer, scheduler, generator,
+                              losses, device)
+    return SupernetTrainResult(losses=tuple(losses), train_seconds=train_seconds, resumed_epochs=resumed,
+                               steps_per_epoch=steps_per_epoch)
+
+
+def _write_checkpoint(path: Path, tag: str, epoch: int, steps_per_epoch: int, supernet: Supernet,
+                      optimizer: torch.optim.Optimizer, scheduler: Any, generator: torch.Generator,
+                      losses: list[float], device: torch.device) -> None:
+    # Tensors and plain types only, so it loads with weights_only=True.
+    state = {
+        "format": _CHECKPOINT_FORMAT, "tag": tag, "epoch": epoch, "steps_per_epoch": steps_per_epoch,
+        "model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "losses": list(losses),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _read_checkpoint(path: Path, tag: str) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, corrupt or not a torch file at all
+        raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: corrupt or truncated); "
+                        "delete it to train afresh") from None
+    if not isinstance(state, dict) or not state.keys() >= _CHECKPOINT_KEYS or state["format"] != _CHECKPOINT_FORMAT:
+        raise UserError(f"checkpoint {path} is not a supernet checkpoint of this version; delete it to train afresh")
+    if state["tag"] != tag:
+        raise UserError(f"checkpoint {path} was trained for another space/data/settings (tag {state['tag']}, "
+                        f"these give {tag}); choose another checkpoint path or delete it")
+    return state
+
+
+def _restore(state: dict, path: Path, supernet: Supernet, optimizer: torch.optim.Optimizer, scheduler: Any,
+             generator: torch.Generator, steps_per_epoch: int, device: torch.device) -> None:
+    if state["steps_per_epoch"] != steps_per_epoch or len(state["losses"]) != state["epoch"]:
+        raise UserError(f"checkpoint {path} was trained for another space/data/settings "
+                        f"({state['steps_per_epoch']} steps per epoch, these give {steps_per_epoch})")
+    try:
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"checkpoint {path} does not fit this supernet ({first_line})") from None
+    scheduler.load_state_dict(state["scheduler"])
+    generator.set_state(state["generator"])
+    torch.set_rng_state(state["torch_rng"])
+    if device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+
+
+def calibration_indices(data: ImageData, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` training-image indices drawn with ``seed`` (all of them if fewer): BatchNorm recalibration images.
+
+    The same indices for every scored member keep their scores comparable.
+    """
+    n = len(data.train_labels)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
+
+
+def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
+                 device: str | torch.device = "cpu", batch_size: int = 256,
+                 channels_last: bool = True) -> tuple[Evaluation, float]:
+    """Accuracy of member ``spec`` on the supernet's weights, and the seconds scoring took.
+
+    ``data`` is the dataset at the member's proxy size; ``calibration`` indexes the training
+    images on which its BatchNorm statistics are recomputed (see :func:`calibration_indices`).
+    The member is extracted (:meth:`Supernet.subnet`), so the supernet's weights and buffers
+    are left as they were. Deterministic for a given supernet, spec, data and calibration.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    cuda = device.type == "cuda"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = supernet.subnet(spec).to(device, memory_format=memory_format)
+    prepare = input_transform(data, device, memory_format)
+    images = data.train_images[calibration]
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+    # Dropout runs during recalibration and draws from the global generator: keep the caller's.
+    with torch.random.fork_rng(devices=[device] if cuda else []), amp:
+        # Slices of at least two images: a single image gives BatchNorm no variance on 1x1 maps.
+        recalibrate_batchnorm(model, (prepare(images[i:i + batch_size]) for i in range(0, len(images) - 1, batch_size)))
+        evaluation = evaluate(model, data, prepare, batch_size)
+    return evaluation, time.perf_counter() - start
