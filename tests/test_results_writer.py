@@ -126,3 +126,13 @@ def test_sync_takes_in_other_workers_trials_and_running_trials_changes(tmp_path)
     writer.flush()
     write_results(study, tmp_path / "full")
     assert _files(tmp_path / "incremental") == _files(tmp_path / "full")
+
+
+def test_a_writer_for_a_study_syncs_before_flushing(tmp_path):
+    study = _random_study(10, seed=9)
+    writer = ResultsWriter.for_study(study, tmp_path / "incremental", every=1, interval=math.inf)
+    _add_trial(study, random.Random(10), "accuracy")  # another worker's
+    number = _add_trial(study, random.Random(11), "accuracy")
+    writer.update(study.trials[number])
+    write_results(study, tmp_path / "full")
+    assert _files(tmp_path / "incremental") == _files(tmp_path / "full")

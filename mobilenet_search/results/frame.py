@@ -122,7 +122,9 @@ class ResultsWriter:
     files are then what :func:`write_results` writes for the same trials.
 
     :meth:`sync` takes in the trials of a study that this writer has not seen finished (those
-    of other workers, or one a Ctrl-C ended without a callback)::
+    of other workers, or one a Ctrl-C ended without a callback); a writer made by
+    :meth:`for_study` syncs before every flush, so its files hold every trial in the storage,
+    as :func:`write_results`' do::
 
         >>> import optuna, tempfile
         >>> study = optuna.create_study()
@@ -148,11 +150,13 @@ class ResultsWriter:
         self._candidates: dict[int, tuple[float, float, int]] = {}  # every row the front could hold
         self._pending = 0
         self._last_flush = time.monotonic()
+        self._study: optuna.Study | None = None
 
     @classmethod
     def for_study(cls, study: optuna.Study, folder: Path, **options: Any) -> ResultsWriter:
-        """A writer for ``study`` (its name and quality) that already holds its trials so far."""
+        """A writer for ``study`` (its name and quality) that holds its trials so far and syncs before each flush."""
         writer = cls(folder, study.study_name, study_quality(study), **options)
+        writer._study = study
         writer.sync(study)
         return writer
 
@@ -183,6 +187,8 @@ class ResultsWriter:
 
     def flush(self) -> pd.DataFrame:
         """Write ``trials.csv`` and ``pareto.json`` now (each complete, atomically); return the frame."""
+        if self._study is not None:
+            self.sync(self._study)
         frame = rows_frame([self._rows[number] for number in sorted(self._rows)])
         front = frame.set_index("number", drop=False).loc[self.front]
         _write_files(self.folder, self.study_name, frame, front, self.quality)
