@@ -148,6 +148,8 @@ class ResultsWriter:
         self._rows: dict[int, dict[str, Any]] = {}
         self._front: list[tuple[float, float, int]] = []  # (cost, -quality, number): pareto_mask's scan order
         self._candidates: dict[int, tuple[float, float, int]] = {}  # every row the front could hold
+        self._unfinished: set[int] = set()  # trials last seen running or waiting: sync looks at them again
+        self._synced = 0  # sync has seen trials 0 .. _synced - 1
         self._pending = 0
         self._last_flush = time.monotonic()
         self._study: optuna.Study | None = None
@@ -176,9 +178,20 @@ class ResultsWriter:
         return False
 
     def sync(self, study: optuna.Study) -> int:
-        """Take in every trial of ``study`` not yet seen in a finished state (finished trials never change)."""
+        """Take in every trial of ``study`` not yet seen in a finished state (finished trials never change).
+
+        Looks only at the trials past those seen and at those not finished when last seen, so it
+        costs what changed, not the study's size. How many trials it took in.
+        """
+        trials = study.get_trials(deepcopy=False)
+        if trials and trials[-1].number == len(trials) - 1:  # trial i is trials[i], as in every Optuna storage
+            numbers = [n for n in sorted(self._unfinished) if n < len(trials)]
+            changed = [trials[n] for n in numbers] + trials[self._synced:]
+            self._synced = len(trials)
+        else:
+            changed = trials
         count = 0
-        for trial in study.get_trials(deepcopy=False):
+        for trial in changed:
             row = self._rows.get(trial.number)
             if row is None or row["state"] != trial.state.name or not trial.state.is_finished():
                 self._set(trial)
@@ -197,6 +210,10 @@ class ResultsWriter:
 
     def _set(self, trial: optuna.trial.FrozenTrial) -> None:
         row = self._rows[trial.number] = trial_row(trial)
+        if trial.state.is_finished():
+            self._unfinished.discard(trial.number)
+        else:
+            self._unfinished.add(trial.number)
         old = self._candidates.pop(trial.number, None)
         cost, quality = row["madds"], row[self.quality]
         # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
