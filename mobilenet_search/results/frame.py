@@ -7,8 +7,9 @@ study the same way. A trial's measurements live in Optuna user attributes with t
 
 from __future__ import annotations
 
+import bisect
 import json
-from collections.abc import Sequence
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,26 +41,34 @@ TRIAL_ATTRS = (
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 
 
+def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """One trial's row of :func:`trials_frame`: number, state, feasibility, every recorded attribute, duration.
+
+    The one place a row is made: :func:`trials_frame` and :class:`ResultsWriter` both call it.
+    """
+    row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "feasible": is_feasible(trial)}
+    row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
+    # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
+    if isinstance(row["accuracy_history"], list):
+        row["accuracy_history"] = json.dumps(row["accuracy_history"])
+    if trial.datetime_start and trial.datetime_complete:
+        row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return row
+
+
+def rows_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The trials frame of rows made by :func:`trial_row`, in the order given (by trial number)."""
+    return pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
+
+
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial: number, state, feasibility, every recorded attribute (95 % intervals included), duration.
+    """One row per trial (:func:`trial_row`), by trial number: every recorded attribute, 95 % intervals included.
 
     The intervals are recorded with each trial (:func:`interval_attrs`), so reading a study of
     thousands of trials computes none; the packed per-image record stays out of the frame (and
     trials.csv): only the statistics read it, through :func:`records.trial_correct`.
     """
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        row: dict[str, Any] = {"number": trial.number, "state": trial.state.name,
-                               "feasible": is_feasible(trial)}
-        row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
-        if trial.datetime_start and trial.datetime_complete:
-            row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
-    # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
-    frame["accuracy_history"] = frame["accuracy_history"].map(
-        lambda h: json.dumps(h) if isinstance(h, list) else h)
-    return frame
+    return rows_frame([trial_row(trial) for trial in study.get_trials(deepcopy=False)])
 
 
 def interval_attrs(correct: np.ndarray, labels: np.ndarray | None, *, seed: int = INTERVAL_SEED,
@@ -112,12 +121,148 @@ def study_quality(study: optuna.Study) -> str:
 
 
 def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:
-    """Write ``trials.csv`` and ``pareto.json`` of ``study`` into ``folder``; return the frame."""
+    """Write ``trials.csv`` and ``pareto.json`` of ``study`` into ``folder``; return the frame.
+
+    Reads every trial: after each trial of a long study, :class:`ResultsWriter` costs less.
+    """
     frame = trials_frame(study)
-    atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
     quality = study_quality(study)
-    front = pareto_front(frame, quality=quality)
+    _write_files(folder, study.study_name, frame, pareto_front(frame, quality=quality), quality)
+    return frame
+
+
+def _write_files(folder: Path, study_name: str, frame: pd.DataFrame, front: pd.DataFrame, quality: str) -> None:
+    atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
     records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", quality]].to_json(
         orient="records"))
-    atomic_write_text(folder / "pareto.json", json.dumps({"study": study.study_name, "pareto": records}, indent=2))
-    return frame
+    atomic_write_text(folder / "pareto.json", json.dumps({"study": study_name, "pareto": records}, indent=2))
+
+
+class ResultsWriter:
+    """``trials.csv`` and ``pareto.json`` of a running study, at a cost proportional to what changed.
+
+    :meth:`update` replaces one trial's row (:func:`trial_row`) in memory and updates the Pareto
+    set in place (a sorted list, cheapest first); the files are rewritten, complete and
+    atomically, by :meth:`flush`, which :meth:`update` calls once ``every`` trials have come in
+    since the last flush, or ``interval`` seconds have passed, whichever is first. Rewriting is
+    linear in the study's size, so the count grows with the study (a tenth of its rows, at least
+    ``every``), which keeps the total cost of a study's bookkeeping linear in its trials. The
+    files are then what :func:`write_results` writes for the same trials.
+
+    :meth:`sync` takes in the trials of a study that this writer has not seen finished (those
+    of other workers, or one a Ctrl-C ended without a callback); a writer made by
+    :meth:`for_study` syncs before every flush, so its files hold every trial in the storage,
+    as :func:`write_results`' do::
+
+        >>> import optuna, tempfile
+        >>> study = optuna.create_study()
+        >>> writer = ResultsWriter(Path(tempfile.mkdtemp()), study.study_name, "accuracy", every=2)
+        >>> def objective(trial):
+        ...     trial.set_user_attr("madds", 300_000_000)
+        ...     trial.set_user_attr("accuracy", 0.5 + 0.2 * trial.number)
+        ...     return 0.0
+        >>> study.optimize(objective, n_trials=2, callbacks=[lambda study, trial: writer.update(trial)])
+        >>> writer.front, len(pd.read_csv(writer.folder / "trials.csv"))
+        ([1], 2)
+    """
+
+    #: Flush once the rows since the last flush reach this fraction of the study, if above ``every``.
+    GROWTH = 0.1
+
+    def __init__(self, folder: Path, study_name: str, quality: str = "accuracy", *, every: int = 50,
+                 interval: float = 30.0) -> None:
+        self.folder, self.study_name, self.quality = Path(folder), study_name, quality
+        self.every, self.interval = every, interval
+        self._rows: dict[int, dict[str, Any]] = {}
+        self._front: list[tuple[float, float, int]] = []  # (cost, -quality, number): pareto_mask's scan order
+        self._candidates: dict[int, tuple[float, float, int]] = {}  # every row the front could hold
+        self._unfinished: set[int] = set()  # trials last seen running or waiting: sync looks at them again
+        self._synced = 0  # sync has seen trials 0 .. _synced - 1
+        self._pending = 0
+        self._last_flush = time.monotonic()
+        self._study: optuna.Study | None = None
+
+    @classmethod
+    def for_study(cls, study: optuna.Study, folder: Path, **options: Any) -> ResultsWriter:
+        """A writer for ``study`` (its name and quality) that holds its trials so far and syncs before each flush."""
+        writer = cls(folder, study.study_name, study_quality(study), **options)
+        writer._study = study
+        writer.sync(study)
+        return writer
+
+    @property
+    def front(self) -> list[int]:
+        """The trial numbers of the Pareto set, cheapest first (as :func:`pareto_front` orders them)."""
+        return [number for _, _, number in self._front]
+
+    def update(self, trial: optuna.trial.FrozenTrial) -> bool:
+        """Take in one trial's current state; flush if it is time to. Whether it flushed."""
+        self._set(trial)
+        self._pending += 1
+        due = max(self.every, int(self.GROWTH * len(self._rows)))
+        if self._pending >= due or time.monotonic() - self._last_flush >= self.interval:
+            self.flush()
+            return True
+        return False
+
+    def sync(self, study: optuna.Study) -> int:
+        """Take in every trial of ``study`` not yet seen in a finished state (finished trials never change).
+
+        Looks only at the trials past those seen and at those not finished when last seen, so it
+        costs what changed, not the study's size. How many trials it took in.
+        """
+        trials = study.get_trials(deepcopy=False)
+        if trials and trials[-1].number == len(trials) - 1:  # trial i is trials[i], as in every Optuna storage
+            numbers = [n for n in sorted(self._unfinished) if n < len(trials)]
+            changed = [trials[n] for n in numbers] + trials[self._synced:]
+            self._synced = len(trials)
+        else:
+            changed = trials
+        count = 0
+        for trial in changed:
+            row = self._rows.get(trial.number)
+            if row is None or row["state"] != trial.state.name or not trial.state.is_finished():
+                self._set(trial)
+                count += 1
+        return count
+
+    def flush(self) -> pd.DataFrame:
+        """Write ``trials.csv`` and ``pareto.json`` now (each complete, atomically); return the frame."""
+        if self._study is not None:
+            self.sync(self._study)
+        frame = rows_frame([self._rows[number] for number in sorted(self._rows)])
+        front = frame.set_index("number", drop=False).loc[self.front]
+        _write_files(self.folder, self.study_name, frame, front, self.quality)
+        self._pending, self._last_flush = 0, time.monotonic()
+        return frame
+
+    def _set(self, trial: optuna.trial.FrozenTrial) -> None:
+        row = self._rows[trial.number] = trial_row(trial)
+        if trial.state.is_finished():
+            self._unfinished.discard(trial.number)
+        else:
+            self._unfinished.add(trial.number)
+        old = self._candidates.pop(trial.number, None)
+        cost, quality = row["madds"], row[self.quality]
+        # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
+        new = None
+        if row["state"] == "COMPLETE" and row["feasible"] and pd.notna(cost) and pd.notna(quality):
+            new = self._candidates[trial.number] = (float(cost), -float(quality), trial.number)
+        if old is not None and old != new:  # a candidate changed (rare): the front again from all of them
+            self._front = []
+            for key in sorted(self._candidates.values()):
+                self._add_to_front(key)
+        elif new is not None and old is None:
+            self._add_to_front(new)
+
+    def _add_to_front(self, key: tuple[float, float, int]) -> None:
+        # The front's qualities rise with its cost: a newcomer is dominated exactly when the front member
+        # just before it in scan order is at least as good, and it dominates the run just after it that is
+        # no better than it.
+        at = bisect.bisect_left(self._front, key)
+        if at > 0 and self._front[at - 1][1] <= key[1]:
+            return
+        end = at
+        while end < len(self._front) and self._front[end][1] >= key[1]:
+            end += 1
+        self._front[at:end] = [key]
