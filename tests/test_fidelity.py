@@ -76,13 +76,15 @@ def test_every_tau_comes_with_a_seeded_bootstrap_interval():
     rng = np.random.default_rng(0)
     madds = np.arange(12) * 1e6
     long = madds / 1e7 + rng.normal(0, 0.05, 12)
-    frame = pd.DataFrame({"madds": madds, "long_accuracy": long, "score": long + rng.normal(0, 0.05, 12)})
-    first = correlations(frame, ["score", "madds"])
-    assert first == correlations(frame, ["score", "madds"])  # seeded: the same intervals run after run
+    frame = pd.DataFrame({"madds": madds, "long_accuracy": long, "score": long + rng.normal(0, 0.05, 12),
+                          "noisy": long + rng.normal(0, 0.3, 12)})
+    first = correlations(frame, ["score", "noisy", "madds"])
+    assert first == correlations(frame, ["score", "noisy", "madds"])  # seeded: the same intervals run after run
     for row in first.values():
         low, high = row["kendall_tau_interval"]
         assert -1 <= low <= row["kendall_tau"] + 1e-9 and row["kendall_tau"] <= high + 1e-9 <= 1 + 1e-9
         low, high = row["kendall_tau_within_bins_interval"]
         assert -1 <= low <= high <= 1
-    # Twelve candidates cannot pin tau down: the interval is wide, which is the point of printing it.
-    assert first["score"]["kendall_tau_interval"][1] - first["score"]["kendall_tau_interval"][0] > 0.2
+    # A noisier score ranks worse and is less certain: its interval is wider.
+    width = {name: row["kendall_tau_interval"][1] - row["kendall_tau_interval"][0] for name, row in first.items()}
+    assert first["noisy"]["kendall_tau"] < first["score"]["kendall_tau"] and width["noisy"] > width["score"]

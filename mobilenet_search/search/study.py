@@ -24,7 +24,7 @@ from mobilenet_search.arch.references import paper_family, spread
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
-from mobilenet_search.results.frame import study_quality, write_results
+from mobilenet_search.results.frame import ResultsWriter, study_quality
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
     EVALUATED,
@@ -224,8 +224,9 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                latency: Callable[..., Any] = measure_latency) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
-    After every trial, ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten
-    (atomically), then each of ``callbacks`` runs. Ctrl-C stops at once; the interrupted trial
+    ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten (atomically, complete)
+    every 50 trials (a tenth of the study past 500) or 30 s, and at the end; after every trial
+    each of ``callbacks`` runs. Ctrl-C stops at once; the interrupted trial
     is run again first when the study resumes, and so is a trial whose process was killed.
     ``trials=0`` only creates the study (settings and reference networks recorded) for workers.
     ``accuracy`` and ``latency`` replace scratch training and real timing (tests, strategies).
@@ -268,9 +269,11 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout:
     recover_dead_trials(study)
     requeue_interrupted(study)
     folder = Path(results_dir) / study.study_name
+    # Only the new trial is added to the results; the files are complete at every flush and at the end.
+    writer = ResultsWriter.for_study(study, folder)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        write_results(study, folder)
+        writer.update(trial)
         for callback in callbacks:
             callback(study, trial)
 
@@ -279,6 +282,6 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout:
             study.optimize(objective, timeout=timeout, catch=TRIAL_ERRORS, callbacks=[
                 after_trial, StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100)])
     finally:
-        write_results(study, folder)
+        writer.flush()
         write_report(study, folder)
     return study
