@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from mobilenet_search.errors import UserError
 
@@ -102,3 +103,24 @@ def check_safe_name(name: str, what: str) -> str:
     if not is_safe_name(name):
         raise UserError(f"invalid {what} {name!r}: expected {SAFE_NAME_RULE}")
     return name
+
+
+def save_weights(model: Any, path: Path) -> Path:
+    """A network's state dict as a safetensors file (tensors only, never a pickle), written atomically."""
+    from safetensors.torch import save_file
+
+    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    with atomic_path(Path(path)) as tmp:
+        save_file(state, str(tmp))
+    return Path(path)
+
+
+def load_weights(path: Path) -> dict[str, Any]:
+    """The state dict :func:`save_weights` wrote; a missing or corrupt file is one :class:`UserError` line."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"cannot read weights {str(path)!r}: {exc}") from None

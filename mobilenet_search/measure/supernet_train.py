@@ -332,17 +332,12 @@ def calibration_indices(data: ImageData, count: int, seed: int = 0) -> torch.Ten
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count].sort().values
 
 
-def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
-                 device: str | torch.device = "cpu", batch_size: int = 256,
-                 channels_last: bool = True) -> tuple[Evaluation, float]:
-    """Accuracy of member ``spec`` on the supernet's weights, and the seconds scoring took.
-
-    ``data`` is the dataset at the member's proxy size; ``calibration`` indexes the training
-    images on which its BatchNorm statistics are recomputed (see :func:`calibration_indices`).
-    The member is extracted (:meth:`Supernet.subnet`), so the supernet's weights and buffers
-    are left as they were. Deterministic for a given supernet, spec, data and calibration.
-    """
-    start = time.perf_counter()
+def calibrated_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
+                      device: str | torch.device = "cpu", batch_size: int = 256,
+                      channels_last: bool = True) -> nn.Module:
+    """Member ``spec`` extracted with the supernet's weights (:meth:`Supernet.subnet`), its BatchNorm
+    statistics recomputed on the ``calibration`` training images: the network that is scored, and
+    exported. The supernet's weights and buffers are left as they were; deterministic."""
     device = torch.device(device)
     cuda = device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -354,5 +349,23 @@ def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibra
     with torch.random.fork_rng(devices=[device] if cuda else []), amp:
         # Slices of at least two images: a single image gives BatchNorm no variance on 1x1 maps.
         recalibrate_batchnorm(model, (prepare(images[i:i + batch_size]) for i in range(0, len(images) - 1, batch_size)))
-        evaluation = evaluate(model, data, prepare, batch_size)
+    return model.eval()
+
+
+def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
+                 device: str | torch.device = "cpu", batch_size: int = 256,
+                 channels_last: bool = True) -> tuple[Evaluation, float]:
+    """Accuracy of member ``spec`` on the supernet's weights, and the seconds scoring took.
+
+    ``data`` is the dataset at the member's proxy size; ``calibration`` indexes the training
+    images on which its BatchNorm statistics are recomputed (see :func:`calibration_indices` and
+    :func:`calibrated_subnet`). Deterministic for a given supernet, spec, data and calibration.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = calibrated_subnet(supernet, spec, data, calibration=calibration, device=device, batch_size=batch_size,
+                              channels_last=channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        evaluation = evaluate(model, data, input_transform(data, device, memory_format), batch_size)
     return evaluation, time.perf_counter() - start

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 CONFIG_ATTR = "mobilenet_search.config"  # the SearchConfig a study was created with
 REFERENCES_ATTR = "mobilenet_search.references"  # the reference networks queued at creation
 FIDELITY_ATTR = "mobilenet_search.fidelity"  # proxy-fidelity results, stored as they come
+SUPERNET_ATTR = "mobilenet_search.supernet"  # a supernet study's checkpoint: its path and tag
+CONFIRMS_ATTR = "confirms"  # on a trial that retrains a supernet-scored trial from scratch: that trial's number
+WEIGHTS_ATTR = "weights"  # a trial's trained weights saved by the study (safetensors file)
 VAL_LABELS_ATTR = "mobilenet_search.val_labels"  # validation labels, once per study (:func:`pack_labels`)
 
 # Trial user attributes read by the statistics (results/stats.py, results/report.py).
@@ -67,13 +70,19 @@ def outcome(trial: optuna.trial.FrozenTrial) -> str | None:
     return trial.user_attrs.get("outcome")
 
 
+def is_confirmation(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial retrains a supernet-scored candidate from scratch (``confirms`` its number)."""
+    return trial.user_attrs.get(CONFIRMS_ATTR) is not None
+
+
 def counts_toward_target(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial counts towards ``--trials``: a finished searched candidate trained, scored, pruned or failed.
 
-    Over-budget rejections, interrupted or killed trials, surplus trials and the reference
-    networks do not count.
+    Over-budget rejections, interrupted or killed trials, surplus trials, the reference
+    networks and the confirmations of a supernet study do not count.
     """
-    return trial.state.is_finished() and outcome(trial) in COUNTED and not is_reference(trial)
+    return (trial.state.is_finished() and outcome(trial) in COUNTED and not is_reference(trial)
+            and not is_confirmation(trial))
 
 
 def frame_is_reference(frame: pd.DataFrame) -> pd.Series:
@@ -85,10 +94,19 @@ def frame_is_reference(frame: pd.DataFrame) -> pd.Series:
     return frame["reference"].fillna(False).astype(bool)
 
 
+def frame_is_confirmation(frame: pd.DataFrame) -> pd.Series:
+    """:func:`is_confirmation` for every row of a trials frame."""
+    import pandas as pd
+
+    if CONFIRMS_ATTR not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[CONFIRMS_ATTR].notna()
+
+
 def frame_counts_toward_target(frame: pd.DataFrame) -> pd.Series:
     """:func:`counts_toward_target` for every row of a trials frame."""
     finished = frame["state"].isin(["COMPLETE", "PRUNED", "FAIL"])
-    return finished & frame["outcome"].isin(COUNTED) & ~frame_is_reference(frame)
+    return finished & frame["outcome"].isin(COUNTED) & ~frame_is_reference(frame) & ~frame_is_confirmation(frame)
 
 
 def quality_key(config: dict[str, Any] | None) -> str:

@@ -27,6 +27,7 @@ from mobilenet_search.results.records import (
     CONFIG_ATTR,
     FIDELITY_ATTR,
     frame_is_noise_repeat,
+    frame_is_confirmation,
     frame_is_reference,
     trial_correct,
 )
@@ -225,9 +226,13 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     Everything that needs per-image correctness (``val_correct``) is None when trials lack it.
     """
     frame = trained(trials_frame(study))
-    is_ref, is_repeat = frame_is_reference(frame), frame_is_noise_repeat(frame)
-    searched, refs, repeats = frame[~is_ref], frame[is_ref & ~is_repeat], frame[is_repeat]
+    is_ref, is_repeat, confirmed = frame_is_reference(frame), frame_is_noise_repeat(frame), frame_is_confirmation(frame)
     config = study.user_attrs.get(CONFIG_ATTR, {})
+    # A supernet study's inherited accuracies come from other weights than the references' training: only its
+    # confirmations (the Pareto candidates retrained from scratch, the same way) are compared with them.
+    supernet = config.get("strategy") == "supernet"
+    searched = frame[confirmed] if supernet else frame[~is_ref & ~confirmed]
+    refs, repeats = frame[is_ref & ~is_repeat], frame[is_repeat]
     limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None
     largest = frame["madds"].max()  # NaN when nothing trained yet
     reference_madds = float(limit.bound) if limit is not None else 1.1 * float(largest) if largest > 0 else 1.0
@@ -247,7 +252,9 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     gain, verdict = _verdict(rows, hv, noise)
     return {
         "study": study.study_name,
-        "trained": {"searched": int(len(searched)), "reference": int(len(refs)), "noise_repeats": int(len(repeats))},
+        "trained": {"searched": int(len(searched)), "reference": int(len(refs)), "noise_repeats": int(len(repeats)),
+                    "inherited": int((~is_ref & ~confirmed).sum()) if supernet else 0},
+        "compared": "confirmed (retrained from scratch)" if supernet else "proxy-trained",
         "statistics": {"confidence": CONFIDENCE, "alpha": ALPHA, "bootstrap_seed": REPORT_SEED,
                        "resamples": RESAMPLES},
         "hypervolume": hv,
@@ -265,8 +272,11 @@ def _span(interval: list[float] | None, digits: int = 3) -> str:
 def format_gain(gain: dict[str, Any]) -> str:
     """The search gain as a few lines of text, with intervals, paired verdicts and the noise floor when known."""
     hv = gain["hypervolume"]
+    inherited = gain["trained"].get("inherited")
+    searched = (f"{gain['trained']['searched']} confirmed of {inherited} scored with inherited weights" if inherited
+                else f"{gain['trained']['searched']} searched")
     lines = [
-        f"search gain ({gain['trained']['searched']} searched, {gain['trained']['reference']} reference nets trained):",
+        f"search gain ({searched}, {gain['trained']['reference']} reference nets trained):",
         f"  hypervolume (accuracy x MAdds, up to {hv['reference_point']['madds'] / 1e6:.1f}M MAdds): "
         f"searched {hv['searched']:.4f}{_span(hv.get('searched_interval'), 4)}, "
         f"hand-scaled references {hv['reference']:.4f}{_span(hv.get('reference_interval'), 4)}",

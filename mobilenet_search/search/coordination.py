@@ -92,7 +92,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
         if (trial.state == TrialState.FAIL and outcome(trial) == Outcome.INTERRUPTED.value
                 and trial.number not in retried):
             attrs = {"retry_of": trial.number}
-            attrs.update({k: trial.user_attrs[k] for k in ("reference", "reference_name", "noise_seed")
+            attrs.update({k: trial.user_attrs[k] for k in ("reference", "reference_name", "noise_seed", "confirms")
                           if k in trial.user_attrs})
             study.enqueue_trial(trial.params, user_attrs=attrs)
             count += 1

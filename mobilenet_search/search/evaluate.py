@@ -56,6 +56,7 @@ class Record:
     outcome: Outcome | None = None
     reason: str | None = None  # why it was rejected or failed
     quality: float | None = None  # accuracy, or the zero-cost score searched on
+    model: torch.nn.Module | None = None  # the network as scored (trained, or with inherited weights)
 
     def reject(self, reason: str) -> Record:
         self.outcome, self.reason = Outcome.OVER_BUDGET, reason
@@ -154,16 +155,18 @@ class Pipeline:
         return record.reject(reason) if reason else record
 
     def measure(self, spec: ArchSpec, record: Record, *, on_epoch: OnEpoch | None = None,
-                seed: int | None = None) -> Record:
+                seed: int | None = None, accuracy: AccuracySource | None = None) -> Record:
         """Build, time, score and train a candidate that passed :meth:`check`; fills ``record`` as it goes.
 
-        ``seed`` overrides the pipeline's seed for this candidate's weights (a noise repeat).
+        ``seed`` overrides the pipeline's seed for this candidate's weights (a noise repeat);
+        ``accuracy`` its accuracy source (a supernet study trains its references from scratch).
         """
+        accuracy = accuracy or self.accuracy
         started = time.perf_counter()
         seed = self.seed if seed is None else seed
         model = build_model(spec, seed=init_seed(spec, seed))
         record.attrs["time_build"] = time.perf_counter() - started
-        if self.accuracy is not None or self.budget.needs_latency:
+        if accuracy is not None or self.budget.needs_latency:
             latency_ms = self._latency(model, spec, record)
             if self.budget.needs_latency:
                 madds, params = record.attrs["madds"], record.attrs["params"]
@@ -175,12 +178,13 @@ class Pipeline:
         record.attrs["proxy_resolution"] = size
         data = self.data(size)
         scores = self._zero_cost(model, data, size, record)  # at initialisation, before training
-        if self.accuracy is None:
+        if accuracy is None:
             record.outcome, record.quality = Outcome.SCORED, scores[self.search_zero_cost]
             return record
-        scored = self.accuracy(spec, model, data, on_epoch=on_epoch)
+        scored = accuracy(spec, model, data, on_epoch=on_epoch)
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
-                            strategy=self.accuracy.strategy)
+                            strategy=accuracy.strategy)
+        record.model = model if accuracy.strategy == "scratch" else None
         if scored.predictions is not None:  # per-image correctness: intervals and paired tests
             correct = (scored.predictions == data.val_labels).numpy()
             record.attrs.update({CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: len(correct)},

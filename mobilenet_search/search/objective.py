@@ -11,17 +11,19 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import optuna
 import torch
 
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import save_weights
 from mobilenet_search.measure.train import TrainingDiverged
-from mobilenet_search.results.records import NOISE_SEED_ATTR, Outcome, is_reference
+from mobilenet_search.results.records import NOISE_SEED_ATTR, WEIGHTS_ATTR, Outcome, is_confirmation, is_reference
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import WORKER, Slots, retry_of
-from mobilenet_search.search.evaluate import Pipeline, Record
+from mobilenet_search.search.evaluate import AccuracySource, Pipeline, Record
 from mobilenet_search.search.space import SearchSpace
 
 #: Exceptions that fail one trial (recorded with the reason) while the study goes on.
@@ -32,12 +34,16 @@ class Objective:
     """``objective(trial)``: one candidate, sampled from ``space`` and evaluated by ``pipeline``.
 
     ``slots`` enforces a study-wide ``--trials`` target across workers (None: no target);
-    ``on_epoch(epoch, epochs)`` reports training progress (the CLI's progress bar).
+    ``on_epoch(epoch, epochs)`` reports training progress (the CLI's progress bar). ``scratch``,
+    when the pipeline's own source is another (a supernet), trains the reference nets and the
+    confirmations, whose trained weights are saved under ``weights_dir``.
     """
 
     def __init__(self, config: SearchConfig, space: SearchSpace, pipeline: Pipeline, *, slots: Slots | None = None,
-                 on_epoch: Callable[[int, int], None] | None = None) -> None:
+                 on_epoch: Callable[[int, int], None] | None = None, scratch: AccuracySource | None = None,
+                 weights_dir: Path | None = None) -> None:
         self.config, self.space, self.pipeline, self.slots, self.on_epoch = config, space, pipeline, slots, on_epoch
+        self.scratch, self.weights_dir = scratch, weights_dir
         self.budget = Budget.parse(config.budget)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
@@ -51,13 +57,18 @@ class Objective:
                 frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
                 if retry_of(frozen) is not None:
                     record.attrs["retry_of"] = retry_of(frozen)
-                if not is_reference(trial) and self.slots is not None and not self.slots.take(trial):
+                alone = is_reference(trial) or is_confirmation(trial)  # outside the --trials target
+                if not alone and self.slots is not None and not self.slots.take(trial):
                     record.outcome = Outcome.SURPLUS
                     record.reason = (f"not trained: the study's target of {self.slots.target} trials was taken "
                                      "by other workers or is kept for a queued retry")
                     raise optuna.TrialPruned("surplus")
                 self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
-                                      seed=trial.user_attrs.get(NOISE_SEED_ATTR))
+                                      seed=trial.user_attrs.get(NOISE_SEED_ATTR),
+                                      accuracy=self.scratch if alone else None)
+                if is_confirmation(trial) and record.model is not None and self.weights_dir is not None:
+                    record.attrs[WEIGHTS_ATTR] = str(save_weights(record.model, self.weights_dir
+                                                                  / f"trial-{trial.number}.safetensors"))
         except KeyboardInterrupt:
             record.outcome = Outcome.INTERRUPTED
             record.reason = "interrupted (Ctrl-C or SIGTERM); run again when the study resumes"

@@ -11,6 +11,7 @@ progress belong to the caller (the CLI passes its callbacks in).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from mobilenet_search.results.records import (
     EVALUATED,
     NOISE_SEED_ATTR,
     REFERENCES_ATTR,
+    SUPERNET_ATTR,
     VAL_LABELS_ATTR,
+    is_confirmation,
     outcome,
     pack_labels,
 )
@@ -46,8 +49,16 @@ from mobilenet_search.search.coordination import (
 )
 from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
-from mobilenet_search.search.space import SearchSpace, load_space
+from mobilenet_search.search.space import SearchSpace, load_space, supernet_envelope
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
+from mobilenet_search.search.strategies import (
+    InheritedWeights,
+    OnStep,
+    confirm_candidates,
+    enqueue_confirmations,
+    prepare_supernet,
+    record_supernet,
+)
 
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
@@ -221,22 +232,30 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                device: str = "cpu", results_dir: Path = Path("results"),
                heartbeat: float | None = DEFAULT_HEARTBEAT, callbacks: Sequence[Callback] = (),
                on_epoch: Callable[[int, int], None] | None = None, accuracy: AccuracySource | None = None,
-               latency: Callable[..., Any] = measure_latency) -> optuna.Study:
+               latency: Callable[..., Any] = measure_latency, supernet: Path | None = None,
+               on_supernet_step: OnStep | None = None) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
     ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten (atomically, complete)
     every 50 trials (a tenth of the study past 500) or 30 s, and at the end; after every trial
-    each of ``callbacks`` runs. Ctrl-C stops at once; the interrupted trial
-    is run again first when the study resumes, and so is a trial whose process was killed.
-    ``trials=0`` only creates the study (settings and reference networks recorded) for workers.
-    ``accuracy`` and ``latency`` replace scratch training and real timing (tests, strategies).
+    each of ``callbacks`` runs. Ctrl-C stops at once; the interrupted trial is run again first
+    when the study resumes, and so is a trial whose process was killed. ``trials=0`` only
+    creates the study (settings and reference networks recorded) for workers. ``accuracy`` and
+    ``latency`` replace scratch training and real timing (tests).
+
+    With ``strategy="supernet"`` the supernet is trained first (or resumed, or reused: see
+    :mod:`mobilenet_search.search.strategies`; ``supernet`` names its checkpoint), candidates are
+    scored with inherited weights, and once the study is complete its Pareto candidates (up to
+    ``config.confirm``) are retrained from scratch, as the reference nets are.
     """
-    # Everything that can refuse the run (data, space, budget, sampler) is checked before the study exists.
+    # Everything that can refuse the run (data, space, budget, sampler, weight sharing) is checked before the
+    # study exists.
     space = load_space(config.space)
     data = make_data(config, results_dir)
     check_budget_reachable(config, space, data.num_classes, data.in_channels)
     make_sampler(config, space)
-    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency)
+    if config.strategy == "supernet":
+        supernet_envelope(space, num_classes=data.num_classes, in_channels=data.in_channels)
     study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat)
     if created:  # only the creator: two creators racing must not queue each reference twice
         # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
@@ -244,18 +263,72 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
         references = reference_candidates(config, space, data.num_classes, data.in_channels)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)
-    return optimize(study, Objective(config, space, pipeline, slots=Slots(trials), on_epoch=on_epoch),
-                    trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=accuracy,
+                           latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
+                           on_supernet_step=on_supernet_step, slots=Slots(trials))
+    optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    if config.strategy == "supernet" and trials > 0 and evaluated_count(study) >= trials:
+        confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
+    return study
+
+
+def _objective(config: SearchConfig, space: SearchSpace, data: DataCache, study: optuna.Study, *, device: str,
+               results_dir: Path, accuracy: AccuracySource | None, latency: Callable[..., Any],
+               supernet: Path | None, train: bool, on_epoch: Callable[[int, int], None] | None,
+               on_supernet_step: OnStep | None, slots: Slots) -> Objective:
+    """The study's objective; for a supernet study, the supernet trained (or loaded) first."""
+    scratch = None
+    if config.strategy == "supernet" and accuracy is None:
+        started = time.perf_counter()
+        net, path, tag = prepare_supernet(config, space, data, results_dir=results_dir, device=device,
+                                          checkpoint=supernet, train=train, on_step=on_supernet_step)
+        record_supernet(study, path, tag, time.perf_counter() - started if train else None)
+        accuracy = InheritedWeights(net, seed=config.seed, device=device)
+        scratch = ScratchTraining(config.train_config(device))
+    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency)
+    return Objective(config, space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,
+                     weights_dir=Path(results_dir) / study.study_name / "weights")
+
+
+def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: Path,
+            callbacks: Sequence[Callback] = ()) -> list[int]:
+    """Retrain from scratch, under the references' proxy, up to ``k`` Pareto candidates of a supernet study
+    (inherited accuracy vs MAdds): the accuracies the search gain is computed on. Resumable: a candidate
+    already confirmed is not queued again. Returns the confirmed trials' numbers."""
+    numbers = confirm_candidates(study, k)
+    enqueue_confirmations(study, numbers)
+    waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if is_confirmation(t)]
+    if waiting:
+        writer = ResultsWriter.for_study(study, Path(results_dir) / study.study_name)
+
+        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            writer.update(trial)
+            for callback in callbacks:
+                callback(study, trial)
+
+        try:
+            study.optimize(objective, n_trials=len(waiting), catch=TRIAL_ERRORS, callbacks=[after_trial])
+        finally:
+            writer.flush()
+            write_report(study, Path(results_dir) / study.study_name)
+    return numbers
 
 
 def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | None = None, device: str = "cpu",
                results_dir: Path = Path("results"), heartbeat: float | None = DEFAULT_HEARTBEAT,
-               callbacks: Sequence[Callback] = (), on_epoch: Callable[[int, int], None] | None = None) -> optuna.Study:
-    """Join an existing study with the settings stored in it, and run trials until it holds ``trials``."""
+               callbacks: Sequence[Callback] = (), on_epoch: Callable[[int, int], None] | None = None,
+               supernet: Path | None = None) -> optuna.Study:
+    """Join an existing study with the settings stored in it, and run trials until it holds ``trials``.
+
+    A worker of a supernet study scores with the study's trained checkpoint (``supernet``, else
+    the one the study recorded); it never trains one.
+    """
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
-    data = make_data(config, results_dir)
-    pipeline = make_pipeline(config, data, device=device)
-    objective = Objective(config, load_space(config.space), pipeline, slots=Slots(trials), on_epoch=on_epoch)
+    space, data = load_space(config.space), make_data(config, results_dir)
+    recorded = (study.user_attrs.get(SUPERNET_ATTR) or {}).get("checkpoint")
+    objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
+                           latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
+                           train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
 
 

@@ -171,6 +171,30 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
                 state["progress"].close()
 
 
+@contextlib.contextmanager
+def _supernet_progress(epochs: int, enabled: bool) -> Iterator[Callable[[int, int, int, float], None]]:
+    """A progress bar over the supernet's training steps: epoch, loss and an ETA (steps take equal time)."""
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def on_step(epoch: int, step: int, steps: int, loss: float) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=epochs * steps, initial=epoch * steps + step, desc="supernet", unit="step",
+                       disable=not enabled, dynamic_ncols=True)
+        bar.n = epoch * steps + step + 1
+        bar.set_postfix_str(f"epoch {epoch + 1}/{epochs}, loss {loss:.3f}", refresh=True)
+        if bar.n >= bar.total:
+            bar.close()  # trained: the search's own bar follows
+
+    try:
+        yield on_step
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _search(args: argparse.Namespace) -> int:
     import optuna
 
@@ -194,6 +218,7 @@ def _search(args: argparse.Namespace) -> int:
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
         objective=args.objective, sampler=args.sampler, seed=args.seed, latency_batch=args.latency_batch,
         references=args.references, val_fraction=args.val_fraction, noise_repeats=args.noise_repeats,
+        strategy=args.strategy, supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
     device = resolve_device(args.device)
     study_name = check_study_name(args.study or default_study_name(config))
@@ -205,9 +230,12 @@ def _search(args: argparse.Namespace) -> int:
         print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
               f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
               file=sys.stderr)
-    study = _run_with_progress(
-        lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
-        quiet=several, timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat)
+    supernet = Path(args.supernet) if args.supernet else None
+    with _supernet_progress(config.supernet_epochs, enabled=config.strategy == "supernet") as on_step:
+        study = _run_with_progress(
+            lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
+            quiet=several, timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat,
+            supernet=supernet, on_supernet_step=on_step)
     if several:
         study = _launch_workers(args, storage, study_name, device)
     if args.trials == 0:
@@ -270,7 +298,8 @@ def _worker(args: argparse.Namespace) -> int:
     _check_run_options(args)
     study = _run_with_progress(run_worker, args.study, args.storage, args.trials, quiet=args.quiet,
                                timeout=args.timeout, device=resolve_device(args.device),
-                               results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat)
+                               results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat,
+                               supernet=Path(args.supernet) if args.supernet else None)
     if not args.quiet:
         print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
     return 0
@@ -456,6 +485,21 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--noise-repeats", type=int, default=0,
                         help="retrain the cheapest reference net with this many other seeds, so the report can "
                              "tell seed noise from a real gain")
+    search.add_argument("--strategy", default="scratch",
+                        help="how candidates get their accuracy. scratch: each is trained briefly from its own "
+                             "initial weights (45-60 s a candidate on 2 CPU cores; a few dozen per study). supernet: "
+                             "one elastic network covering the space is trained once (sandwich rule, in-place "
+                             "distillation), then every candidate is scored in seconds with the weights it "
+                             "inherits, and the Pareto candidates are retrained from scratch at the end (--confirm) "
+                             "to compare with the paper's nets: pick it for hundreds of candidates")
+    search.add_argument("--supernet-epochs", type=int, default=24,
+                        help="supernet training epochs (--strategy supernet)")
+    search.add_argument("--confirm", type=int, default=3,
+                        help="Pareto candidates retrained from scratch when a supernet study ends (0: none)")
+    search.add_argument("--supernet", default=None, metavar="PATH",
+                        help="the supernet checkpoint to train into or score with (default: "
+                             "RESULTS_DIR/supernets/TAG.pt, TAG a hash of space, data and settings, so studies with "
+                             "the same settings share it); a checkpoint of other settings is refused")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
@@ -478,6 +522,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="study-wide target of trained candidates, counted across all workers")
     worker.add_argument("--results-dir", default="results", help="where this worker writes CSV/JSON results and caches")
     worker.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    worker.add_argument("--supernet", default=None, metavar="PATH",
+                        help="a supernet study's trained checkpoint (a shared copy; default: the one the study "
+                             "recorded)")
     _add_run_options(worker)
     worker.set_defaults(run=_worker)
 
