@@ -94,12 +94,11 @@ def _check_run_options(args: argparse.Namespace) -> None:
 
 def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     """The end of a run: trial counts, the Pareto-optimal candidates, the search gain, where results are."""
-    import pandas as pd
-
-    from mobilenet_search.results.frame import pareto_front, study_quality, trials_frame
+    from mobilenet_search.results.frame import study_quality, trials_frame
     from mobilenet_search.results.records import frame_is_reference
     from mobilenet_search.results.report import format_gain, search_gain
     from mobilenet_search.search.storage import redact
+    from mobilenet_search.ui.tables import front_table
 
     frame = trials_frame(study)
     outcomes = frame["outcome"].fillna("killed or running").value_counts()
@@ -108,21 +107,11 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
         f"{count} {outcome.replace('_', ' ')}" for outcome, count in outcomes.items())
         + (f" ({refs} of them the paper's reference nets)" if refs else ""))
     quality = study_quality(study)
-    front = pareto_front(frame, quality=quality)
-    if front.empty:
-        print("no evaluated candidate inside the budget yet")
-    else:
-        print(f"\nPareto-optimal candidates ({quality} vs MAdds), budget {budget}:")
-        print(f"{'trial':>5s} {'MAdds':>8s} {'params':>8s} {'latency':>10s} {quality:>10s}  arch")
-        for row in front.to_dict("records"):
-            name = f"  [{row['reference_name']}]" if isinstance(row["reference_name"], str) else ""
-            latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
-            print(f"{row['number']:5d} {format_count(row['madds']):>8s} {format_count(row['params']):>8s} "
-                  f"{latency:>10s} {row[quality]:{'10.4f' if quality == 'accuracy' else '10.4g'}}  {row['arch']}{name}")
+    print(front_table(study, frame, quality, budget))
     if quality == "accuracy":
         print("\n" + format_gain(search_gain(study)))
-    print(f"\nresults: {results_dir / study.study_name}/trials.csv, pareto.json, report.json; "
-          f"study: {redact(storage)} ({study.study_name})")
+    print(f"\nresults: {results_dir / study.study_name}/trials.csv (full architecture strings), pareto.json, "
+          f"report.json; study: {redact(storage)} ({study.study_name})")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,82 @@
+"""Text tables for the terminal: the Pareto-optimal candidates of a study, readable at 120 columns."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import optuna
+import pandas as pd
+
+from mobilenet_search.arch.cost import format_count
+from mobilenet_search.results.frame import pareto_front
+from mobilenet_search.results.records import CONFIG_ATTR, CONFIRMS_ATTR, frame_is_confirmation, study_val_labels
+
+# The parts of an architecture string every member of a shipped space shares: dropped in tables.
+_CONSTANT_PARTS = re.compile(r"^mnv[12]_|_stem\d+|_head\d+|_(relu6|relu)|_(linear|nonlinear)|_(fc|conv1x1)"
+                             r"|_drop[\d.]+|_cls\d+|_in\d+|_div\d+")
+ARCH_WIDTH = 64
+
+
+def short_arch(arch: str, width: int = ARCH_WIDTH) -> str:
+    """An architecture string without the parts a space keeps fixed, cut to ``width`` characters.
+
+    >>> short_arch("mnv2_w0.35_r96_stem32_t1c16n1s1-t6c24n2s2_head1280_relu6_linear_fc_drop0.2_cls2_in1_div8")
+    'w0.35_r96_t1c16n1s1-t6c24n2s2'
+    """
+    text = _CONSTANT_PARTS.sub("", arch)
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def imbalanced(study: optuna.Study) -> bool:
+    """Whether the validation classes are unequal enough that top-1 accuracy flatters (elpv: 69 % one class)."""
+    labels = study_val_labels(study)
+    if labels is None or len(labels) == 0:
+        return True
+    shares = np.bincount(labels) / len(labels)
+    return bool(shares.max() > 1 / len(shares) + 0.05)
+
+
+def _with_interval(row: pd.Series, column: str) -> str:
+    value, low, high = row.get(column), row.get(f"{column}_low"), row.get(f"{column}_high")
+    if value is None or pd.isna(value):
+        return "-"
+    if low is None or pd.isna(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f},{high:.2f}]"
+
+
+def front_table(study: optuna.Study, frame: pd.DataFrame, quality: str, budget: str) -> str:
+    """The Pareto-optimal candidates (``quality`` vs MAdds) as lines of text, with 95 % intervals.
+
+    A supernet study's front is its inherited-weight scores, with each confirmation's scratch-trained
+    accuracy beside the trial it confirms; balanced accuracy is shown where the classes are imbalanced.
+    """
+    supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
+    confirmations = frame[frame_is_confirmation(frame)]
+    front = pareto_front(frame[~frame_is_confirmation(frame)], quality=quality)
+    if front.empty:
+        return "no evaluated candidate inside the budget yet"
+    label = "inherited" if supernet else quality
+    balanced = quality == "accuracy" and imbalanced(study)
+    header = [f"{'trial':>5s}", f"{'MAdds':>8s}", f"{'params':>8s}", f"{'latency':>9s}", f"{label:>20s}"]
+    if balanced:
+        header.append(f"{'balanced':>20s}")
+    if supernet:
+        header.append(f"{'confirmed':>20s}")
+    lines = [f"\nPareto-optimal candidates ({quality} vs MAdds, 95 % intervals), budget {budget}:", " ".join(header)
+             + "  arch"]
+    confirmed = {int(row[CONFIRMS_ATTR]): row for _, row in confirmations.iterrows() if pd.notna(row["accuracy"])}
+    for _, row in front.iterrows():
+        latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
+        value = _with_interval(row, "accuracy") if quality == "accuracy" else f"{row[quality]:.4g}"
+        cells = [f"{int(row['number']):5d}", f"{format_count(row['madds']):>8s}", f"{format_count(row['params']):>8s}",
+                 f"{latency:>9s}", f"{value:>20s}"]
+        if balanced:
+            cells.append(f"{_with_interval(row, 'balanced_accuracy'):>20s}")
+        if supernet:
+            twin = confirmed.get(int(row["number"]))
+            cells.append(f"{'-' if twin is None else _with_interval(twin, 'accuracy'):>20s}")
+        name = f"  [{row['reference_name']}]" if isinstance(row["reference_name"], str) else ""
+        lines.append(" ".join(cells) + f"  {short_arch(row['arch'])}{name}")
+    return "\n".join(lines)
