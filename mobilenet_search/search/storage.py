@@ -24,7 +24,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mobilenet_search.errors import UserError
+from mobilenet_search.errors import UserError, require
 
 if TYPE_CHECKING:  # optuna takes half a second to import: `mobilenet-search --help` must not wait for it
     import optuna
@@ -120,6 +120,8 @@ def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
     refused, and a file this call created is removed again if opening fails (a full or
     read-only disk leaves no empty ``.db``).
     """
+    if url.startswith(("postgresql", "postgres:")):
+        require("psycopg", "postgres", f"storage {redact(url)}")
     file = storage_file(url)
     if file is not None:
         if must_exist and not file.is_file():

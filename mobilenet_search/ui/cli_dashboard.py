@@ -12,6 +12,10 @@ import argparse
 
 
 def _dashboard(args: argparse.Namespace) -> int:
+    from mobilenet_search.errors import require
+
+    require("streamlit", "dashboard", "the dashboard")
+    require("plotly", "dashboard", "the dashboard")
     from mobilenet_search.ui.dashboard import run_dashboard
 
     return run_dashboard(storage=args.storage, port=args.port, results_dir=args.results_dir, address=args.address)
