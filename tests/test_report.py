@@ -203,7 +203,7 @@ def paired_study():
 def test_report_verdicts_intervals_and_noise_floor_of_a_paired_study(paired_study, tmp_path):
     study, _ = paired_study
     gain = search_gain(study)
-    assert gain["trained"] == {"searched": 3, "reference": 2, "noise_repeats": 2}
+    assert gain["trained"] == {"searched": 3, "reference": 2, "noise_repeats": 2, "inherited": 0}
     rows = {row["reference_name"]: row for row in gain["references"]}
     assert set(rows) == {"ref_small", "ref_big"}  # the noise repeats are no reference of their own
 

@@ -13,6 +13,7 @@ from conftest import interrupt_on_call
 from mobilenet_search import ArchSpec, count_madds
 from mobilenet_search.measure.train import TrainingDiverged, train_and_evaluate
 from mobilenet_search.results.frame import TRIAL_ATTRS, pareto_front, trials_frame
+from mobilenet_search.results.records import study_val_labels, trial_correct
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.study import run_search
@@ -121,6 +122,9 @@ def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
     retry = next(t for t in after if t.user_attrs.get("retry_of") == interrupted.number)
     assert retry.params == interrupted.params and retry.user_attrs["outcome"] == "trained"
     assert sum(t.user_attrs.get("outcome") == "trained" for t in after) == 4
+    # The per-image record survives the resume: every trained trial has one, over the same validation images.
+    sizes = {len(trial_correct(t)) for t in after if t.user_attrs.get("outcome") == "trained"}
+    assert sizes == {len(study_val_labels(study))}
     # Resuming once more neither re-runs the retried trial nor adds trials beyond the target.
     again = run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path)
     assert len(again.trials) == len(after)

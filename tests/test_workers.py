@@ -9,6 +9,7 @@ import time
 import optuna
 import pytest
 
+from mobilenet_search.results.records import study_val_labels, trial_correct
 from mobilenet_search.search.storage import redact
 
 TINY = ["--space", "tiny", "--dataset", "synthetic:96", "--epochs", "1", "--proxy-size", "32", "--batch-size", "16",
@@ -95,6 +96,10 @@ def test_two_local_workers_on_sqlite(tmp_path):
     assert "Pareto-optimal candidates" in result.stdout
     study = optuna.load_study(study_name="two", storage=f"sqlite:///{tmp_path / 'two.db'}")
     assert len(_trained(study)) == 4
+    # The per-image record of trials run by other processes is there, paired on the same validation images.
+    vectors = [trial_correct(t) for t in _trained(study)]
+    labels = study_val_labels(study)
+    assert labels is not None and all(v is not None and len(v) == len(labels) for v in vectors)
 
 
 @pytest.mark.parametrize(
