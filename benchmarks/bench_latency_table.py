@@ -41,7 +41,7 @@ def main() -> None:
     start = time.perf_counter()
     table, path = build_space_table(space, device="cpu", threads=1, batch=1, results_dir=args.results_dir,
                                     repeats=args.repeats, passes=args.passes, clock=args.clock, rounds=args.rounds,
-                                    fit_per_resolution=args.fit_samples)
+                                    fit_per_resolution=args.fit_samples, entries=entries)
     print(f"table {path}: {table.device}, {table.passes} passes x ({table.warmup} warm-up + {table.repeats} timed "
           f"runs), statistic {table.statistic}, {table.clock} clock; build and fit {time.perf_counter() - start:.0f} s "
           "(a rerun resumes or skips)")

@@ -86,13 +86,14 @@ def build_space_table(space: SearchSpace, *, device: str = "auto", batch: int = 
                       repeats: int = 10, passes: int = 3, rounds: int = 3,
                       fit_per_resolution: int = DEFAULT_FIT_PER_RESOLUTION, num_classes: int = 1000,
                       in_channels: int = 3, measure: Measure | None = None, progress: bool = True,
-                      seed: int = 0) -> tuple[LatencyTable, Path]:
+                      seed: int = 0, entries: Sequence[Any] | None = None) -> tuple[LatencyTable, Path]:
     """Build (or complete) this device's table for ``space`` and fit its overhead; returns it and its path.
 
     An existing table of this device keeps its entries and its timing settings (``statistic``,
     ``clock``, ``warmup``, ``repeats``, ``passes`` apply to a new table only). The overhead is refitted after
     adding ``fit_per_resolution`` random members per resolution, each timed in ``rounds``
-    interleaved rounds; ``measure`` replaces the timer (tests).
+    interleaved rounds; ``measure`` replaces the timer (tests); ``entries`` saves enumerating the
+    space again when the caller has :func:`distinct_entries` already.
     """
     identity = device_identity(device, threads, batch)
     path = table_path(results_dir, identity.key)
@@ -103,7 +104,8 @@ def build_space_table(space: SearchSpace, *, device: str = "auto", batch: int = 
         table = LatencyTable.new(identity, statistic=statistic, clock=clock, warmup=warmup, repeats=repeats,
                                  passes=passes)
     measure = measure or table_timer(table, identity.device)
-    entries = distinct_entries(space, num_classes=num_classes, in_channels=in_channels)
+    if entries is None:
+        entries = distinct_entries(space, num_classes=num_classes, in_channels=in_channels)
     build_table(entries, table, measure=measure, path=path, progress=progress, seed=seed)
     known = {sample["arch"] for sample in table.fit}
     specs = [spec for spec in sample_members(space, fit_per_resolution, seed=seed + 1, num_classes=num_classes,

@@ -38,7 +38,8 @@ def _build(args: argparse.Namespace) -> int:
     table, path = build_space_table(
         space, device=args.device, batch=args.batch, threads=args.threads, results_dir=args.results_dir,
         statistic=args.statistic, clock=args.clock, warmup=args.warmup, repeats=args.repeats, passes=args.passes,
-        rounds=args.rounds, fit_per_resolution=args.fit_samples, num_classes=args.classes, progress=not args.quiet)
+        rounds=args.rounds, fit_per_resolution=args.fit_samples, num_classes=args.classes, progress=not args.quiet,
+        entries=entries)
     print(f"latency table for {table.device}, batch {table.batch}: {len(table.times):,} entries "
           f"({table.passes} passes of {table.repeats} runs, {table.statistic}, {table.clock} clock), overhead fitted "
           f"on {len(table.fit)} networks, built in {time.perf_counter() - start:.0f} s")
@@ -104,18 +105,19 @@ def _show(args: argparse.Namespace) -> int:
 
 def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
-                        help="where to time: auto (a CUDA GPU when there is one, else the CPU), cpu, cuda or cuda:N")
-    parser.add_argument("--batch", type=int, default=1, help="batch size of every timed forward pass, e.g. 1 or 32")
+                        help="where to time: auto (a CUDA GPU when there is one, else the CPU; the default), cpu, "
+                             "cuda or cuda:N")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="batch size of every timed forward pass, e.g. 1 (the default) or 32")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU intra-op threads while timing (1: single-core latency, as the MobileNet papers "
-                             "report); part of the table's identity")
+                             "report; the default); part of the table's identity")
     parser.add_argument("--results-dir", default="results",
-                        help="results folder; tables live in RESULTS_DIR/latency/DEVICE-KEY.json")
+                        help="results folder (default results); tables live in RESULTS_DIR/latency/DEVICE-KEY.json")
 
 
 def add_latency_commands(subparsers: Any) -> None:
     """Add ``latency-table`` (``build``, ``check``, ``show``) to the command's subparsers."""
-    formatter = argparse.ArgumentDefaultsHelpFormatter
     parser = subparsers.add_parser(
         "latency-table", help="a latency lookup table of this device: predict latency without timing networks",
         description="Time every distinct layer group of a search space once on this device (stem, each "
@@ -130,7 +132,7 @@ def add_latency_commands(subparsers: Any) -> None:
     commands = parser.add_subparsers(dest="latency_command", metavar="ACTION", required=True)
 
     build = commands.add_parser(
-        "build", formatter_class=formatter, help="measure the table of a space on this device (resumable)",
+        "build", help="measure the table of a space on this device (resumable)",
         description="Time each distinct entry of the space (several passes in shuffled order), then time a few "
                     "random members per resolution to fit the per-network overhead. The file is saved every few "
                     "entries: after Ctrl-C, run the same command again to go on. Building for a second space adds "
@@ -139,44 +141,47 @@ def add_latency_commands(subparsers: Any) -> None:
                f"--threads 4;  {PROG} latency-table build --device cuda:0 --batch 32 --passes 1",
     )
     build.add_argument("--space", default="mobilenetv2",
-                       help="a search space name (mobilenetv2, mobilenetv1, tiny, ...) or a path to a .yaml file")
+                       help="a search space name (mobilenetv2, the default; mobilenetv1, tiny, ...) or a path to a "
+                            ".yaml file")
     _add_device_options(build)
     build.add_argument("--repeats", type=int, default=10,
-                       help="timed runs per entry and pass (new tables only), e.g. 10, or 30 on a noisy machine")
-    build.add_argument("--warmup", type=int, default=2, help="untimed runs before the timed ones (new tables only)")
+                       help="timed runs per entry and pass (new tables only; default 10), e.g. 30 on a noisy machine")
+    build.add_argument("--warmup", type=int, default=2,
+                       help="untimed runs before the timed ones (new tables only; default 2)")
     build.add_argument("--passes", type=int, default=3,
-                       help="times each entry is measured, at different moments (new tables only); the table keeps "
-                            "their --statistic")
+                       help="times each entry is measured, at different moments (new tables only; default 3); "
+                            "the table keeps their --statistic")
     build.add_argument("--statistic", choices=["min", "median"], default="min",
                        help="min: the fastest run of all passes, the least moved by other load on a shared machine; "
-                            "median: the median of the passes' medians (new tables only)")
+                            "median: the median of the passes' medians (new tables only; default min)")
     build.add_argument("--clock", choices=["auto", "wall", "thread"], default="auto",
                        help="wall: elapsed time; thread: CPU time of the timing thread, which leaves out the time "
                             "other processes hold the core (CPU, 1 thread only); auto: thread on 1 CPU thread, else "
-                            "wall (new tables only)")
+                            "wall (new tables only; default auto)")
     build.add_argument("--fit-samples", type=int, default=4,
-                       help="random members per input resolution timed whole to fit the overhead, e.g. 4")
+                       help="random members per input resolution timed whole to fit the overhead (default 4)")
     build.add_argument("--rounds", type=int, default=3,
-                       help="interleaved timings of each whole network, combined by the table's statistic")
+                       help="interleaved timings of each whole network, combined by the table's statistic (default 3)")
     build.add_argument("--classes", type=int, default=1000,
-                       help="classes of the classifier entries: the dataset's, e.g. 1000 for ImageNet")
+                       help="classes of the classifier entries: the dataset's (default 1000, ImageNet); run build "
+                            "again with another count to add its entries")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(run=_build)
 
     check = commands.add_parser(
-        "check", formatter_class=formatter,
+        "check",
         help="time random members for real and report how well the table predicts them",
         description="Time N random members of the space (not those the overhead was fitted on), each in several "
                     "interleaved rounds as the table's entries were timed, and print the share predicted within "
-                    "±10 %% and ±5 %%, the mean absolute percentage error and Kendall's tau of predicted vs "
+                    "±10 % and ±5 %, the mean absolute percentage error and Kendall's tau of predicted vs "
                     "measured latency, beside MAdds' tau as the baseline. The figures are stored with the table.",
         epilog=f"Examples: {PROG} latency-table check --samples 100;  {PROG} latency-table check --device cpu "
                "--threads 1 --space mobilenetv1 --samples 30",
     )
-    check.add_argument("--space", default="mobilenetv2", help="the space whose members to draw, e.g. mobilenetv2")
-    check.add_argument("--samples", type=int, default=100, help="how many random members to time, e.g. 100")
-    check.add_argument("--rounds", type=int, default=3, help="interleaved timings of each network")
-    check.add_argument("--seed", type=int, default=1000, help="seed of the random members")
+    check.add_argument("--space", default="mobilenetv2", help="the space whose members to draw (default mobilenetv2)")
+    check.add_argument("--samples", type=int, default=100, help="how many random members to time (default 100)")
+    check.add_argument("--rounds", type=int, default=3, help="interleaved timings of each network (default 3)")
+    check.add_argument("--seed", type=int, default=1000, help="seed of the random members (default 1000)")
     check.add_argument("--table", default=None, metavar="PATH",
                        help="a table file to check instead of this device's under --results-dir (it must have been "
                             "measured on this device)")
@@ -185,7 +190,7 @@ def add_latency_commands(subparsers: Any) -> None:
     check.set_defaults(run=_check)
 
     show = commands.add_parser(
-        "show", formatter_class=formatter, help="this device's table: settings, overhead, last check; predict --arch",
+        "show", help="this device's table: settings, overhead, last check; predict --arch",
         description="Print the table's device, timing settings, fitted overhead and last check figures; with "
                     "--arch, the predicted latency of architectures (their one-line string or JSON).",
         epilog=f"Examples: {PROG} latency-table show --device cpu;  {PROG} latency-table show --device cpu --arch "
