@@ -143,15 +143,23 @@ def test_prediction_is_the_sum_of_entries_plus_the_overhead(table, tiny):
         assert predict_latency_ms(spec, table) == pytest.approx(by_hand + table.overhead[f"r{spec.resolution}"])
 
 
-def test_the_overhead_is_the_mean_residual_per_resolution(table, tiny):
+def test_the_overhead_is_the_residual_per_resolution_that_minimises_relative_error(table, tiny):
     specs = sample_members(tiny, 3, seed=9, by_resolution=True)
     table.fit = []
     fit_overhead(table, specs, [table_sum_ms(spec, table) + (1.0 if spec.resolution == 32 else 2.0) for spec in specs])
     assert table.overhead["r32"] == pytest.approx(1.0) and table.overhead["r64"] == pytest.approx(2.0)
-    assert table.overhead["intercept"] == pytest.approx(5 / 3)
+    assert 1.0 < table.overhead["intercept"] < 2.0
     assert overhead_ms(tiny.spec({"resolution": 48}), table) == pytest.approx(2.0)
     del table.overhead["r48"]
-    assert overhead_ms(tiny.spec({"resolution": 48}), table) == pytest.approx(5 / 3)
+    assert overhead_ms(tiny.spec({"resolution": 48}), table) == table.overhead["intercept"]
+    # Two networks of 10 ms and 20 ms, 1 ms and 4 ms above their sums: relative errors weigh the small one 4x.
+    table.fit = []
+    specs = sample_members(tiny, 2, seed=9, by_resolution=True)[:2]
+    sums = [table_sum_ms(spec, table) for spec in specs]
+    fit_overhead(table, specs, [10.0, 20.0])
+    residuals, weights = [10.0 - sums[0], 20.0 - sums[1]], [1 / 100, 1 / 400]
+    expected = sum(r * w for r, w in zip(residuals, weights, strict=True)) / sum(weights)
+    assert table.overhead["r32"] == pytest.approx(expected)
 
 
 def test_median_statistic_combines_passes_by_median(table):

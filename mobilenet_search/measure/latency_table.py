@@ -480,21 +480,25 @@ def predict_latency_ms(spec: ArchSpec, table: LatencyTable) -> float:
 def fit_overhead(table: LatencyTable, specs: Sequence[ArchSpec] = (), measured_ms: Sequence[float] = ()) -> None:
     """Add the measured networks to ``table.fit`` and refit the overhead on all of them.
 
-    Least squares of measured minus summed entries: a constant per input resolution (the mean
-    residual of that resolution's networks) and the mean over all networks as ``intercept``, for
-    resolutions without a sample.
+    A constant per input resolution, fitted by least squares of the relative error: the ``c``
+    minimising the sum of ``((measured - sum - c) / measured) ** 2`` over that resolution's
+    networks, so that a small network's few milliseconds count as much as a large one's tens
+    (the check scores relative errors); ``intercept`` is the same fit over all networks, for
+    resolutions without a sample. With equal latencies ``c`` is the mean residual.
     """
     table.fit += [{"arch": spec.to_string(), "ms": float(ms)} for spec, ms in zip(specs, measured_ms, strict=True)]
-    residuals: dict[int, list[float]] = {}
+    groups: dict[int, list[tuple[float, float]]] = {}
     for sample in table.fit:
         spec = ArchSpec.from_string(sample["arch"])
-        residuals.setdefault(spec.resolution, []).append(sample["ms"] - table_sum_ms(spec, table))
-    if not residuals:
-        table.overhead = {}
-        return
-    overhead = {"intercept": statistics.fmean(v for values in residuals.values() for v in values)}
-    overhead.update({f"r{resolution}": statistics.fmean(values) for resolution, values in sorted(residuals.items())})
-    table.overhead = overhead
+        groups.setdefault(spec.resolution, []).append((sample["ms"], table_sum_ms(spec, table)))
+
+    def relative_fit(pairs: list[tuple[float, float]]) -> float:
+        return sum((y - total) / y**2 for y, total in pairs) / sum(1 / y**2 for y, _ in pairs)
+
+    table.overhead = {}
+    if groups:
+        table.overhead["intercept"] = relative_fit([pair for pairs in groups.values() for pair in pairs])
+        table.overhead.update({f"r{resolution}": relative_fit(pairs) for resolution, pairs in sorted(groups.items())})
 
 
 # -- checking -----------------------------------------------------------------------------
