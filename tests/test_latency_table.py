@@ -95,6 +95,16 @@ def test_entry_modules_run_at_their_shapes_and_chain_like_the_network():
     assert all(e.variant == "nonlinear" and not e.residual for e in entries_for(spec) if e.kind == "block")
 
 
+def test_entry_modules_hold_exactly_the_networks_parameters(random_specs):
+    # The entries are the network cut into pieces: their parameters add up to count_params, for
+    # both families, both heads, no head layer, non-linear bottlenecks and odd channel divisors.
+    from mobilenet_search import count_params
+
+    for spec in random_specs[:40]:
+        pieces = sum(sum(p.numel() for p in entry.module().parameters()) * count for entry, count in spec_entries(spec))
+        assert pieces == count_params(spec), spec.to_string()
+
+
 def test_distinct_entries_of_a_space_are_exactly_those_of_its_members(tiny):
     brute = {entry for params in tiny.members() for entry in entries_for(tiny.spec(params))}
     assert set(distinct_entries(tiny)) == brute

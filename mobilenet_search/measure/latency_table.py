@@ -16,7 +16,8 @@ resumable: the file is rewritten atomically every few entries and a rerun measur
 missing. Entries are timed with :func:`mobilenet_search.measure.latency.measure_latency`, the
 same warm-up and timed runs the search uses, over several passes in shuffled order so that a
 burst of load on a shared machine lands on a few passes of scattered entries rather than on a
-whole stage, and the per-pass figures are combined by the table's ``statistic``.
+whole stage, and the per-pass figures are combined by the table's ``statistic`` (the minimum by
+default). On one CPU thread the clock is the thread's CPU time by default (see :func:`make_timer`).
 
     >>> from mobilenet_search import ArchSpec
     >>> [entry.key for entry in entries_for(ArchSpec.mobilenet_v2())][:3]
@@ -303,6 +304,8 @@ class LatencyTable:
         for sample in data["fit"]:
             if not isinstance(sample, dict) or not isinstance(sample.get("arch"), str) or not _is_ms(sample.get("ms")):
                 raise UserError(f"{where}: field 'fit' holds a sample that is not {{arch, ms}}")
+        if data.get("threads") is not None and (not isinstance(data["threads"], int) or data["threads"] < 1):
+            raise UserError(f"{where}: field 'threads' is not a positive integer or null")
         if data.get("check") is not None and not isinstance(data["check"], dict):
             raise UserError(f"{where}: field 'check' is not an object")
         fields = {name: data[name] for name in cls.__dataclass_fields__ if name in data}

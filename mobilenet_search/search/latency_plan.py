@@ -128,7 +128,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, *, device: str = 
     and the number of rounds; the caller stores them with the table.
     """
     if samples < 2:
-        raise UserError(f"invalid --samples {samples}: a check needs at least 2 networks")
+        raise UserError(f"invalid samples {samples}: a check needs at least 2 networks")
     fitted = {sample["arch"] for sample in table.fit}
     specs: list[ArchSpec] = []
     rng_seed = seed
@@ -139,8 +139,7 @@ def check_space_table(space: SearchSpace, table: LatencyTable, *, device: str = 
         if rng_seed - seed > 20:
             raise UserError(f"space {space.name!r} has too few members outside the overhead fit for {samples} samples")
     for spec in specs:  # a missing entry fails now, not after minutes of timing
-        predict_check = entries_for(spec)
-        if any(table.ms(entry.key) is None for entry in predict_check):
+        if any(table.ms(entry.key) is None for entry in entries_for(spec)):
             raise UserError(f"latency table {table.device_key} does not cover space {space.name!r}: run "
                             f"`mobilenet-search latency-table build --space {space.name}` first")
     measure = measure or table_timer(table, device)
