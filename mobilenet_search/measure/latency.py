@@ -17,8 +17,9 @@ import functools
 import platform
 import re
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass
-from time import perf_counter
+from time import perf_counter, thread_time
 
 import torch
 from torch import nn
@@ -26,6 +27,9 @@ from torch import nn
 from mobilenet_search.errors import UserError
 
 DEVICES = ("auto", "cpu", "cuda")
+# wall: elapsed time (perf_counter). thread: CPU time of the calling thread (thread_time), which on one
+# CPU thread leaves out the time other processes hold the core: what a shared machine adds to wall time.
+CLOCKS = ("wall", "thread")
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class Latency:
     """One latency measurement: ``ms`` is the median time of one forward pass of a batch,
     ``q1_ms`` and ``q3_ms`` the quartiles of the timed runs (their spread), ``device`` the
     hardware in words (``"cpu: Intel Xeon Processor (1 thread)"`` or the GPU's name).
+    ``min_ms`` is the fastest run: on a shared machine the figure least moved by other load,
+    which the latency table (:mod:`mobilenet_search.measure.latency_table`) can be built on.
     """
 
     ms: float
@@ -41,6 +47,7 @@ class Latency:
     device: str
     batch_size: int
     repeats: int
+    min_ms: float | None = None
 
     def __str__(self) -> str:
         return f"{self.ms:.2f} ms (IQR {self.q1_ms:.2f}-{self.q3_ms:.2f}) on {self.device}, batch {self.batch_size}"
@@ -81,13 +88,26 @@ def cpu_name() -> str:
     return " ".join(re.sub(r"\((R|TM)\)", "", name, flags=re.IGNORECASE).split())
 
 
+def describe_device(device: str, threads: int | None = 1) -> str:
+    """The hardware in words, as :class:`Latency` records it: ``"cpu: AMD EPYC (1 thread)"`` or the GPU's name.
+
+    ``device`` is a resolved device (see :func:`resolve_device`); ``threads`` None means torch's current setting.
+    """
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(device)
+    used = torch.get_num_threads() if threads is None else threads
+    return f"cpu: {cpu_name()} ({used} thread{'s' if used > 1 else ''})"
+
+
 def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: str = "cpu", warmup: int = 2,
-                    repeats: int = 10, threads: int | None = 1) -> Latency:
+                    repeats: int = 10, threads: int | None = 1, clock: str = "wall") -> Latency:
     """Median latency of ``model`` on a random input of ``input_shape`` (batch first).
 
     On CPU it runs with ``threads`` intra-op threads (None keeps torch's current setting;
     the previous value is restored afterwards) and times each forward pass with
-    ``time.perf_counter``. On CUDA it turns on ``cudnn.benchmark`` (restored afterwards)
+    ``time.perf_counter``, or with ``clock="thread"`` by the CPU time of the calling thread
+    (``time.thread_time``; one thread only, where PyTorch runs the whole pass in the caller), which
+    leaves out the time other processes hold the core. On CUDA it turns on ``cudnn.benchmark`` (restored afterwards)
     so the warm-up picks the fastest kernels, and times each pass with CUDA events.
     Runs under ``torch.inference_mode`` on a deep copy of the model in eval mode.
 
@@ -100,35 +120,42 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
     if warmup < 0 or repeats < 1 or (threads is not None and threads < 1):
         raise ValueError(f"need warmup >= 0, repeats >= 1 and threads >= 1 or None, "
                          f"got warmup={warmup}, repeats={repeats}, threads={threads}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     device = resolve_device(device)
+    if clock == "thread" and (device.startswith("cuda") or threads != 1):
+        raise UserError(f"clock 'thread' times one CPU thread's work: it needs device cpu and threads 1, "
+                        f"got device {device!r} and threads {threads}")
     probe = copy.deepcopy(model).to(device).eval()
     inputs = torch.randn(input_shape, generator=torch.Generator().manual_seed(0)).to(device)
     if device.startswith("cuda"):
-        times, name = _time_cuda(probe, inputs, warmup, repeats), torch.cuda.get_device_name(device)
+        times, name = _time_cuda(probe, inputs, warmup, repeats), describe_device(device)
     else:
         previous = torch.get_num_threads()
         torch.set_num_threads(previous if threads is None else threads)
         try:
             used = torch.get_num_threads()
-            times = _time_cpu(probe, inputs, warmup, repeats)
+            times = _time_cpu(probe, inputs, warmup, repeats, thread_time if clock == "thread" else perf_counter)
         finally:
             torch.set_num_threads(previous)
-        name = f"cpu: {cpu_name()} ({used} thread{'s' if used > 1 else ''})"
+        name = describe_device(device, used)
     # quantiles() needs two points; one run is its own spread.
     q1, _, q3 = statistics.quantiles(times, n=4, method="inclusive") if repeats > 1 else (times[0],) * 3
-    return Latency(statistics.median(times), q1, q3, name, input_shape[0], repeats)
+    return Latency(statistics.median(times), q1, q3, name, input_shape[0], repeats, min(times))
 
 
-def _time_cpu(model: nn.Module, inputs: torch.Tensor, warmup: int, repeats: int) -> list[float]:
-    """Milliseconds of each of ``repeats`` forward passes, after ``warmup`` untimed ones."""
+def _time_cpu(model: nn.Module, inputs: torch.Tensor, warmup: int, repeats: int,
+              clock: Callable[[], float] | None = None) -> list[float]:
+    """Milliseconds of each of ``repeats`` forward passes by ``clock`` (perf_counter), after ``warmup`` untimed ones."""
+    clock = clock or perf_counter
     times = []
     with torch.inference_mode():
         for _ in range(warmup):
             model(inputs)
         for _ in range(repeats):
-            start = perf_counter()
+            start = clock()
             model(inputs)
-            times.append((perf_counter() - start) * 1e3)
+            times.append((clock() - start) * 1e3)
     return times
 
 

@@ -24,6 +24,7 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.search.space import available_spaces, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
+from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
 
 PROG = "mobilenet-search"
@@ -568,6 +569,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_library_commands(sub)
     add_dashboard_command(sub)
+    add_latency_commands(sub)
     return parser
 
 
