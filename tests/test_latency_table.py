@@ -307,3 +307,35 @@ def test_the_thread_clock_is_the_default_on_one_cpu_thread_and_refused_elsewhere
         measure_latency(nn.Conv2d(3, 4, 1), (1, 3, 8, 8), threads=2, clock="thread")
     result = measure_latency(nn.Conv2d(3, 4, 1), (1, 3, 8, 8), repeats=3, clock="thread")
     assert 0 < result.min_ms <= result.ms
+
+
+def test_a_latency_budget_rejects_on_the_prediction_before_building(tmp_path, tiny):
+    from mobilenet_search.measure.latency import Latency
+    from mobilenet_search.search.config import SearchConfig
+    from mobilenet_search.search.study import run_search
+
+    # The synthetic data has 4 classes and 1 channel: the table needs those classifier and stem entries.
+    built, _ = build_space_table(tiny, device="cpu", results_dir=tmp_path, passes=1, fit_per_resolution=1,
+                                 measure=fake_ms, progress=False, num_classes=4, in_channels=1)
+    timed = []
+
+    def latency(model, shape, device="cpu"):
+        timed.append(model.spec)
+        return Latency(predict_latency_ms(model.spec, built), 0, 0, "cpu: fake", 1, 1)
+
+    predictions = sorted(predict_latency_ms(s, built) for s in sample_members(
+        tiny, 20, seed=0, num_classes=4, in_channels=1))
+    bound = predictions[len(predictions) // 2]  # about half the space is over it
+    config = SearchConfig(budget=f"{bound:.4f}ms-latency", space="tiny", dataset="synthetic:96", epochs=2, lr=0.01,
+                          proxy_size=32, batch_size=16, sampler="random", references="none")
+    study = run_search(config, storage=f"sqlite:///{tmp_path / 'lat.db'}", study_name="lat", trials=2,
+                       results_dir=tmp_path, latency=latency)
+    rejected = [t for t in study.trials if t.user_attrs.get("outcome") == "over_budget"]
+    assert rejected, "the random sampler should propose members predicted over the budget"
+    for trial in rejected:
+        assert "predicted by the latency table" in trial.user_attrs["status_reason"]
+        assert "time_build" not in trial.user_attrs and trial.constraints["latency_over_budget"] > 0
+    trained = [t for t in study.trials if t.user_attrs.get("outcome") == "trained"]
+    assert len(trained) == 2 and len(timed) == 2  # only the candidates inside were built and timed for real
+    for trial in trained:
+        assert trial.user_attrs["latency_predicted_ms"] == pytest.approx(trial.user_attrs["latency_ms"])

@@ -136,22 +136,32 @@ class Pipeline:
     def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
                  seed: int = 0, device: str = "cpu", latency_batch: int = 1,
                  latency: Callable[..., Latency] = measure_latency, search_zero_cost: str | None = None,
-                 zero_cost: Sequence[str] = PROXIES) -> None:
+                 zero_cost: Sequence[str] = PROXIES,
+                 predict_latency: Callable[[ArchSpec], float] | None = None) -> None:
         if accuracy is None and search_zero_cost is None:
             raise ValueError("a pipeline needs an accuracy source or a zero-cost proxy to search on")
         self.budget, self.data, self.accuracy = budget, data, accuracy
         self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
-        self.latency, self.search_zero_cost = latency, search_zero_cost
+        self.latency, self.search_zero_cost, self.predict_latency = latency, search_zero_cost, predict_latency
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def check(self, spec: ArchSpec) -> Record:
-        """Count the candidate from its spec and check the budget's count limits (microseconds, no build)."""
+        """Count the candidate from its spec and check the budget's limits (microseconds, no build).
+
+        With a latency table (``predict_latency``) a latency budget is checked here too, on the
+        predicted latency; a candidate that passes is still timed for real by :meth:`measure`.
+        """
         madds, params = count_madds(spec), count_params(spec)
         record = Record(attrs={"arch": spec.to_string(), "spec": spec.to_json(), "madds": madds, "params": params})
-        record.excess = self.budget.excesses(madds=madds, params=params)
-        reason = self.budget.reason(madds=madds, params=params)
+        predicted = None
+        if self.predict_latency is not None:
+            predicted = record.attrs["latency_predicted_ms"] = self.predict_latency(spec)
+        record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=predicted)
+        reason = self.budget.reason(madds=madds, params=params, latency_ms=predicted)
+        if reason and predicted is not None and self.budget.reason(madds=madds, params=params) is None:
+            reason += " (predicted by the latency table)"
         return record.reject(reason) if reason else record
 
     def measure(self, spec: ArchSpec, record: Record, *, on_epoch: OnEpoch | None = None,

@@ -11,6 +11,7 @@ progress belong to the caller (the CLI passes its callbacks in).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from mobilenet_search.arch.references import paper_family, spread
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
+from mobilenet_search.measure.latency_table import load_table_for, predict_latency_ms
 from mobilenet_search.results.frame import ResultsWriter, study_quality
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
@@ -212,14 +214,29 @@ def best_quality(study: optuna.Study) -> float | None:
 
 
 def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
-                  accuracy: AccuracySource | None = None, latency: Callable[..., Any] = measure_latency) -> Pipeline:
+                  accuracy: AccuracySource | None = None, latency: Callable[..., Any] = measure_latency,
+                  results_dir: Path | None = None) -> Pipeline:
     """The evaluation pipeline of a study's settings; ``accuracy`` defaults to scratch training
-    (zero-cost studies have none)."""
+    (zero-cost studies have none). This device's latency table under ``results_dir``, when one has
+    been built (``mobilenet-search latency-table build``), predicts every candidate's latency from its
+    spec, so a latency budget rejects before anything is built."""
     if accuracy is None and config.zero_cost is None:
         accuracy = ScratchTraining(config.train_config(device))
+    predict = None
+    table = load_table_for(device, batch=config.latency_batch, results_dir=results_dir) if results_dir else None
+    if table is not None:
+        space = load_space(config.space)
+        probe = space.extreme(num_classes=data.num_classes, in_channels=data.in_channels)
+        try:
+            predict_latency_ms(probe, table)
+        except UserError as exc:
+            raise UserError(f"the latency table does not cover this study's networks ({exc}); rebuild it with "
+                            f"`mobilenet-search latency-table build --space {config.space} --classes "
+                            f"{data.num_classes} --in-channels {data.in_channels}`") from None
+        predict = functools.partial(predict_latency_ms, table=table)
     return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=accuracy, proxy_size=config.proxy_size,
                     seed=config.seed, device=device, latency_batch=config.latency_batch, latency=latency,
-                    search_zero_cost=config.zero_cost)
+                    search_zero_cost=config.zero_cost, predict_latency=predict)
 
 
 def make_data(config: SearchConfig, results_dir: Path) -> DataCache:
@@ -285,7 +302,7 @@ def _objective(config: SearchConfig, space: SearchSpace, data: DataCache, study:
         record_supernet(study, path, tag, time.perf_counter() - started if train else None)
         accuracy = InheritedWeights(net, seed=config.seed, device=device)
         scratch = ScratchTraining(config.train_config(device))
-    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency)
+    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir)
     return Objective(config, space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,
                      weights_dir=Path(results_dir) / study.study_name / "weights")
 

@@ -28,17 +28,19 @@ def _build(args: argparse.Namespace) -> int:
     for name, value, least in (("--batch", args.batch, 1), ("--threads", args.threads, 1),
                                ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0),
                                ("--passes", args.passes, 1), ("--rounds", args.rounds, 1),
-                               ("--fit-samples", args.fit_samples, 1), ("--classes", args.classes, 1)):
+                               ("--fit-samples", args.fit_samples, 1), ("--classes", args.classes, 1),
+                               ("--in-channels", args.in_channels, 1)):
         _positive(name, value, least)
     space = load_space(args.space)
-    entries = distinct_entries(space, num_classes=args.classes)
+    entries = distinct_entries(space, num_classes=args.classes, in_channels=args.in_channels)
     if not args.quiet:
         print(f"space {space.name}: {len(entries):,} distinct entries (stem, blocks, head, classifier)")
     start = time.perf_counter()
     table, path = build_space_table(
         space, device=args.device, batch=args.batch, threads=args.threads, results_dir=args.results_dir,
         statistic=args.statistic, clock=args.clock, warmup=args.warmup, repeats=args.repeats, passes=args.passes,
-        rounds=args.rounds, fit_per_resolution=args.fit_samples, num_classes=args.classes, progress=not args.quiet,
+        rounds=args.rounds, fit_per_resolution=args.fit_samples, num_classes=args.classes,
+        in_channels=args.in_channels, progress=not args.quiet,
         entries=entries)
     print(f"latency table for {table.device}, batch {table.batch}: {len(table.times):,} entries "
           f"({table.passes} passes of {table.repeats} runs, {table.statistic}, {table.clock} clock), overhead fitted "
@@ -165,6 +167,9 @@ def add_latency_commands(subparsers: Any) -> None:
     build.add_argument("--classes", type=int, default=1000,
                        help="classes of the classifier entries: the dataset's (default 1000, ImageNet); run build "
                             "again with another count to add its entries")
+    build.add_argument("--in-channels", type=int, default=3,
+                       help="input channels of the stem entries: 1 for grey data such as the embedded dataset "
+                            "(default 3)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
     build.set_defaults(run=_build)
 
