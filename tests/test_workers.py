@@ -86,8 +86,10 @@ def test_two_creators_racing_both_succeed(postgres_url, tmp_path):
     outputs = [c.communicate(timeout=300) for c in creators]
     assert [c.returncode for c in creators] == [0, 0], outputs
     study = optuna.load_study(study_name="race", storage=postgres_url)
-    names = [t.user_attrs["reference_name"] for t in study.trials]
+    names = [t.user_attrs["reference_name"] for t in study.trials if "noise_seed" not in t.user_attrs]
     assert names and len(names) == len(set(names))  # each reference net enqueued once
+    repeats = [t for t in study.trials if "noise_seed" in t.user_attrs]
+    assert len(repeats) == 1 and repeats[0].user_attrs["reference_name"] == names[0]  # the cheapest, once
 
 
 def test_two_local_workers_on_sqlite(tmp_path):

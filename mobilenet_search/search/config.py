@@ -44,7 +44,7 @@ class SearchConfig:
     latency_batch: int = 1
     references: str = "default"  # the papers' scaling family trained alongside: default (<= 3), all, none
     val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded)
-    noise_repeats: int = 0  # the cheapest reference net retrained with this many other seeds: the seed noise
+    noise_repeats: int = 1  # the cheapest reference net retrained with this many other seeds: the seed noise
     strategy: str = "scratch"  # how a candidate gets its accuracy: scratch training, or a weight-sharing supernet
     supernet_epochs: int = 24  # supernet training epochs (strategy supernet): 3x the 8-epoch proxy
     confirm: int = 3  # Pareto candidates trained from scratch when a supernet study ends

@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of the images held out (stratified, seeded) to score candidates on; a larger "
                              "split narrows every accuracy's interval")
-    search.add_argument("--noise-repeats", type=int, default=0,
+    search.add_argument("--noise-repeats", type=int, default=1,
                         help="retrain the cheapest reference net with this many other seeds, so the report can "
                              "tell seed noise from a real gain")
     search.add_argument("--strategy", default="scratch",

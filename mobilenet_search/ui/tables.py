@@ -64,8 +64,8 @@ def front_table(study: optuna.Study, frame: pd.DataFrame, quality: str, budget: 
         header.append(f"{'balanced':>20s}")
     if supernet:
         header.append(f"{'confirmed':>20s}")
-    lines = [f"\nPareto-optimal candidates ({quality} vs MAdds, 95 % intervals), budget {budget}:", " ".join(header)
-             + "  arch"]
+    note = ", 95 % intervals in brackets" if quality == "accuracy" else ""
+    lines = [f"\nPareto-optimal candidates ({quality} vs MAdds), budget {budget}{note}:", " ".join(header) + "  arch"]
     confirmed = {int(row[CONFIRMS_ATTR]): row for _, row in confirmations.iterrows() if pd.notna(row["accuracy"])}
     for _, row in front.iterrows():
         latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
