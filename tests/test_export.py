@@ -170,7 +170,7 @@ def test_export_with_onnx_records_it_and_without_the_package_writes_nothing(stud
     assert done.onnx == tmp_path / "n.onnx"
     onnx.checker.check_model(onnx.load(done.onnx))
     assert library.get("with-onnx", library=tmp_path).metadata["onnx"] == {
-        "path": str(tmp_path / "n.onnx"), "opset": ONNX_OPSET, "input": ["batch", 3, 64, 64]}
+        "path": str(tmp_path / "n.onnx"), "opset": ONNX_OPSET, "input": ["batch", 3, 64, 64], "weights": "fresh"}
 
     import importlib.util
     real = importlib.util.find_spec
