@@ -71,14 +71,23 @@ class SupernetStudy:
         return target
 
 
+_RUN: list[SupernetStudy] = []
+
+
+def run_supernet_study(tmp_path_factory) -> SupernetStudy:
+    """The study of :data:`SETTINGS` with :data:`TRIALS` candidates, run once a session (about 15 s on 2 busy
+    cores) for every test file that asks (test_export.py too)."""
+    if not _RUN:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        folder = tmp_path_factory.mktemp("supernet-study")
+        attr = search(folder).user_attrs[SUPERNET_ATTR]
+        _RUN.append(SupernetStudy(folder, Path(attr["checkpoint"]), attr["tag"]))
+    return _RUN[0]
+
+
 @pytest.fixture(scope="session")
 def supernet_study(tmp_path_factory) -> SupernetStudy:
-    """The study of :data:`SETTINGS` with :data:`TRIALS` candidates, run once (about 20 s on 2 busy cores)."""
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    folder = tmp_path_factory.mktemp("supernet-study")
-    study = search(folder)
-    attr = study.user_attrs[SUPERNET_ATTR]
-    return SupernetStudy(folder, Path(attr["checkpoint"]), attr["tag"])
+    return run_supernet_study(tmp_path_factory)
 
 
 def digest(path: Path) -> str | None:
