@@ -292,8 +292,8 @@ def test_resuming_a_study_with_a_bad_checkpoint_exits_2_and_changes_nothing(supe
 def test_fidelity_of_a_supernet_study_ranks_the_inherited_accuracy(supernet_study, tmp_path):
     folder = supernet_study.copy(tmp_path / "results")
     study = optuna.load_study(study_name=STUDY, storage=storage_of(folder))
-    summary = run_fidelity(study, top=3, epochs=2, results_dir=folder)
+    summary = run_fidelity(study, top=TRIALS, epochs=2, results_dir=folder)
     frame = trials_frame(study).set_index("number")
-    assert len(summary["trials"]) == 3
+    assert len(summary["trials"]) == TRIALS
     assert set(frame.loc[summary["trials"], "strategy"]) == {"supernet"}  # inherited accuracies, not confirmations
     assert summary["correlations"]["accuracy"]["kendall_tau"] is not None

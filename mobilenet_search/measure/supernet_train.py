@@ -290,6 +290,14 @@ def _write_checkpoint(path: Path, tag: str, epoch: int, steps_per_epoch: int, su
         torch.save(state, tmp)
 
 
+def check_checkpoint(path: Path, tag: str) -> int | None:
+    """The epochs a checkpoint holds, None when there is none; a :class:`UserError` when it is unreadable,
+    corrupt, truncated or of another tag. Reads and writes nothing else: a caller checks before creating
+    anything that the training would need."""
+    state = _read_checkpoint(Path(path), tag)
+    return None if state is None else int(state["epoch"])
+
+
 def _read_checkpoint(path: Path, tag: str) -> dict | None:
     if not path.exists():
         return None
