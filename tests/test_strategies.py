@@ -285,6 +285,29 @@ def test_resuming_a_study_with_a_bad_checkpoint_exits_2_and_changes_nothing(supe
     assert (digest(database), digest(checkpoint)) == before
 
 
+def test_check_supernet_refuses_what_prepare_would_without_writing(supernet_study, tmp_path):
+    from mobilenet_search.errors import UserError
+    from mobilenet_search.search.space import load_space
+    from mobilenet_search.search.strategies import check_supernet
+    from mobilenet_search.search.study import make_data
+
+    data, space = make_data(CONFIG, supernet_study.folder), load_space("tiny")
+    assert check_supernet(CONFIG, space, data, results_dir=supernet_study.folder) == supernet_study.checkpoint
+    assert check_supernet(CONFIG, space, data, results_dir=tmp_path, train=True) == \
+        tmp_path / "supernets" / f"{supernet_study.tag}.pt"  # absent: to be trained
+    cases = [(dict(checkpoint=corrupt(supernet_study.checkpoint, tmp_path / "c.pt")), "cannot be read"),
+             (dict(checkpoint=truncated(supernet_study.checkpoint, tmp_path / "t.pt")), "cannot be read"),
+             (dict(checkpoint=tmp_path / "none.pt", train=False), "does not exist"),
+             (dict(config=dataclasses.replace(CONFIG, supernet_epochs=3), checkpoint=supernet_study.checkpoint),
+              "trained for another space/data/settings"),
+             (dict(space=load_space("mobilenetv2_ablations")), "cannot share weights")]
+    for change, message in cases:
+        arguments = dict(config=CONFIG, space=space, checkpoint=None) | change
+        with pytest.raises(UserError, match=message):
+            check_supernet(arguments.pop("config"), arguments.pop("space"), data, results_dir=tmp_path, **arguments)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "t.pt"]
+
+
 # -- fidelity ----------------------------------------------------------------------------------------------
 
 @pytest.mark.xfail(strict=True, reason="issue 15: run_fidelity must correlate a supernet study's searched trials "
