@@ -3,6 +3,7 @@
 import argparse
 import json
 import shutil
+import sqlite3
 
 import numpy as np
 import onnx
@@ -11,11 +12,14 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 from optuna.trial import TrialState, create_trial
+from test_strategies import STUDY, run_supernet_study
 
 from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, library
-from mobilenet_search.results.records import CONFIG_ATTR
+from mobilenet_search.measure.train import evaluate, input_transform
+from mobilenet_search.results.records import CONFIG_ATTR, CONFIRMS_ATTR, pack_correct
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.export import ONNX_OPSET, choose_trial, entry_metadata, export, write_onnx
+from mobilenet_search.search.study import make_data
 from mobilenet_search.ui import cli
 from mobilenet_search.ui.cli_library import add_library_commands
 
@@ -170,7 +174,7 @@ def test_export_with_onnx_records_it_and_without_the_package_writes_nothing(stud
     assert done.onnx == tmp_path / "n.onnx"
     onnx.checker.check_model(onnx.load(done.onnx))
     assert library.get("with-onnx", library=tmp_path).metadata["onnx"] == {
-        "path": str(tmp_path / "n.onnx"), "opset": ONNX_OPSET, "input": ["batch", 3, 64, 64]}
+        "path": str(tmp_path / "n.onnx"), "opset": ONNX_OPSET, "input": ["batch", 3, 64, 64], "weights": "fresh"}
 
     import importlib.util
     real = importlib.util.find_spec
@@ -267,3 +271,97 @@ def test_cli_needs_trial_or_best(study, run):
 def test_cli_show_of_a_missing_entry_exits_2(tmp_path, run):
     code, _, err = run("library", "show", "nothing-here", "--library", str(tmp_path))
     assert code == 2 and "no library entry 'nothing-here'" in err
+
+
+# -- trained weights (a supernet study's confirmed or inherited weights) --------------------------------------
+
+@pytest.fixture(scope="session")
+def supernet_study(tmp_path_factory):
+    """test_strategies.py's small supernet study (run once a session, whichever file asks first)."""
+    return run_supernet_study(tmp_path_factory)
+
+
+def reproduce(name, lib, trial, config, results_dir):
+    """Build entry ``name`` with its weights and score it on the study's validation split at the trial's proxy
+    resolution, as the study scored ``trial``."""
+    model = library.build(name, library=lib, weights="trained")
+    data = make_data(config, results_dir)(trial.user_attrs["proxy_resolution"])
+    return evaluate(model, data, input_transform(data)), data
+
+
+def test_an_inherited_weights_export_reproduces_the_trials_accuracy(supernet_study, tmp_path):
+    study = supernet_study.load()
+    confirmed = {t.user_attrs[CONFIRMS_ATTR] for t in study.trials if t.user_attrs.get(CONFIRMS_ATTR) is not None}
+    trial = next(t for t in study.trials if t.user_attrs.get("strategy") == "supernet" and t.number not in confirmed)
+    done = export(STUDY, storage=supernet_study.storage, name="inherited", trial=trial.number, library=tmp_path,
+                  results_dir=supernet_study.folder)
+    assert done.weights.source == "inherited" and (tmp_path / "inherited.safetensors").is_file()
+    entry = library.get("inherited", library=tmp_path)
+    assert entry.has_weights and entry.metadata["weights_source"] == "inherited"
+    assert entry.metadata["weights"]["trial"] == trial.number
+    assert entry.metadata["weights"]["accuracy"] == trial.user_attrs["accuracy"]
+    assert entry.metadata["weights"]["input"]["resolution"] == trial.user_attrs["proxy_resolution"]
+    config = SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR])
+    evaluation, data = reproduce("inherited", tmp_path, trial, config, supernet_study.folder)
+    assert evaluation.accuracy == trial.user_attrs["accuracy"]
+    assert pack_correct((evaluation.predictions == data.val_labels).numpy()) == trial.user_attrs["val_correct"]
+
+
+def test_a_confirmed_trials_export_takes_the_confirmations_scratch_trained_weights(supernet_study, tmp_path):
+    study = supernet_study.load()
+    config = SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR])
+    confirmation = next(t for t in study.trials if t.user_attrs.get(CONFIRMS_ATTR) is not None)
+    searched = study.trials[confirmation.user_attrs[CONFIRMS_ATTR]]
+    # The searched trial and its confirmation both give the confirmation's weights (preferred to inheritance).
+    for name, number in (("searched", searched.number), ("confirmation", confirmation.number)):
+        export(STUDY, storage=supernet_study.storage, name=name, trial=number, library=tmp_path,
+               results_dir=supernet_study.folder)
+        meta = library.get(name, library=tmp_path).metadata
+        assert meta["source"]["trial"] == number and meta["weights_source"] == "confirmed"
+        assert meta["weights"]["trial"] == confirmation.number
+        assert meta["weights"]["accuracy"] == confirmation.user_attrs["accuracy"]
+        evaluation, _ = reproduce(name, tmp_path, confirmation, config, supernet_study.folder)
+        assert evaluation.accuracy == confirmation.user_attrs["accuracy"]
+    assert (tmp_path / "searched.safetensors").read_bytes() == (tmp_path / "confirmation.safetensors").read_bytes()
+
+
+def test_export_without_weights_and_a_missing_weights_file(supernet_study, tmp_path):
+    study = supernet_study.load()
+    confirmation = next(t for t in study.trials if t.user_attrs.get(CONFIRMS_ATTR) is not None)
+    done = export(STUDY, storage=supernet_study.storage, name="arch", trial=confirmation.number, library=tmp_path,
+                  weights=False)
+    assert done.weights is None and not library.get("arch", library=tmp_path).has_weights
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arch.json"]
+    with pytest.raises(UserError, match="library entry 'arch' has no trained weights"):
+        library.build("arch", library=tmp_path, weights="trained")
+
+    # The study's record of the confirmation's weights points at a file that is gone (a results folder moved).
+    shutil.copy(supernet_study.folder / f"{STUDY}.db", tmp_path / "copy.db")
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'weights' AND value_json = ?",
+                   (json.dumps(str(tmp_path / "gone.safetensors")), json.dumps(confirmation.user_attrs["weights"])))
+    with pytest.raises(UserError, match="weights .*gone.safetensors' are missing .*--no-weights"):
+        export(STUDY, storage=f"sqlite:///{tmp_path / 'copy.db'}", name="x", trial=confirmation.number,
+               library=tmp_path / "lib")
+    assert not (tmp_path / "lib").exists()
+
+
+def test_an_architecture_only_export_stays_so(study, tmp_path):
+    export("demo", storage=study, name="plain", trial=1, library=tmp_path / "lib")
+    entry = library.get("plain", library=tmp_path / "lib")
+    assert not entry.has_weights and "weights_source" not in entry.metadata
+    assert sorted(p.name for p in (tmp_path / "lib").iterdir()) == ["plain.json"]
+
+
+def test_cli_export_and_show_say_whether_an_entry_has_weights(supernet_study, study, tmp_path, run):
+    lib = str(tmp_path / "lib")
+    code, out, _ = run("export", "--study", STUDY, "--storage", supernet_study.storage, "--results-dir",
+                       str(supernet_study.folder), "--best", "--name", "best", "--library", lib)
+    assert code == 0 and "  weights: confirmed (retrained from scratch by confirmation trial" in out
+    assert "library.build('best', weights='trained'" in out
+    code, out, _ = run("library", "show", "best", "--library", lib)
+    assert code == 0 and "weights: confirmed" in out and "best.safetensors" in out
+    assert run("export", "--study", "demo", "--storage", study, "--trial", "0", "--name", "plain", "--library",
+               lib)[0] == 0
+    code, out, _ = run("library", "show", "plain", "--library", lib)
+    assert code == 0 and "weights: none (architecture only" in out

@@ -156,3 +156,79 @@ def test_torchvision_builds_the_same_network_from_the_exported_kwargs(spec):
 def test_no_torchvision_kwargs_where_torchvision_cannot_build_it(change):
     assert library.torchvision_kwargs(ArchSpec.mobilenet_v2().replace(**change)) is None
     assert library.torchvision_kwargs(ArchSpec.mobilenet_v1()) is None
+
+
+# -- trained weights ---------------------------------------------------------------------------------------
+
+def trained_small() -> torch.nn.Module:
+    model = build_model(SMALL, seed=3)
+    with torch.no_grad():  # BatchNorm statistics too: every tensor of the state dict must come back
+        for buffer in model.buffers():
+            if buffer.is_floating_point():
+                buffer.add_(0.5)
+    return model.eval()
+
+
+def test_an_entry_with_weights_builds_the_saved_network_exactly(tmp_path):
+    model = trained_small()
+    library.save("net", SMALL, {"weights_source": "trained"}, library=tmp_path, weights=model)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.json", "net.safetensors"]
+    entry = library.get("net", library=tmp_path)
+    assert entry.has_weights and entry.weights_path == tmp_path / "net.safetensors"
+    document = json.loads((tmp_path / "net.json").read_text())
+    assert document["weights"]["file"] == "net.safetensors" and len(document["weights"]["sha256"]) == 64
+    built = library.build("net", library=tmp_path, weights="trained")
+    assert not built.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(built.state_dict()[key], value, rtol=0, atol=0)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(built(x), model(x))
+    fresh = library.build("net", library=tmp_path)  # weights=None: freshly initialised, as before
+    assert not torch.equal(fresh.classifier[-1].weight, model.classifier[-1].weight)
+    assert library.load("net", library=tmp_path) == SMALL and "net" in library.list(library=tmp_path)
+
+
+@pytest.mark.parametrize(("name", "kwargs", "message"), [
+    ("net", dict(weights="imagenet"), "invalid weights 'imagenet': expected None .* or 'trained'"),
+    ("net", dict(weights="trained", num_classes=10), "has trained weights for 3 classes, not 10"),
+    ("plain", dict(weights="trained"), "library entry 'plain' has no trained weights"),
+    ("mobilenet_v2_1.0_224", dict(weights="trained"), "has no trained weights \\(a built-in"),
+])
+def test_asking_for_weights_an_entry_cannot_give_is_one_user_error(tmp_path, name, kwargs, message):
+    library.save("net", SMALL, library=tmp_path, weights=trained_small())
+    library.save("plain", SMALL, library=tmp_path)
+    with pytest.raises(UserError, match=message) as info:
+        library.build(name, library=tmp_path, **kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_weights_that_are_not_the_entrys_are_refused(tmp_path):
+    library.save("net", SMALL, library=tmp_path, weights=trained_small())
+    other = build_model(SMALL.replace(width_mult=0.75))
+    files.save_weights(other, tmp_path / "net.safetensors")  # replaced behind the entry's back
+    with pytest.raises(UserError, match="are not the ones library entry 'net' was saved with"):
+        library.build("net", library=tmp_path, weights="trained")
+    (tmp_path / "net.safetensors").unlink()
+    with pytest.raises(UserError, match="cannot read the weights of library entry 'net'"):
+        library.build("net", library=tmp_path, weights="trained")
+
+
+def test_weights_that_do_not_fit_the_spec_are_refused_before_writing(tmp_path):
+    with pytest.raises(ValueError, match="weights do not fit"):
+        library.save("net", SMALL, library=tmp_path, weights=build_model(SMALL.replace(width_mult=0.75)))
+    assert not list(tmp_path.iterdir())
+
+
+def test_replacing_an_entry_with_one_without_weights_removes_them(tmp_path):
+    library.save("net", SMALL, library=tmp_path, weights=trained_small())
+    library.save("net", SMALL, force=True, library=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.json"] and not library.get("net", library=tmp_path) \
+        .has_weights
+
+
+@pytest.mark.parametrize("weights", ["x", {"file": "other.safetensors", "sha256": "0"}, {"file": "w.safetensors"}])
+def test_a_malformed_weights_record_is_a_user_error(tmp_path, weights):
+    (tmp_path / "w.json").write_text(json.dumps({"format_version": 1, "spec": SMALL.to_dict(), "weights": weights}))
+    with pytest.raises(UserError, match="weights must be an object with file 'w.safetensors'"):
+        library.get("w", library=tmp_path)

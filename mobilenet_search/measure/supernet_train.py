@@ -24,6 +24,7 @@ import hashlib
 import json
 import re
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -289,10 +290,24 @@ def _write_checkpoint(path: Path, tag: str, epoch: int, steps_per_epoch: int, su
         torch.save(state, tmp)
 
 
+def check_checkpoint(path: Path, tag: str) -> int | None:
+    """The epochs a checkpoint holds, None when there is none; a :class:`UserError` when it is unreadable,
+    corrupt, truncated or of another tag. Reads and writes nothing else: a caller checks before creating
+    anything that the training would need."""
+    state = _read_checkpoint(Path(path), tag)
+    return None if state is None else int(state["epoch"])
+
+
 def _read_checkpoint(path: Path, tag: str) -> dict | None:
     if not path.exists():
         return None
     try:
+        # torch.save writes a zip archive with a CRC-32 per record, which torch.load does not check: flipped
+        # bytes inside a tensor would load as other weights. testzip reads every record and checks its CRC.
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        if damaged is not None:
+            raise ValueError(f"record {damaged} fails its CRC-32")
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, corrupt or not a torch file at all
         raise UserError(f"checkpoint {path} cannot be read ({type(exc).__name__}: corrupt or truncated); "

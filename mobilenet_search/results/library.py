@@ -16,11 +16,18 @@ or the environment variable ``MOBILENET_SEARCH_LIBRARY`` names another. Entries 
 JSON (never pickles), written atomically; names are letters, digits and ``._-``. A built-in
 name can never be taken by a user entry, ``force`` or not: a script that builds
 ``mobilenet_v2_1.0_224`` must always get the paper's network.
+
+An entry may also hold trained weights, ``<name>.safetensors`` beside its JSON (tensors only,
+never a pickle; an export from a supernet study writes them): ``build(name, weights="trained")``
+loads them, strictly, following torchvision's ``weights=`` convention (``None``: fresh initial
+weights). The entry's JSON records the file's SHA-256, so weights that do not belong to the
+entry are refused rather than silently loaded.
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import os
 import re
@@ -31,15 +38,19 @@ from typing import TYPE_CHECKING, Any
 
 from mobilenet_search.arch.cost import count_madds, count_params
 from mobilenet_search.errors import UserError
-from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import torch
     from torch import nn
 
 FORMAT_VERSION = 1
 ENV_VAR = "MOBILENET_SEARCH_LIBRARY"
+WEIGHTS = ("trained",)  # what build(weights=...) accepts besides None, as torchvision's weights= does
 DEFAULT_DIR = Path("model_library")  # in the current directory: a folder the user owns, never inside the package
 _BUILTIN_SOURCES = {
     "mobilenet_v2": "MobileNetV2, Sandler et al. 2018 (Table 2; the widths and resolutions of Table 6)",
@@ -53,7 +64,8 @@ class Entry:
 
     ``path`` is the entry's file, None for a built-in. ``torchvision`` holds the keyword
     arguments of ``torchvision.models.MobileNetV2`` that build the same network, or None
-    where torchvision cannot (see :func:`torchvision_kwargs`).
+    where torchvision cannot (see :func:`torchvision_kwargs`). ``weights`` describes the
+    entry's trained weights file (``file``, ``sha256``), None when it has none.
     """
 
     name: str
@@ -61,10 +73,21 @@ class Entry:
     metadata: dict[str, Any] = field(default_factory=dict)
     builtin: bool = False
     path: Path | None = None
+    weights: dict[str, Any] | None = None
 
     @property
     def torchvision(self) -> dict[str, Any] | None:
         return torchvision_kwargs(self.spec)
+
+    @property
+    def has_weights(self) -> bool:
+        """Whether ``build(name, weights="trained")`` can load trained weights for this entry."""
+        return self.weights is not None
+
+    @property
+    def weights_path(self) -> Path | None:
+        """The entry's safetensors file, beside its JSON; None when it has no weights."""
+        return None if self.weights is None or self.path is None else self.path.parent / self.weights["file"]
 
 
 def library_dir(library: str | Path | None = None) -> Path:
@@ -145,7 +168,16 @@ def _read(path: Path) -> Entry:
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise UserError(f"library entry {str(path)!r}: metadata must be a JSON object")
-    return Entry(path.stem, spec, metadata, builtin=False, path=path)
+    weights = data.get("weights")
+    if weights is not None and not (isinstance(weights, dict) and isinstance(weights.get("sha256"), str)
+                                    and weights.get("file") == _weights_file(path.stem)):
+        raise UserError(f"library entry {str(path)!r}: weights must be an object with file "
+                        f"{_weights_file(path.stem)!r} and its sha256")
+    return Entry(path.stem, spec, metadata, builtin=False, path=path, weights=weights)
+
+
+def _weights_file(name: str) -> str:
+    return f"{name}.safetensors"
 
 
 def get(name: str, *, library: str | Path | None = None) -> Entry:
@@ -178,11 +210,18 @@ def load(name: str, *, library: str | Path | None = None) -> ArchSpec:
     return get(name, library=library).spec
 
 
-def build(name: str, num_classes: int | None = None, *, library: str | Path | None = None) -> nn.Module:
-    """Build entry ``name``'s network, freshly initialised; ``num_classes`` replaces the stored one.
+def build(name: str, num_classes: int | None = None, *, library: str | Path | None = None,
+          weights: str | None = None) -> nn.Module:
+    """Build entry ``name``'s network; ``num_classes`` replaces the stored one.
 
-    The library stores architectures, not weights: train the result (its input is
-    ``load(name).resolution`` square images with ``in_channels`` channels).
+    ``weights=None`` (the default) gives freshly initialised weights: train the result (its
+    input is ``load(name).resolution`` square images with ``in_channels`` channels).
+    ``weights="trained"``, as torchvision's ``weights=`` argument, loads the entry's trained
+    weights (``<name>.safetensors``, see :func:`save`) strictly, and returns the network in
+    eval mode. An export records in ``metadata["weights"]`` which trial trained them, the
+    accuracy they scored and the input they expect (proxy resolution, normalisation). Asking
+    for the weights of an entry without any, or with another ``num_classes``, is a
+    :class:`UserError`.
 
     >>> model = build("mobilenet_v2_0.35_96", num_classes=10)
     >>> model.classifier[-1].out_features
@@ -190,10 +229,52 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     """
     from mobilenet_search.arch.builder import build_model
 
-    spec = load(name, library=library)
+    if weights is not None and weights not in WEIGHTS:
+        raise UserError(f"invalid weights {weights!r}: expected None (fresh initial weights) or "
+                        f"{', '.join(map(repr, WEIGHTS))} (the entry's trained weights)")
+    entry = get(name, library=library)
+    spec = entry.spec
     if num_classes is not None:
         spec = spec.replace(num_classes=num_classes)
-    return build_model(spec)
+    if weights is None:
+        return build_model(spec)
+    if not entry.has_weights:
+        why = "a built-in holds the paper's architecture only" if entry.builtin else \
+            "it was exported without them, from a study that saved none"
+        raise UserError(f"library entry {name!r} has no trained weights ({why}); build it with weights=None "
+                        "and train it")
+    if spec.num_classes != entry.spec.num_classes:
+        raise UserError(f"library entry {name!r} has trained weights for {entry.spec.num_classes} classes, not "
+                        f"{spec.num_classes}: build it with weights=None to train {spec.num_classes} classes")
+    model = build_model(spec)
+    state = _read_weights(entry)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first_line = str(exc).strip().splitlines()[0]
+        raise UserError(f"weights {str(entry.weights_path)!r} do not fit library entry {name!r} ({first_line})") \
+            from None
+    return model.eval()
+
+
+def _read_weights(entry: Entry) -> dict[str, torch.Tensor]:
+    """The entry's state dict, after checking that the file is the one its JSON recorded."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    path = entry.weights_path
+    try:
+        content = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read the weights of library entry {entry.name!r} ({str(path)!r}): "
+                        f"{exc.strerror or exc}") from None
+    if hashlib.sha256(content).hexdigest() != entry.weights["sha256"]:
+        raise UserError(f"weights {str(path)!r} are not the ones library entry {entry.name!r} was saved with "
+                        "(another SHA-256): export the entry again")
+    try:
+        return load(content)
+    except SafetensorError as exc:
+        raise UserError(f"cannot read weights {str(path)!r}: {exc}") from None
 
 
 def check_writable(name: str, *, force: bool = False, library: str | Path | None = None) -> Path:
@@ -211,7 +292,7 @@ def check_writable(name: str, *, force: bool = False, library: str | Path | None
 
 
 def save(name: str, spec: ArchSpec, metadata: dict[str, Any] | None = None, *, force: bool = False,
-         library: str | Path | None = None) -> Path:
+         library: str | Path | None = None, weights: nn.Module | Mapping[str, torch.Tensor] | None = None) -> Path:
     """Write entry ``name`` (atomically) and return its path.
 
     The file holds ``format_version``, ``name``, ``spec`` (:meth:`ArchSpec.to_dict`),
@@ -219,6 +300,12 @@ def save(name: str, spec: ArchSpec, metadata: dict[str, Any] | None = None, *, f
     ``torchvision`` (:func:`torchvision_kwargs`, for readers without this package) and
     ``saved`` (UTC time). An existing entry is replaced only with ``force=True``; a
     built-in name is refused always.
+
+    ``weights`` (a network built from ``spec``, or its state dict) are written first, to
+    ``<name>.safetensors`` (atomically, tensors only), and the JSON records that file and its
+    SHA-256 under ``weights``; they must load strictly into ``build_model(spec)`` (else
+    ``ValueError``: a caller's mistake, nothing is written). Replacing an entry that had
+    weights with one that has none removes the old file.
     """
     path = check_writable(name, force=force, library=library)
     document = {
@@ -230,11 +317,33 @@ def save(name: str, spec: ArchSpec, metadata: dict[str, Any] | None = None, *, f
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     # allow_nan=False: NaN is not JSON, and a reader elsewhere must be able to parse the entry.
-    text = json.dumps(document, indent=2, allow_nan=False)
+    text = json.dumps(document, indent=2, allow_nan=False)  # refuses bad metadata before any file is written
+    weights_path = path.parent / _weights_file(name)
+    if weights is not None:
+        document["weights"] = {"file": weights_path.name, "format": "safetensors",
+                               "sha256": _write_weights(spec, weights, weights_path)}
+        text = json.dumps(document, indent=2, allow_nan=False)
     # One line per [t, c, n, s] row (any list of numbers that indent split over lines; strings hold no raw newline).
     text = re.sub(r"\[[\d\s,.eE+-]*\n[\d\s,.eE+-]*\]", lambda m: json.dumps(json.loads(m.group())), text)
     atomic_write_text(path, text + "\n")
+    if weights is None:
+        weights_path.unlink(missing_ok=True)  # a replaced entry's weights belong to another network
     return path
+
+
+def _write_weights(spec: ArchSpec, weights: nn.Module | Mapping[str, torch.Tensor], path: Path) -> str:
+    """Check that ``weights`` fit ``build_model(spec)``, write them as safetensors; their file's SHA-256."""
+    from mobilenet_search.arch.builder import build_model
+    from mobilenet_search.files import save_weights
+
+    model = build_model(spec, seed=0)
+    state = weights.state_dict() if hasattr(weights, "state_dict") else weights
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"weights do not fit {spec.to_string()}: {str(exc).strip().splitlines()[0]}") from None
+    save_weights(model, path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _user_names(library: str | Path | None) -> builtins.list[str]:

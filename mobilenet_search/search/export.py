@@ -8,6 +8,12 @@ settings (dataset, proxy size, epochs: what the proxy accuracy means)::
 
     export("mobilenetv2-300M-madds", storage="sqlite:///results/mobilenetv2-300M-madds.db",
            name="mnv2-300M", best=True, under="250M-madds")
+
+When the study kept trained weights for the trial, the entry stores them too
+(``<name>.safetensors``, see :func:`trained_weights`): a supernet study's confirmation's
+scratch-trained weights, preferred, else the weights the trial inherited from the supernet,
+BatchNorm recalibrated exactly as it was scored. ``library.build(name, weights="trained")``
+then gives the network that scored the accuracy the entry records.
 """
 
 from __future__ import annotations
@@ -16,10 +22,11 @@ import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import pandas as pd
+from optuna.trial import TrialState
 
 from mobilenet_search.arch.budget import KINDS, Budget
 from mobilenet_search.arch.cost import format_count
@@ -31,7 +38,10 @@ from mobilenet_search.results import records
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.storage import redact, storage_file
-from mobilenet_search.search.study import open_study
+from mobilenet_search.search.study import make_data, open_study
+
+if TYPE_CHECKING:
+    from torch import nn
 
 ONNX_OPSET = 17  # widely supported by runtimes (onnxruntime >= 1.11, TensorRT 8.5+) and enough for these ops
 # The measurements an entry records, as the trial's user attributes name them.
@@ -48,14 +58,51 @@ class Choice:
 
 
 @dataclass(frozen=True)
+class TrainedWeights:
+    """A trial's trained network and where its weights come from.
+
+    ``source`` is ``confirmed`` (a supernet study's confirmation: the candidate retrained from
+    scratch under the proxy), ``inherited`` (the weights the candidate inherited from the
+    study's supernet, BatchNorm recalibrated as when it was scored) or ``trained`` (a trial's
+    own scratch-trained weights, saved by its study). ``trial`` is the trial whose accuracy
+    they scored: the confirmation's for ``confirmed``.
+    """
+
+    model: nn.Module
+    source: str
+    trial: optuna.trial.FrozenTrial
+
+    def metadata(self, study: optuna.Study, config: SearchConfig, results_dir: Path) -> dict[str, Any]:
+        """What an entry records about its weights: the trial, the accuracy, and the input they expect."""
+        from mobilenet_search.measure.data import channel_stats
+
+        attrs = self.trial.user_attrs
+        size = int(attrs["proxy_resolution"])
+        expected: dict[str, Any] = {"resolution": size}
+        try:  # the training images' channel statistics normalise the input (measure.train.input_transform)
+            mean, std = channel_stats(make_data(config, results_dir)(size).train_images)
+            expected |= {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
+                         "normalise": "(x - mean) / std on uint8 pixel values x"}
+        except UserError as exc:  # the dataset is gone: the weights are still worth keeping
+            expected["normalise"] = f"unknown (the study's dataset could not be read: {exc})"
+        return {"trial": self.trial.number,
+                **{key: attrs[key] for key in ("accuracy", "balanced_accuracy") if attrs.get(key) is not None},
+                "input": expected}
+
+
+@dataclass(frozen=True)
 class Exported:
-    """What :func:`export` wrote: the entry's file, its name, the choice, and the ONNX file if any."""
+    """What :func:`export` wrote: the entry's file, its name, the choice, and the ONNX file if any.
+
+    ``weights`` is None when the entry holds the architecture only.
+    """
 
     name: str
     path: Path
     choice: Choice
     spec: ArchSpec
     onnx: Path | None = None
+    weights: TrainedWeights | None = None
 
 
 def load_study(study_name: str, storage: str) -> tuple[optuna.Study, SearchConfig]:
@@ -152,8 +199,73 @@ def entry_metadata(study: optuna.Study, choice: Choice, storage: str, config: Se
     }
 
 
-def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET) -> Path:
-    """Write ``build_model(spec)`` (eval mode, fresh weights) as ONNX at its deployment resolution.
+def _confirmation_of(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
+    """The latest finished confirmation of trial ``number`` that saved its weights, if any."""
+    found = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+             if t.user_attrs.get(records.CONFIRMS_ATTR) == number
+             and records.outcome(t) == records.Outcome.TRAINED.value and t.user_attrs.get(records.WEIGHTS_ATTR)]
+    return found[-1] if found else None
+
+
+def _saved(trial: optuna.trial.FrozenTrial, spec: ArchSpec, source: str) -> TrainedWeights:
+    from mobilenet_search.arch.builder import build_model
+    from mobilenet_search.files import load_weights
+
+    path = Path(trial.user_attrs[records.WEIGHTS_ATTR])
+    if not path.is_file():
+        raise UserError(f"trial {trial.number}'s weights {str(path)!r} are missing (moved with the results "
+                        "folder?); export without weights (--no-weights) or restore the file")
+    model = build_model(spec, seed=0)
+    try:
+        model.load_state_dict(load_weights(path), strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"weights {str(path)!r} do not fit trial {trial.number}'s architecture "
+                        f"({str(exc).strip().splitlines()[0]})") from None
+    return TrainedWeights(model.eval(), source, trial)
+
+
+def _inherited(study: optuna.Study, config: SearchConfig, trial: optuna.trial.FrozenTrial, spec: ArchSpec, *,
+               results_dir: Path, supernet: Path | None) -> TrainedWeights:
+    from mobilenet_search.search.space import load_space
+    from mobilenet_search.search.strategies import InheritedWeights, prepare_supernet
+
+    recorded = (study.user_attrs.get(records.SUPERNET_ATTR) or {}).get("checkpoint")
+    checkpoint = supernet or (Path(recorded) if recorded else None)
+    if checkpoint is None:
+        raise UserError(f"study {study.study_name!r} recorded no supernet checkpoint; point --supernet at it, or "
+                        "export without weights (--no-weights)")
+    data = make_data(config, results_dir)
+    net, _, _ = prepare_supernet(config, load_space(config.space), data, results_dir=results_dir,
+                                 checkpoint=checkpoint, train=False)
+    # The scorer's own defaults (BatchNorm images, seed): the network exported is the one that was scored.
+    model = InheritedWeights(net, seed=config.seed).model(spec, data(int(trial.user_attrs["proxy_resolution"])))
+    return TrainedWeights(model.eval(), "inherited", trial)
+
+
+def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.trial.FrozenTrial, *,
+                    results_dir: Path = Path("results"), supernet: Path | None = None) -> TrainedWeights | None:
+    """The trained network a study can give for ``trial``, or None (architecture only).
+
+    In order: a confirmation's weights (the trial is one, or a confirmation of it saved its
+    weights: scratch training under the references' proxy is preferred to inheritance); the
+    trial's own saved weights; the weights it inherited from the study's supernet (the
+    checkpoint the study recorded, or ``supernet``; the data decoded under ``results_dir``),
+    when it was scored with them. A recorded file that is missing is a :class:`UserError`.
+    """
+    spec = ArchSpec.from_json(trial.user_attrs["spec"])
+    if trial.user_attrs.get(records.WEIGHTS_ATTR):
+        return _saved(trial, spec, "confirmed" if records.is_confirmation(trial) else "trained")
+    confirmation = _confirmation_of(study, trial.number)
+    if confirmation is not None:
+        return _saved(confirmation, spec, "confirmed")
+    if trial.user_attrs.get("strategy") == "supernet" and trial.user_attrs.get("proxy_resolution") is not None:
+        return _inherited(study, config, trial, spec, results_dir=Path(results_dir), supernet=supernet)
+    return None
+
+
+def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model: nn.Module | None = None) -> Path:
+    """Write ``model`` (default ``build_model(spec)``, fresh weights), in eval mode, as ONNX at the deployment
+    resolution.
 
     The input is ``input`` of shape ``(batch, in_channels, resolution, resolution)`` with a
     dynamic batch, the output ``logits``. TorchScript-based exporter (no onnxscript needed),
@@ -167,7 +279,7 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET) -> Pat
     from mobilenet_search.arch.builder import build_model
 
     path = Path(path)
-    model = build_model(spec).eval()
+    model = (build_model(spec) if model is None else model).eval()
     example = torch.zeros(1, spec.in_channels, spec.resolution, spec.resolution)
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # The legacy exporter announces its deprecation; it is chosen on purpose (no onnxscript dependency).
@@ -179,22 +291,39 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET) -> Pat
 
 def export(study_name: str, *, storage: str, name: str, trial: int | None = None, best: bool = False,
            under: str | None = None, force: bool = False, library: str | Path | None = None,
-           onnx: str | Path | None = None) -> Exported:
+           onnx: str | Path | None = None, weights: bool = True, results_dir: str | Path = "results",
+           supernet: str | Path | None = None) -> Exported:
     """Choose a trial of ``study_name`` (see :func:`choose_trial`) and save it as library entry ``name``.
 
-    With ``onnx``, also write the network there (:func:`write_onnx`) before the entry, so a
-    failed ONNX export leaves no entry. Nothing is written if the name is taken (without
-    ``force``), the study or trial is missing, or the trial has no usable architecture.
+    With ``weights`` (the default) and trained weights to give (:func:`trained_weights`;
+    ``results_dir`` holds the study's data cache, ``supernet`` overrides the checkpoint it
+    recorded), the entry also stores them, and its metadata says where they come from
+    (``weights_source``: ``confirmed``, ``inherited`` or ``trained``) and what they scored
+    (``weights``: trial, accuracy, input). Without, the entry holds the architecture only.
+
+    With ``onnx``, also write the network there (:func:`write_onnx`; trained weights when the
+    entry has them) before the entry, so a failed ONNX export leaves no entry. Nothing is
+    written if the name is taken (without ``force``), the study or trial is missing, the trial
+    has no usable architecture, or its recorded weights cannot be read.
     """
     model_library.check_writable(name, force=force, library=library)
     study, config = load_study(study_name, storage)
     choice = choose_trial(study, trial=trial, best=best, under=under)
     spec = ArchSpec.from_json(choice.trial.user_attrs["spec"])
     metadata = entry_metadata(study, choice, storage, config)
+    trained = None
+    if weights:
+        trained = trained_weights(study, config, choice.trial, results_dir=Path(results_dir),
+                                  supernet=None if supernet is None else Path(supernet))
+    if trained is not None:
+        metadata["weights_source"] = trained.source
+        metadata["weights"] = trained.metadata(study, config, Path(results_dir))
     onnx_path = None
     if onnx is not None:
-        onnx_path = write_onnx(spec, onnx)
+        onnx_path = write_onnx(spec, onnx, model=None if trained is None else trained.model)
         metadata["onnx"] = {"path": str(onnx_path.resolve()), "opset": ONNX_OPSET,
-                            "input": ["batch", spec.in_channels, spec.resolution, spec.resolution]}
-    path = model_library.save(name, spec, metadata, force=force, library=library)
-    return Exported(name, path, choice, spec, onnx_path)
+                            "input": ["batch", spec.in_channels, spec.resolution, spec.resolution],
+                            "weights": "fresh" if trained is None else trained.source}
+    path = model_library.save(name, spec, metadata, force=force, library=library,
+                              weights=None if trained is None else trained.model)
+    return Exported(name, path, choice, spec, onnx_path, trained)

@@ -28,6 +28,7 @@ from mobilenet_search.measure.supernet_train import (
     SupernetConfig,
     calibrated_subnet,
     calibration_indices,
+    check_checkpoint,
     score_subnet,
     supernet_tag,
     train_supernet,
@@ -71,6 +72,27 @@ def random_member(space: SearchSpace, generator: torch.Generator, *, num_classes
     params = {name: choices[int(torch.randint(len(choices), (1,), generator=generator))]
               for name, choices in space.searched.items()}
     return space.spec(params, num_classes=num_classes, in_channels=in_channels)
+
+
+def check_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, *, results_dir: Path,
+                   checkpoint: Path | None = None, train: bool = True) -> Path:
+    """Everything :func:`prepare_supernet` would refuse, checked without training or writing: the space
+    shares weights, and the checkpoint (``checkpoint``, else the default of this tag) is absent (with
+    ``train``) or a readable one of these settings (finished, without ``train``). Returns its path.
+
+    A search calls it before creating its study, so that bad input leaves nothing behind.
+    """
+    supernet_envelope(space, num_classes=data.num_classes, in_channels=data.in_channels)
+    tag = checkpoint_tag(config, space)
+    path = Path(checkpoint) if checkpoint is not None else default_checkpoint(results_dir, tag)
+    epochs = check_checkpoint(path, tag)
+    if not train and epochs is None:
+        raise UserError(f"supernet checkpoint {str(path)!r} does not exist: run the search (which trains it) first, "
+                        "or point --supernet at a shared copy")
+    if not train and epochs < config.supernet_epochs:
+        raise UserError(f"supernet checkpoint {str(path)!r} is unfinished ({epochs} of {config.supernet_epochs} "
+                        "epochs): run the search (which trains it) first")
+    return path
 
 
 def prepare_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, *, results_dir: Path,

@@ -27,23 +27,43 @@ def _export(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = args.storage or default_storage(args.results_dir, args.study)
     done = export(args.study, storage=storage, name=args.name, trial=args.trial, best=args.best, under=args.under,
-                  force=args.force, library=args.library, onnx=args.onnx)
-    metrics = library.get(done.name, library=args.library).metadata.get("metrics", {})
+                  force=args.force, library=args.library, onnx=args.onnx, weights=args.weights,
+                  results_dir=args.results_dir, supernet=args.supernet)
+    entry = library.get(done.name, library=args.library)
     print(f"picked {done.choice.reason}")
     print(f"saved library entry {done.name!r}: {done.path}")
     print(f"  {done.spec.to_string()}")
-    print(f"  {_costs(done.spec, metrics)}")
+    print(f"  {_costs(done.spec, entry.metadata.get('metrics', {}))}")
+    print(f"  {_weights(entry)}")
     if done.onnx is not None:
+        what = "freshly initialised weights" if done.weights is None else f"{done.weights.source} weights"
         print(f"onnx: {done.onnx} (opset {ONNX_OPSET}, input batch x {done.spec.in_channels} x {done.spec.resolution} "
-              f"x {done.spec.resolution}, freshly initialised weights)")
-    print(f"build it: {_build_hint(done.name, args.library)}")
+              f"x {done.spec.resolution}, {what})")
+    print(f"build it: {_build_hint(entry, args.library)}")
     return 0
 
 
-def _build_hint(name: str, library_arg: str | None) -> str:
-    """The Python line that builds entry ``name``; it names the library folder when --library chose one."""
+def _build_hint(entry: library.Entry, library_arg: str | None) -> str:
+    """The Python line that builds ``entry`` (with its weights when it has some); it names the library folder
+    when --library chose one."""
     where = "" if library_arg is None else f", library={str(library_arg)!r}"
-    return f"from mobilenet_search import library; model = library.build({name!r}, num_classes=...{where})"
+    if entry.has_weights:
+        return f"from mobilenet_search import library; model = library.build({entry.name!r}, weights='trained'{where})"
+    return f"from mobilenet_search import library; model = library.build({entry.name!r}, num_classes=...{where})"
+
+
+def _weights(entry: library.Entry) -> str:
+    """One line: whether the entry has trained weights, where they come from and what they scored."""
+    if not entry.has_weights:
+        return "weights: none (architecture only; library.build gives freshly initialised weights)"
+    about = entry.metadata.get("weights", {})
+    source = entry.metadata.get("weights_source", "trained")
+    how = {"confirmed": f"retrained from scratch by confirmation trial {about.get('trial')}",
+           "inherited": f"inherited from the study's supernet by trial {about.get('trial')}, BatchNorm recalibrated",
+           "trained": f"trained by trial {about.get('trial')}"}.get(source, source)
+    scored = "" if about.get("accuracy") is None else \
+        f", accuracy {about['accuracy']:.4f} at {about.get('input', {}).get('resolution', '?')} px"
+    return f"weights: {source} ({how}{scored}) in {entry.weights_path}"
 
 
 def _costs(spec, metrics: dict[str, Any]) -> str:
@@ -109,7 +129,8 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print("torchvision: torchvision.models.MobileNetV2("
               + ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) + ")")
-    print(f"build: {_build_hint(entry.name, None if entry.builtin else args.library)}")
+    print(_weights(entry))
+    print(f"build: {_build_hint(entry, None if entry.builtin else args.library)}")
     return 0
 
 
@@ -122,7 +143,9 @@ def add_library_commands(subparsers: Any) -> None:
                     "feasible trials (accuracy vs MAdds; under --under when given), the most accurate, ties "
                     "broken by fewer MAdds. The entry holds the architecture, its source (storage, study, "
                     "trial), the trial's measurements, the study's proxy settings and, for MobileNetV2 "
-                    "entries torchvision can build, torchvision.models.MobileNetV2 keyword arguments.",
+                    "entries torchvision can build, torchvision.models.MobileNetV2 keyword arguments. Where the "
+                    "study kept trained weights (a supernet study: a confirmation's, else the inherited ones), "
+                    "they go into NAME.safetensors beside it: library.build(NAME, weights='trained').",
         epilog=f"Examples: {PROG} export --study mobilenetv2-300M-madds --best --name mnv2-300M;  "
                f"{PROG} export --study mobilenetv2-300M-madds --best --under 200M-madds --name mnv2-200M "
                f"--onnx mnv2-200M.onnx;  {PROG} export --study s --storage sqlite:///s.db --trial 7 --name t7 --force",
@@ -131,7 +154,7 @@ def add_library_commands(subparsers: Any) -> None:
     export.add_argument("--storage", default=None,
                         help="Optuna storage URL of the study (default: sqlite:///RESULTS_DIR/STUDY.db, as search)")
     export.add_argument("--results-dir", default="results",
-                        help="where search put the default storage (default results)")
+                        help="where search put the default storage and the data cache (default results)")
     which = export.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, default=None, metavar="N", help="export trial number N")
     which.add_argument("--best", action="store_true",
@@ -141,8 +164,15 @@ def add_library_commands(subparsers: Any) -> None:
     export.add_argument("--name", required=True, help="entry name: letters, digits and . _ - (no '..')")
     export.add_argument("--force", action="store_true", help="replace an existing entry of that name")
     export.add_argument("--onnx", default=None, metavar="PATH",
-                        help="also write the network as ONNX (opset 17, deployment resolution, dynamic batch, "
-                             "fresh weights); needs the onnx package")
+                        help="also write the network as ONNX (opset 17, deployment resolution, dynamic batch; the "
+                             "entry's trained weights if it has some, else fresh ones); needs the onnx package")
+    export.add_argument("--no-weights", dest="weights", action="store_false",
+                        help="store the architecture only, even where the study kept trained weights (by default "
+                             "a confirmed trial's scratch-trained weights, else a supernet study's inherited ones, "
+                             "go into NAME.safetensors beside the entry)")
+    export.add_argument("--supernet", default=None, metavar="PATH",
+                        help="a supernet study's checkpoint, for inherited weights (default: the one the study "
+                             "recorded)")
     export.add_argument("--library", default=None, metavar="DIR", help=LIBRARY_HELP)
     export.set_defaults(run=_export)
 
@@ -156,7 +186,8 @@ def add_library_commands(subparsers: Any) -> None:
     listing = commands.add_parser("list", help="every entry with its MAdds, params, proxy accuracy and source")
     listing.add_argument("--library", default=None, metavar="DIR", help=LIBRARY_HELP)
     listing.set_defaults(run=_list)
-    show = commands.add_parser("show", help="one entry: stage table, costs, source, metrics, torchvision equivalent")
+    show = commands.add_parser("show", help="one entry: stage table, costs, source, metrics, weights, torchvision "
+                                           "equivalent")
     show.add_argument("name", help="the entry's name (see `library list`)")
     show.add_argument("--library", default=None, metavar="DIR", help=LIBRARY_HELP)
     show.set_defaults(run=_show)
