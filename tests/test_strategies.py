@@ -212,9 +212,6 @@ def test_interrupted_supernet_training_loses_at_most_the_current_epoch(supernet_
 # Cases that need the study checked before it is created, and the CLI's header printed only once it runs:
 # the study.py / cli.py change described in issue 15's report (run_search checks the checkpoint before opening
 # the study; the CLI prints "study ... in ..." after the checks). Strict: remove the mark once it is in.
-NEEDS_EARLY_CHECKS = pytest.mark.xfail(strict=True, reason="issue 15: run_search must check the supernet "
-                                       "checkpoint before creating the study, and the CLI print its header after")
-
 
 def run_cli(capsys, *argv: str) -> tuple[int, str]:
     code = main(list(argv))
@@ -242,8 +239,7 @@ def corrupt(source: Path, target: Path) -> Path:
     (["--confirm", "-1"], "invalid --confirm -1: expected an integer >= 0"),
     (["--strategy", "supernett"], "invalid --strategy 'supernett': expected one of scratch, supernet"),
     pytest.param(["--budget", "300M-madds", "--space", "mobilenetv2_ablations"],
-                 "space 'mobilenetv2_ablations' cannot share weights in a supernet: head_channels varies",
-                 marks=NEEDS_EARLY_CHECKS),
+                 "space 'mobilenetv2_ablations' cannot share weights in a supernet: head_channels varies"),
 ])
 def test_bad_settings_exit_2_with_one_line_and_create_nothing(tmp_path, capsys, argv, message):
     code, err = run_cli(capsys, *FLAGS, "--trials", "2", "--results-dir", str(tmp_path), "--study", "bad", *argv)
@@ -253,11 +249,9 @@ def test_bad_settings_exit_2_with_one_line_and_create_nothing(tmp_path, capsys, 
 
 @pytest.mark.parametrize(("make", "message"), [
     pytest.param(lambda source, tmp: shutil.copy(source, tmp / "other.pt") and tmp / "other.pt",
-                 "was trained for another space/data/settings", id="other-settings", marks=NEEDS_EARLY_CHECKS),
-    pytest.param(lambda source, tmp: truncated(source, tmp / "truncated.pt"), "cannot be read", id="truncated",
-                 marks=NEEDS_EARLY_CHECKS),
-    pytest.param(lambda source, tmp: corrupt(source, tmp / "corrupt.pt"), "cannot be read", id="corrupt",
-                 marks=NEEDS_EARLY_CHECKS),
+                 "was trained for another space/data/settings", id="other-settings"),
+    pytest.param(lambda source, tmp: truncated(source, tmp / "truncated.pt"), "cannot be read", id="truncated"),
+    pytest.param(lambda source, tmp: corrupt(source, tmp / "corrupt.pt"), "cannot be read", id="corrupt"),
 ])
 def test_a_bad_checkpoint_exits_2_with_one_line_and_changes_nothing(supernet_study, tmp_path, capsys, make,
                                                                     message):
@@ -310,8 +304,6 @@ def test_check_supernet_refuses_what_prepare_would_without_writing(supernet_stud
 
 # -- fidelity ----------------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="issue 15: run_fidelity must correlate a supernet study's searched trials "
-                                       "(inherited accuracy), not its confirmations (see the report)")
 def test_fidelity_of_a_supernet_study_ranks_the_inherited_accuracy(supernet_study, tmp_path):
     folder = supernet_study.copy(tmp_path / "results")
     study = optuna.load_study(study_name=STUDY, storage=storage_of(folder))

@@ -139,6 +139,8 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
     if top < MIN_BIN:
         raise UserError(f"invalid --top {top}: expected at least {MIN_BIN} trials to correlate")
     frame = trials_frame(study)
+    if config.strategy == "supernet":  # the searched trials' inherited accuracy is the proxy under test
+        frame = frame[frame["strategy"] == "supernet"]
     chosen = select_trials(frame, top)
     if len(chosen) < MIN_BIN:
         raise UserError(f"study {study.study_name!r} has {len(chosen)} trained trial(s); fidelity needs at least "

@@ -51,11 +51,12 @@ from mobilenet_search.search.coordination import (
 )
 from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
-from mobilenet_search.search.space import SearchSpace, load_space, supernet_envelope
+from mobilenet_search.search.space import SearchSpace, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
 from mobilenet_search.search.strategies import (
     InheritedWeights,
     OnStep,
+    check_supernet,
     confirm_candidates,
     enqueue_confirmations,
     prepare_supernet,
@@ -250,7 +251,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                heartbeat: float | None = DEFAULT_HEARTBEAT, callbacks: Sequence[Callback] = (),
                on_epoch: Callable[[int, int], None] | None = None, accuracy: AccuracySource | None = None,
                latency: Callable[..., Any] = measure_latency, supernet: Path | None = None,
-               on_supernet_step: OnStep | None = None) -> optuna.Study:
+               on_supernet_step: OnStep | None = None,
+               on_start: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
     ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten (atomically, complete)
@@ -264,6 +266,9 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     :mod:`mobilenet_search.search.strategies`; ``supernet`` names its checkpoint), candidates are
     scored with inherited weights, and once the study is complete its Pareto candidates (up to
     ``config.confirm``) are retrained from scratch, as the reference nets are.
+
+    ``on_start(study)`` runs once every check has passed and the study is open (the CLI prints
+    its header and starts its progress bar there, so bad input prints one line).
     """
     # Everything that can refuse the run (data, space, budget, sampler, weight sharing) is checked before the
     # study exists.
@@ -271,8 +276,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     data = make_data(config, results_dir)
     check_budget_reachable(config, space, data.num_classes, data.in_channels)
     make_sampler(config, space)
-    if config.strategy == "supernet":
-        supernet_envelope(space, num_classes=data.num_classes, in_channels=data.in_channels)
+    if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
+        check_supernet(config, space, data, results_dir=results_dir, checkpoint=supernet)
     study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat)
     if created:  # only the creator: two creators racing must not queue each reference twice
         # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
@@ -280,6 +285,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
         references = reference_candidates(config, space, data.num_classes, data.in_channels)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)
+    if on_start is not None:
+        on_start(study)
     objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=accuracy,
                            latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                            on_supernet_step=on_supernet_step, slots=Slots(trials))
@@ -334,7 +341,7 @@ def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: P
 def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | None = None, device: str = "cpu",
                results_dir: Path = Path("results"), heartbeat: float | None = DEFAULT_HEARTBEAT,
                callbacks: Sequence[Callback] = (), on_epoch: Callable[[int, int], None] | None = None,
-               supernet: Path | None = None) -> optuna.Study:
+               supernet: Path | None = None, on_start: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
     """Join an existing study with the settings stored in it, and run trials until it holds ``trials``.
 
     A worker of a supernet study scores with the study's trained checkpoint (``supernet``, else
@@ -346,6 +353,8 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
                            latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
                            train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
+    if on_start is not None:
+        on_start(study)
     return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
 
 

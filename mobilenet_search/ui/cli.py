@@ -130,12 +130,22 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, trials: int, quiet: bool,
-                       **kwargs: Any):
-    """Run a study (``run_search`` or ``run_worker``) with the CLI's progress: a bar, a line per trial."""
-    from mobilenet_search.search.study import open_study
+                       header: str | None = None, **kwargs: Any):
+    """Run a study (``run_search`` or ``run_worker``) with the CLI's progress: a bar, a line per trial.
+
+    ``header`` and the bar of a resumed study appear once the run has passed its checks: bad input
+    prints its one line alone.
+    """
     from mobilenet_search.ui.progress import SearchProgress
 
     state: dict[str, Any] = {}
+
+    def on_start(study) -> None:
+        if header is not None:
+            print(header, file=sys.stderr)
+        # A resumed study's bar from the start; a new study's from its first trial (after any supernet training).
+        if not quiet and any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
+            state["progress"] = SearchProgress(study, trials)
 
     def after_trial(study, trial) -> None:
         if "progress" not in state:
@@ -148,14 +158,8 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
 
     with _sigterm_as_interrupt():
         try:
-            if not quiet:  # the bar from the start when the study exists (a resume); else from the first trial
-                try:
-                    study, _ = open_study(storage, study_name, None, load_only=True)
-                    state["progress"] = SearchProgress(study, trials)
-                except UserError:
-                    pass
             return run(storage=storage, study_name=study_name, trials=trials, callbacks=[after_trial],
-                       on_epoch=on_epoch, **kwargs)
+                       on_epoch=on_epoch, on_start=on_start, **kwargs)
         finally:
             if "progress" in state:
                 state["progress"].close()
@@ -216,16 +220,15 @@ def _search(args: argparse.Namespace) -> int:
     storage = args.storage or default_storage(results_dir, study_name)
     check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
     several = args.workers > 1 and args.trials > 0
-    if not several:
-        print(f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
-              f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}",
-              file=sys.stderr)
+    header = None if several else (
+        f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
+        f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}")
     supernet = Path(args.supernet) if args.supernet else None
     with _supernet_progress(config.supernet_epochs, enabled=config.strategy == "supernet") as on_step:
         study = _run_with_progress(
             lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
-            quiet=several, timeout=args.timeout, device=device, results_dir=results_dir, heartbeat=args.heartbeat,
-            supernet=supernet, on_supernet_step=on_step)
+            quiet=several, header=header, timeout=args.timeout, device=device, results_dir=results_dir,
+            heartbeat=args.heartbeat, supernet=supernet, on_supernet_step=on_step)
     if several:
         study = _launch_workers(args, storage, study_name, device)
     if args.trials == 0:
