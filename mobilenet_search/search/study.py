@@ -303,10 +303,17 @@ def _objective(config: SearchConfig, space: SearchSpace, data: DataCache, study:
     """The study's objective; for a supernet study, the supernet trained (or loaded) first."""
     scratch = None
     if config.strategy == "supernet" and accuracy is None:
-        started = time.perf_counter()
+        started, steps = time.perf_counter(), []
+
+        def on_step(*step: Any) -> None:
+            steps.append(1)
+            if on_supernet_step is not None:
+                on_supernet_step(*step)
+
         net, path, tag = prepare_supernet(config, space, data, results_dir=results_dir, device=device,
-                                          checkpoint=supernet, train=train, on_step=on_supernet_step)
-        record_supernet(study, path, tag, time.perf_counter() - started if train else None)
+                                          checkpoint=supernet, train=train, on_step=on_step)
+        # Training seconds only when it trained: loading a finished checkpoint is not training.
+        record_supernet(study, path, tag, time.perf_counter() - started if steps else None)
         accuracy = InheritedWeights(net, seed=config.seed, device=device)
         scratch = ScratchTraining(config.train_config(device))
     pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir)
