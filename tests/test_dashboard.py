@@ -1,6 +1,6 @@
 """The dashboard: its data side (dashboard.py) and the Streamlit app (app.py) through AppTest.
 
-Studies are hand-made (``synthetic_trials``): trials carry the user attributes a search
+Studies are hand-made (``synthetic.synthetic_trials``): trials carry the user attributes a search
 records, nothing is trained.
 """
 
@@ -17,28 +17,35 @@ import plotly.io
 import pytest
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
+from synthetic import VAL_SIZE, create_synthetic_study, synthetic_labels, synthetic_trials
 
 from mobilenet_search import ArchSpec, count_madds, count_params
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.frame import FRAME_COLUMNS, trials_frame
+from mobilenet_search.results.records import trial_correct, unpack_correct
+from mobilenet_search.results.stats import balanced_accuracy, compare, seed_noise
 from mobilenet_search.ui import dashboard as board
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
+from mobilenet_search.ui.figures import CONFIRMATION_LINKS, CONFIRMED, INDISTINGUISHABLE, SEED_REPEATS
 
 APP = str(board.APP_PATH)  # the app as shipped inside the package
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
-    """results/demo.db: "demo" (40 trials + references + one running), "other" (8), "starting" (none trained)."""
+    """results/demo.db: "demo" (40 trials + references + 3 noise repeats + one running), "other" (8, recorded before
+    intervals existed), "starting" (none trained), "super" (a supernet study: 30 inherited-weight trials, 3
+    confirmed from scratch)."""
     root = tmp_path_factory.mktemp("results")
     url = f"sqlite:///{root / 'demo.db'}"
-    demo = board.create_synthetic_study(url, "demo", 40, seed=2)
+    demo = create_synthetic_study(url, "demo", 40, seed=2, noise_repeats=3)
     demo.ask()  # a trial still running
     # One trial with constraints in Optuna's old form (a list), as older studies hold them.
     demo.add_trial(optuna.trial.create_trial(
         state=TrialState.COMPLETE, values=[0.0, 5e8], user_attrs={"madds": 5e8, "outcome": "over_budget"},
         system_attrs={"constraints": [-1.0, 2.0]}))
-    board.create_synthetic_study(url, "other", 8, seed=5, references=False)
+    create_synthetic_study(url, "other", 8, seed=5, references=False, records=0)
+    create_synthetic_study(url, "super", 30, seed=7, supernet=True, confirm=3)
     starting = optuna.create_study(storage=url, study_name="starting", directions=["maximize", "minimize"])
     starting.ask()
     starting.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
@@ -116,9 +123,10 @@ def test_storages_are_opened_without_creating_anything(tmp_path):
 
 
 def test_studies_of_a_storage_are_listed_with_their_trial_counts(url, tmp_path):
-    demo = len(board.synthetic_trials(40, seed=2)) + 2  # the fixture's, the running one and the old-form one
+    demo = len(synthetic_trials(40, seed=2, noise_repeats=3)) + 2  # the fixture's, the running one, the old-form one
+    super_ = len(synthetic_trials(30, seed=7, supernet=True, confirm=3))
     assert board.list_studies(url) == [board.StudyInfo("demo", demo), board.StudyInfo("other", 8),
-                                       board.StudyInfo("starting", 2)]
+                                       board.StudyInfo("starting", 2), board.StudyInfo("super", super_)]
     sqlite3.connect(tmp_path / "blank.db").close()  # a file without Optuna's tables
     assert board.list_studies(f"sqlite:///{tmp_path / 'blank.db'}") == []
     with pytest.raises(UserError, match="study 'nope' does not exist"):
@@ -129,7 +137,7 @@ def test_studies_of_a_storage_are_listed_with_their_trial_counts(url, tmp_path):
 
 def test_study_version_changes_when_a_trial_is_added(tmp_path):
     url = f"sqlite:///{tmp_path / 'v.db'}"
-    study = board.create_synthetic_study(url, "v", 2, references=False)
+    study = create_synthetic_study(url, "v", 2, references=False)
     before = board.study_version(url, "v")
     assert before == board.study_version(url, "v")
     study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1e8]))
@@ -212,15 +220,41 @@ def test_dashboard_command_starts_streamlit_with_the_options(monkeypatch, url):
 
 
 def test_synthetic_trials_are_seeded_and_consistent():
-    first, again = board.synthetic_trials(30, seed=4), board.synthetic_trials(30, seed=4)
+    first, again = synthetic_trials(30, seed=4, noise_repeats=2), synthetic_trials(30, seed=4, noise_repeats=2)
     assert [t.user_attrs for t in first] == [t.user_attrs for t in again]
+    labels = synthetic_labels(4)
     for trial in first:
         spec = ArchSpec.from_json(trial.user_attrs["spec"])
         assert trial.user_attrs["madds"] == count_madds(spec)
         over = trial.user_attrs["outcome"] == "over_budget"
         assert over == (trial.constraints["madds_over_budget"] > 0) == (count_madds(spec) > 300e6)
         assert ("accuracy" in trial.user_attrs) == (trial.user_attrs["outcome"] == "trained")
+        correct = trial_correct(trial)
+        if correct is not None:  # recorded as a search records it: the numbers are those of the vector
+            attrs = trial.user_attrs
+            assert attrs["accuracy"] == round(correct.mean(), 4) and len(correct) == VAL_SIZE
+            assert attrs["balanced_accuracy"] == round(balanced_accuracy(correct, labels), 4)
+            assert attrs["accuracy_low"] < attrs["accuracy"] < attrs["accuracy_high"]
+            assert attrs["balanced_accuracy_low"] < attrs["balanced_accuracy"] < attrs["balanced_accuracy_high"]
+            assert attrs["strategy"] == "scratch"
+    trained = [t for t in first if t.user_attrs.get("outcome") == "trained"]
+    assert 0 < sum(trial_correct(t) is None for t in trained) < len(trained) / 2  # some look like older studies
     assert any(t.user_attrs.get("reference") for t in first)
+    assert [t.user_attrs["noise_seed"] for t in first if t.user_attrs.get("noise_seed")] == [1, 2]
+    assert not any("constraints" in key for t in first for key in t.user_attrs)
+
+
+def test_synthetic_supernet_studies_confirm_inherited_pareto_trials():
+    trials = synthetic_trials(40, seed=1, supernet=True, confirm=2)
+    confirmations = [t for t in trials if t.user_attrs.get("confirms") is not None]
+    assert len(confirmations) == 2
+    for confirmation in confirmations:
+        source = trials[confirmation.user_attrs["confirms"]]  # numbers are positions, as in the study
+        assert source.user_attrs["strategy"] == "supernet" and confirmation.user_attrs["strategy"] == "scratch"
+        assert confirmation.params == source.params and confirmation.user_attrs["arch"] == source.user_attrs["arch"]
+        assert "accuracy_history" in confirmation.user_attrs and "accuracy_history" not in source.user_attrs
+    references = [t for t in trials if t.user_attrs.get("reference")]
+    assert references and all(t.user_attrs["strategy"] == "scratch" for t in references)
 
 
 # -- the app, through Streamlit's AppTest ------------------------------------------------------------
@@ -257,9 +291,8 @@ def test_app_shows_the_frontier_health_and_the_best_trial(monkeypatch, results, 
     assert not at.exception
     assert at.main.title[0].value == "Study demo"
     counts = board.outcome_counts(board.load_study_data(url, "demo").frame)
-    assert {m.label: int(m.value) for m in at.metric} == {k: counts[k] for k in
-                                                         ("trained", "over budget", "pruned", "failed", "running",
-                                                          "total")}
+    header = ("trained", "over budget", "pruned", "failed", "running", "total")
+    assert {m.label: int(m.value) for m in at.metric if m.label in header} == {k: counts[k] for k in header}
     assert any("still running" in info.value for info in at.info)
     names = [trace.name for trace in _figure(at, "frontier").data]
     assert {"trials", "Pareto front", "paper reference networks", "over budget (not trained)"} <= set(names)
@@ -319,7 +352,7 @@ def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
     from mobilenet_search.search.fidelity import FIDELITY_ATTR
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
-    study = board.create_synthetic_study(url, "f", 10, seed=3)
+    study = create_synthetic_study(url, "f", 10, seed=3)
     summary = {"epochs": 20, "proxy_epochs": 4, "trials": [1, 2, 3],
                "correlations": {"accuracy": {"kendall_tau": 0.5, "spearman_rho": 0.6, "kendall_tau_within_bins": 0.4},
                                 "madds": {"kendall_tau": 0.3, "spearman_rho": 0.4, "kendall_tau_within_bins": None}}}
