@@ -7,6 +7,7 @@ for them, as it does for ``conftest``); ``benchmarks/bench_dashboard.py`` puts `
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from datetime import datetime, timedelta
@@ -20,7 +21,7 @@ from optuna.trial import TrialState
 from mobilenet_search.arch.cost import count_madds, count_params
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec
-from mobilenet_search.results.frame import pareto_mask
+from mobilenet_search.results.frame import FRAME_COLUMNS, pareto_mask
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
@@ -203,3 +204,20 @@ def create_synthetic_study(storage: str, study_name: str, n: int, *, seed: int =
         study.add_trials(trials[begin:begin + 1000])
     return study
 
+
+
+def frame_of(*rows: dict[str, Any]) -> pd.DataFrame:
+    """A trials_frame-shaped frame, trial ``i`` from ``rows[i]``: what differs from a trained, feasible trial."""
+    records = []
+    for number, row in enumerate(rows):
+        record = {column: None for column in FRAME_COLUMNS}
+        record.update(number=number, state="COMPLETE", feasible=True, arch=f"arch{number}", outcome="trained",
+                      reference=False, accuracy_history=json.dumps([0.5, row.get("accuracy", 0.5)]))
+        record.update(row)
+        records.append(record)
+    frame = pd.DataFrame(records)
+    numeric = ("madds", "params", "latency_ms", "accuracy", "balanced_accuracy", "accuracy_low", "accuracy_high",
+               "balanced_accuracy_low", "balanced_accuracy_high", "noise_seed", "confirms", "val_size")
+    for column in numeric:
+        frame[column] = pd.to_numeric(frame[column]).astype(float)
+    return frame
