@@ -17,13 +17,14 @@ import plotly.io
 import pytest
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
-from synthetic import VAL_SIZE, create_synthetic_study, synthetic_labels, synthetic_trials
+from synthetic import VAL_SIZE, create_synthetic_study, frame_of, synthetic_labels, synthetic_trials
 
 from mobilenet_search import ArchSpec, count_madds, count_params
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.frame import FRAME_COLUMNS, trials_frame
-from mobilenet_search.results.records import trial_correct, unpack_correct
-from mobilenet_search.results.stats import balanced_accuracy, compare, seed_noise
+from mobilenet_search.results.records import trial_correct
+from mobilenet_search.results.report import search_gain
+from mobilenet_search.results.stats import balanced_accuracy, seed_noise
 from mobilenet_search.ui import dashboard as board
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.figures import CONFIRMATION_LINKS, CONFIRMED, INDISTINGUISHABLE, SEED_REPEATS
@@ -257,6 +258,71 @@ def test_synthetic_supernet_studies_confirm_inherited_pareto_trials():
     assert references and all(t.user_attrs["strategy"] == "scratch" for t in references)
 
 
+def test_per_image_records_stay_out_of_the_frame_and_load_for_the_trials_asked(url, monkeypatch):
+    assert "val_correct" not in board.load_study_data(url, "demo").frame
+    study = optuna.load_study(study_name="demo", storage=url)
+    expected = {t.number: v for t in study.trials if (v := trial_correct(t)) is not None}
+    assert len(expected) > 20
+    for fast in (True, False):  # Optuna's tables read directly, and the Optuna API
+        monkeypatch.setattr(board, "_is_sql", lambda url, fast=fast: fast)
+        loaded = board.load_correct(url, "demo")
+        assert loaded.keys() == expected.keys() and all((loaded[n] == v).all() for n, v in expected.items())
+        some = sorted(expected)[:3]
+        assert sorted(board.load_correct(url, "demo", [*some, 10_000])) == some
+        with pytest.raises(UserError, match="study 'nope' does not exist"):
+            board.load_correct(url, "nope")
+
+
+def test_dominated_trials_are_tested_against_the_pareto_trial_at_no_more_cost():
+    base = np.random.default_rng(0).random(525)
+    front_a, front_b = base < 0.80, base < 0.90
+    near_a = front_a.copy()
+    near_a[np.flatnonzero(front_a)[:4]] = False  # 4 images fewer than A: McNemar p = 0.125
+    below_b = front_b.copy()
+    below_b[np.flatnonzero(front_b)[:30]] = False  # 30 fewer than B: p < 1e-8, but within 2.77 seed sd of 0.03
+    frame = frame_of(
+        dict(madds=100e6, accuracy=front_a.mean(), val_size=525),  # 0: on the front
+        dict(madds=150e6, accuracy=near_a.mean(), val_size=525),  # 1: A's, within validation noise
+        dict(madds=200e6, accuracy=(base < 0.6).mean(), val_size=525),  # 2: worse than B, the front at 180M
+        dict(madds=180e6, accuracy=front_b.mean(), val_size=525),  # 3: on the front
+        dict(madds=250e6, accuracy=0.5),  # 4: recorded no per-image results
+        dict(madds=190e6, accuracy=below_b.mean(), val_size=525),  # 5: B's, within seed noise only
+        dict(madds=50e6, accuracy=0.95, reference=True, reference_name="r", val_size=525),  # 6: not searched
+    )
+    correct = {0: front_a, 1: near_a, 2: base < 0.6, 3: front_b, 5: below_b, 6: base < 0.95}
+    assert board.indistinguishable_from_front(frame, correct) == [1]
+    assert board.indistinguishable_from_front(frame, correct, seed_sd=0.03) == [1, 5]
+    assert board.indistinguishable_from_front(frame, correct, budget=160e6) == [1]
+    assert board.indistinguishable_from_front(frame, {}) == []
+    # Against latency the same trials, another front: 3 is now cheapest and A's vectors no longer anchor 1.
+    by_latency = frame.assign(latency_ms=[5.0, 6.0, 9.0, 1.0, 9.5, 8.0, 1.0])
+    assert board.indistinguishable_from_front(by_latency, correct, cost="latency_ms") == []
+
+
+def test_seed_noise_comes_from_the_noise_repeats_and_the_net_they_repeat(url):
+    frame = board.load_study_data(url, "demo").frame
+    repeats = frame[frame["noise_seed"].notna()]
+    (name,) = repeats["reference_name"].unique()
+    runs = frame[(frame["reference_name"] == name) & (frame["outcome"] == "trained")]["accuracy"]
+    assert len(runs) == 4 and board.seed_sd(frame) == pytest.approx(seed_noise(list(runs)))
+    assert board.seed_sd(board.load_study_data(url, "other").frame) is None
+
+
+def test_the_trial_table_puts_confirmed_accuracy_beside_the_inherited_one(url):
+    frame = board.load_study_data(url, "super").frame
+    table = board.trial_table(frame, ["number", "strategy", "accuracy", "confirmed_accuracy", "confirms", "nothing"])
+    assert list(table.columns) == ["number", "strategy", "accuracy", "confirmed_accuracy", "confirms"]
+    confirmations = frame[frame["confirms"].notna()]
+    assert len(confirmations) == 3
+    rows = table.set_index("number")
+    for _, confirmation in confirmations.iterrows():
+        source = rows.loc[int(confirmation["confirms"])]
+        assert source["strategy"] == "supernet" and source["confirmed_accuracy"] == confirmation["accuracy"]
+    assert rows["confirmed_accuracy"].notna().sum() == 3
+    assert "confirmed_accuracy" not in board.trial_table(board.load_study_data(url, "demo").frame, ["number",
+                                                                                                   "confirmed_accuracy"])
+
+
 # -- the app, through Streamlit's AppTest ------------------------------------------------------------
 
 
@@ -364,3 +430,82 @@ def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
     table = board.fidelity_frame(summary)
     assert list(table["score"]) == ["proxy accuracy", "MAdds alone (baseline)"]
     assert table.iloc[0]["Kendall tau within MAdds bins"] == 0.4
+
+
+def _bars(trace) -> tuple[np.ndarray, np.ndarray]:
+    return _array(trace.error_y.array), _array(trace.error_y.arrayminus)
+
+
+def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    frame = board.load_study_data(url, "demo").frame.set_index("number", drop=False)
+    figure = _figure(at, "frontier")
+    for name in ("Pareto front", "trials", "paper reference networks", SEED_REPEATS):
+        (trace,) = [t for t in figure.data if t.name == name]
+        rows = frame.loc[[int(row[0]) for row in trace.customdata]]
+        up, down = _bars(trace)
+        np.testing.assert_allclose(up, rows["accuracy_high"] - rows["accuracy"], err_msg=name)
+        np.testing.assert_allclose(down, rows["accuracy"] - rows["accuracy_low"], err_msg=name)
+    (trials,) = [t for t in figure.data if t.name == "trials"]
+    assert np.isnan(_bars(trials)[0]).any() and not np.isnan(_bars(trials)[0]).all()  # older trials: no bar
+    (repeats,) = [t for t in figure.data if t.name == SEED_REPEATS]
+    assert {int(row[0]) for row in repeats.customdata} == set(frame.index[frame["noise_seed"].notna()])
+    (references,) = [t for t in figure.data if t.name == "paper reference networks"]
+    assert not {int(row[0]) for row in references.customdata} & set(frame.index[frame["noise_seed"].notna()])
+
+    gain = search_gain(optuna.load_study(study_name="demo", storage=url))["noise"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["seed-to-seed sd"] == f"{gain['seed_sd']:.4f}"
+    assert metrics["validation 95 % half-width"] == f"{gain['validation_half_width']:.4f}"
+    assert metrics["noise floor"] == f"{gain['floor']:.4f}"
+
+    at.radio(key="quality").set_value("balanced_accuracy").run()
+    assert not at.exception
+    figure = _figure(at, "frontier")
+    (front,) = [t for t in figure.data if t.name == "Pareto front"]
+    rows = frame.loc[[int(row[0]) for row in front.customdata]]
+    np.testing.assert_allclose(_array(front.y), rows["balanced_accuracy"])
+    np.testing.assert_allclose(_bars(front)[1], rows["balanced_accuracy"] - rows["balanced_accuracy_low"])
+    assert figure.layout.yaxis.title.text == "balanced accuracy"
+    assert at.checkbox(key="indistinguishable").disabled  # the paired test is of accuracy
+
+    at.selectbox(key="study").select("other").run()  # recorded before intervals existed
+    assert not at.exception
+    assert all(trace.error_y.array is None for trace in _figure(at, "frontier").data)
+    assert at.checkbox(key="indistinguishable").disabled
+    assert any("Not recorded" in caption.value for caption in at.caption)
+
+
+def test_app_shades_the_trials_indistinguishable_from_the_front(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    assert not at.checkbox(key="indistinguishable").value  # off by default: the page loads no per-image record
+    assert INDISTINGUISHABLE not in {t.name for t in _figure(at, "frontier").data}
+    at.checkbox(key="indistinguishable").check().run()
+    assert not at.exception
+    frame = board.load_study_data(url, "demo").frame
+    expected = board.indistinguishable_from_front(frame, board.load_correct(url, "demo"), seed_sd=board.seed_sd(frame))
+    assert expected
+    (halo,) = [t for t in _figure(at, "frontier").data if t.name == INDISTINGUISHABLE]
+    assert sorted(int(row[0]) for row in halo.customdata) == sorted(expected)
+    assert any(caption.value.startswith(f"Shaded: {len(expected)} dominated") for caption in at.caption)
+
+
+def test_app_shows_a_supernet_study_inherited_and_confirmed(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    at.selectbox(key="study").select("super").run()
+    assert not at.exception
+    frame = board.load_study_data(url, "super").frame.set_index("number", drop=False)
+    figure = _figure(at, "frontier")
+    names = {t.name for t in figure.data}
+    assert {"trials (inherited weights)", "Pareto front (inherited weights)", CONFIRMED, CONFIRMATION_LINKS,
+            "confirmed front", "paper reference networks"} <= names
+    (confirmed,) = [t for t in figure.data if t.name == CONFIRMED]
+    numbers = [int(row[0]) for row in confirmed.customdata]
+    assert sorted(numbers) == sorted(frame.index[frame["confirms"].notna()])
+    (links,) = [t for t in figure.data if t.name == CONFIRMATION_LINKS]
+    sources = frame.loc[frame.loc[numbers, "confirms"].astype(int)]
+    assert sorted(y for y in links.y if y is not None) == sorted([*frame.loc[numbers, "accuracy"],
+                                                                 *sources["accuracy"]])
+    table = _table(at, "confirmed_accuracy")
+    assert (table.loc[table["confirmed_accuracy"].notna(), "strategy"] == "supernet").all()
+    assert set(table["strategy"].dropna()) == {"supernet", "scratch"}

@@ -160,7 +160,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
     if not halo.empty:  # under everything else: a soft disc behind each marker
         fig.add_trace(_scatter(webgl, x=halo[cost], y=halo[quality], mode="markers", name=INDISTINGUISHABLE,
                                marker=dict(size=17, color=PARETO_COLOR, opacity=0.18, line=dict(width=0)),
-                               customdata=halo[["number"]].to_numpy(), hoverinfo="skip"), **top)
+                               customdata=halo[["number"]].to_numpy(dtype=object), hoverinfo="skip"), **top)
 
     marker = dict(size=7, opacity=0.75)
     if coloring:
