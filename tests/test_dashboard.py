@@ -308,6 +308,17 @@ def test_seed_noise_comes_from_the_noise_repeats_and_the_net_they_repeat(url):
     assert board.seed_sd(board.load_study_data(url, "other").frame) is None
 
 
+def test_the_noise_floor_from_the_frame_is_the_search_gain_report_s(url):
+    for name in ("demo", "super"):
+        study = optuna.load_study(study_name=name, storage=url)
+        reported = search_gain(study)["noise"]
+        shown = board.noise_summary(board.load_study_data(url, name).frame)
+        assert shown == pytest.approx({key: reported[key] for key in shown}), name
+    assert board.noise_summary(board.load_study_data(url, "demo").frame)["seed_sd"] > 0  # 3 noise repeats
+    old = board.noise_summary(board.load_study_data(url, "other").frame)
+    assert old["seed_sd"] is None and old["floor"] is None
+
+
 def test_the_trial_table_puts_confirmed_accuracy_beside_the_inherited_one(url):
     frame = board.load_study_data(url, "super").frame
     table = board.trial_table(frame, ["number", "strategy", "accuracy", "confirmed_accuracy", "confirms", "nothing"])
@@ -433,7 +444,8 @@ def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
 
 
 def _bars(trace) -> tuple[np.ndarray, np.ndarray]:
-    return _array(trace.error_y.array), _array(trace.error_y.arrayminus)
+    """A trace's error bars (up, down) as float arrays, a missing bar (null) as NaN."""
+    return np.asarray(trace.error_y.array, dtype=float), np.asarray(trace.error_y.arrayminus, dtype=float)
 
 
 def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypatch, results, url):
@@ -444,8 +456,8 @@ def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypa
         (trace,) = [t for t in figure.data if t.name == name]
         rows = frame.loc[[int(row[0]) for row in trace.customdata]]
         up, down = _bars(trace)
-        np.testing.assert_allclose(up, rows["accuracy_high"] - rows["accuracy"], err_msg=name)
-        np.testing.assert_allclose(down, rows["accuracy"] - rows["accuracy_low"], err_msg=name)
+        np.testing.assert_allclose(up, rows["accuracy_high"] - rows["accuracy"], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(down, rows["accuracy"] - rows["accuracy_low"], atol=1e-6, err_msg=name)
     (trials,) = [t for t in figure.data if t.name == "trials"]
     assert np.isnan(_bars(trials)[0]).any() and not np.isnan(_bars(trials)[0]).all()  # older trials: no bar
     (repeats,) = [t for t in figure.data if t.name == SEED_REPEATS]
@@ -453,11 +465,14 @@ def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypa
     (references,) = [t for t in figure.data if t.name == "paper reference networks"]
     assert not {int(row[0]) for row in references.customdata} & set(frame.index[frame["noise_seed"].notna()])
 
-    gain = search_gain(optuna.load_study(study_name="demo", storage=url))["noise"]
+    gain = search_gain(optuna.load_study(study_name="demo", storage=url))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["seed-to-seed sd"] == f"{gain['seed_sd']:.4f}"
-    assert metrics["validation 95 % half-width"] == f"{gain['validation_half_width']:.4f}"
-    assert metrics["noise floor"] == f"{gain['floor']:.4f}"
+    assert metrics["seed-to-seed sd"] == f"{gain['noise']['seed_sd']:.4f}"
+    assert metrics["validation 95 % half-width"] == f"{gain['noise']['validation_half_width']:.4f}"
+    assert metrics["noise floor"] == f"{gain['noise']['floor']:.4f}"
+    assert not any(caption.value == gain["verdict"] for caption in at.caption)  # the full report waits for a click
+    at.toggle(key="gain").set_value(True).run()
+    assert any(caption.value == gain["verdict"] for caption in at.caption)
 
     at.radio(key="quality").set_value("balanced_accuracy").run()
     assert not at.exception
@@ -465,7 +480,7 @@ def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypa
     (front,) = [t for t in figure.data if t.name == "Pareto front"]
     rows = frame.loc[[int(row[0]) for row in front.customdata]]
     np.testing.assert_allclose(_array(front.y), rows["balanced_accuracy"])
-    np.testing.assert_allclose(_bars(front)[1], rows["balanced_accuracy"] - rows["balanced_accuracy_low"])
+    np.testing.assert_allclose(_bars(front)[1], rows["balanced_accuracy"] - rows["balanced_accuracy_low"], atol=1e-6)
     assert figure.layout.yaxis.title.text == "balanced accuracy"
     assert at.checkbox(key="indistinguishable").disabled  # the paired test is of accuracy
 

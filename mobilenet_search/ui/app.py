@@ -16,7 +16,6 @@ import streamlit as st
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.frame import pareto_mask
-from mobilenet_search.results.records import frame_is_noise_repeat
 from mobilenet_search.search.storage import redact
 from mobilenet_search.ui import dashboard as board
 from mobilenet_search.ui.figures import (
@@ -227,27 +226,26 @@ with health_tab:
         else:
             st.caption(f"{len(frame):,} trials: computing importances loads the whole study through Optuna.")
     st.subheader("Noise floor")
-    has_repeats = bool(frame_is_noise_repeat(frame).any())
-    if not (has_repeats or paired):
+    noise = board.noise_summary(frame)
+    if noise["seed_sd"] is None and noise["floor"] is None:
         st.caption("Not recorded: this study's trials stored no per-image validation results and no noise repeats "
                    "(`--noise-repeats N` retrains a reference net with N other seeds).")
-    elif len(frame) <= IMPORTANCE_AUTO_LIMIT or st.button("Compute the noise floor", key="noise_button"):
-        noise = gain(url, study_name, token)
-        floor = noise["noise"]
+    else:
         cells = st.columns(3)
-        cells[0].metric("seed-to-seed sd", "not measured" if floor["seed_sd"] is None else f"{floor['seed_sd']:.4f}",
-                        help="From the noise repeats: the reference net retrained with other seeds.")
+        cells[0].metric("seed-to-seed sd", "not measured" if noise["seed_sd"] is None else f"{noise['seed_sd']:.4f}",
+                        help="From the noise repeats: a reference net retrained with other seeds "
+                             "(`--noise-repeats N`).")
         cells[1].metric("validation 95 % half-width",
-                        "-" if floor["validation_half_width"] is None else f"{floor['validation_half_width']:.4f}",
+                        "-" if noise["validation_half_width"] is None else f"{noise['validation_half_width']:.4f}",
                         help="Wilson interval half-width at the reference nets' mean accuracy"
-                             + ("" if floor["val_size"] is None else f", on {floor['val_size']} images") + ".")
-        cells[2].metric("noise floor", "-" if floor["floor"] is None else f"{floor['floor']:.4f}",
+                             + ("" if noise["val_size"] is None else f", on {noise['val_size']} images") + ".")
+        cells[2].metric("noise floor", "-" if noise["floor"] is None else f"{noise['floor']:.4f}",
                         help="The larger of the seed sd and the validation standard error: accuracy differences "
                              "well inside it are noise.")
-        if noise.get("verdict"):
-            st.caption(noise["verdict"])
-    else:
-        st.caption(f"{len(frame):,} trials: computing the noise floor loads the whole study through Optuna.")
+        if st.toggle("Search gain: is the front beyond noise?", key="gain",
+                     help="The paired tests and bootstrap intervals of `mobilenet-search report`: loads the whole "
+                          "study through Optuna."):
+            st.caption(gain(url, study_name, token).get("verdict") or "Nothing to compare yet.")
     st.subheader("Proxy fidelity")
     fidelity = board.fidelity_frame(data.fidelity)
     if fidelity.empty:
