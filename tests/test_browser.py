@@ -15,8 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from synthetic import create_synthetic_study
 
-from mobilenet_search.ui.dashboard import create_synthetic_study, streamlit_command
+from mobilenet_search.ui.dashboard import streamlit_command
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -37,9 +38,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
-    """A live dashboard on a free loopback port over a 60-trial study; stopped afterwards."""
+    """A live dashboard on a free loopback port over a 60-trial study with 2 noise repeats; stopped afterwards."""
     results = tmp_path_factory.mktemp("results")
-    create_synthetic_study(f"sqlite:///{results / 'demo.db'}", "demo", 60, seed=3)
+    create_synthetic_study(f"sqlite:///{results / 'demo.db'}", "demo", 60, seed=3, noise_repeats=2)
     port = _free_port()
     command = streamlit_command(port=port, address="127.0.0.1", headless=True, results_dir=results)
     log = open(results / "streamlit.log", "w")  # noqa: SIM115 - closed in the teardown
@@ -79,8 +80,9 @@ def test_dashboard_renders_the_frontier_in_chromium_and_a_click_selects_a_trial(
             chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
             page.get_by_text("Export to the model library").first.wait_for(timeout=30_000)
             legend = chart.locator(".legend").text_content()
-            assert "Pareto front" in legend and "paper reference networks" in legend
+            assert "Pareto front" in legend and "paper reference networks" in legend and "seed repeats" in legend
             assert chart.locator(".scatterlayer .point").count() > 30  # 60 trials and the references, drawn
+            assert chart.locator("path.yerror").count() > 30  # their 95 % intervals, as error bars
             assert page.locator('[data-testid="stException"]').count() == 0
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
 

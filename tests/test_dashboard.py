@@ -1,6 +1,6 @@
 """The dashboard: its data side (dashboard.py) and the Streamlit app (app.py) through AppTest.
 
-Studies are hand-made (``synthetic_trials``): trials carry the user attributes a search
+Studies are hand-made (``synthetic.synthetic_trials``): trials carry the user attributes a search
 records, nothing is trained.
 """
 
@@ -17,28 +17,36 @@ import plotly.io
 import pytest
 from optuna.trial import TrialState
 from streamlit.testing.v1 import AppTest
+from synthetic import VAL_SIZE, create_synthetic_study, frame_of, synthetic_labels, synthetic_trials
 
 from mobilenet_search import ArchSpec, count_madds, count_params
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.frame import FRAME_COLUMNS, trials_frame
+from mobilenet_search.results.records import trial_correct
+from mobilenet_search.results.report import search_gain
+from mobilenet_search.results.stats import balanced_accuracy, seed_noise
 from mobilenet_search.ui import dashboard as board
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
+from mobilenet_search.ui.figures import CONFIRMATION_LINKS, CONFIRMED, INDISTINGUISHABLE, SEED_REPEATS
 
 APP = str(board.APP_PATH)  # the app as shipped inside the package
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> Path:
-    """results/demo.db: "demo" (40 trials + references + one running), "other" (8), "starting" (none trained)."""
+    """results/demo.db: "demo" (40 trials + references + 3 noise repeats + one running), "other" (8, recorded before
+    intervals existed), "starting" (none trained), "super" (a supernet study: 30 inherited-weight trials, 3
+    confirmed from scratch)."""
     root = tmp_path_factory.mktemp("results")
     url = f"sqlite:///{root / 'demo.db'}"
-    demo = board.create_synthetic_study(url, "demo", 40, seed=2)
+    demo = create_synthetic_study(url, "demo", 40, seed=2, noise_repeats=3)
     demo.ask()  # a trial still running
     # One trial with constraints in Optuna's old form (a list), as older studies hold them.
     demo.add_trial(optuna.trial.create_trial(
         state=TrialState.COMPLETE, values=[0.0, 5e8], user_attrs={"madds": 5e8, "outcome": "over_budget"},
         system_attrs={"constraints": [-1.0, 2.0]}))
-    board.create_synthetic_study(url, "other", 8, seed=5, references=False)
+    create_synthetic_study(url, "other", 8, seed=5, references=False, records=0)
+    create_synthetic_study(url, "super", 30, seed=7, supernet=True, confirm=3)
     starting = optuna.create_study(storage=url, study_name="starting", directions=["maximize", "minimize"])
     starting.ask()
     starting.add_trial(optuna.trial.create_trial(state=TrialState.FAIL, user_attrs={
@@ -116,9 +124,10 @@ def test_storages_are_opened_without_creating_anything(tmp_path):
 
 
 def test_studies_of_a_storage_are_listed_with_their_trial_counts(url, tmp_path):
-    demo = len(board.synthetic_trials(40, seed=2)) + 2  # the fixture's, the running one and the old-form one
+    demo = len(synthetic_trials(40, seed=2, noise_repeats=3)) + 2  # the fixture's, the running one, the old-form one
+    super_ = len(synthetic_trials(30, seed=7, supernet=True, confirm=3))
     assert board.list_studies(url) == [board.StudyInfo("demo", demo), board.StudyInfo("other", 8),
-                                       board.StudyInfo("starting", 2)]
+                                       board.StudyInfo("starting", 2), board.StudyInfo("super", super_)]
     sqlite3.connect(tmp_path / "blank.db").close()  # a file without Optuna's tables
     assert board.list_studies(f"sqlite:///{tmp_path / 'blank.db'}") == []
     with pytest.raises(UserError, match="study 'nope' does not exist"):
@@ -129,7 +138,7 @@ def test_studies_of_a_storage_are_listed_with_their_trial_counts(url, tmp_path):
 
 def test_study_version_changes_when_a_trial_is_added(tmp_path):
     url = f"sqlite:///{tmp_path / 'v.db'}"
-    study = board.create_synthetic_study(url, "v", 2, references=False)
+    study = create_synthetic_study(url, "v", 2, references=False)
     before = board.study_version(url, "v")
     assert before == board.study_version(url, "v")
     study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE, values=[0.5, 1e8]))
@@ -212,15 +221,117 @@ def test_dashboard_command_starts_streamlit_with_the_options(monkeypatch, url):
 
 
 def test_synthetic_trials_are_seeded_and_consistent():
-    first, again = board.synthetic_trials(30, seed=4), board.synthetic_trials(30, seed=4)
+    first, again = synthetic_trials(30, seed=4, noise_repeats=2), synthetic_trials(30, seed=4, noise_repeats=2)
     assert [t.user_attrs for t in first] == [t.user_attrs for t in again]
+    labels = synthetic_labels(4)
     for trial in first:
         spec = ArchSpec.from_json(trial.user_attrs["spec"])
         assert trial.user_attrs["madds"] == count_madds(spec)
         over = trial.user_attrs["outcome"] == "over_budget"
         assert over == (trial.constraints["madds_over_budget"] > 0) == (count_madds(spec) > 300e6)
         assert ("accuracy" in trial.user_attrs) == (trial.user_attrs["outcome"] == "trained")
+        correct = trial_correct(trial)
+        if correct is not None:  # recorded as a search records it: the numbers are those of the vector
+            attrs = trial.user_attrs
+            assert attrs["accuracy"] == round(correct.mean(), 4) and len(correct) == VAL_SIZE
+            assert attrs["balanced_accuracy"] == round(balanced_accuracy(correct, labels), 4)
+            assert attrs["accuracy_low"] < attrs["accuracy"] < attrs["accuracy_high"]
+            assert attrs["balanced_accuracy_low"] < attrs["balanced_accuracy"] < attrs["balanced_accuracy_high"]
+            assert attrs["strategy"] == "scratch"
+    trained = [t for t in first if t.user_attrs.get("outcome") == "trained"]
+    assert 0 < sum(trial_correct(t) is None for t in trained) < len(trained) / 2  # some look like older studies
     assert any(t.user_attrs.get("reference") for t in first)
+    assert [t.user_attrs["noise_seed"] for t in first if t.user_attrs.get("noise_seed")] == [1, 2]
+    assert not any("constraints" in key for t in first for key in t.user_attrs)
+
+
+def test_synthetic_supernet_studies_confirm_inherited_pareto_trials():
+    trials = synthetic_trials(40, seed=1, supernet=True, confirm=2)
+    confirmations = [t for t in trials if t.user_attrs.get("confirms") is not None]
+    assert len(confirmations) == 2
+    for confirmation in confirmations:
+        source = trials[confirmation.user_attrs["confirms"]]  # numbers are positions, as in the study
+        assert source.user_attrs["strategy"] == "supernet" and confirmation.user_attrs["strategy"] == "scratch"
+        assert confirmation.params == source.params and confirmation.user_attrs["arch"] == source.user_attrs["arch"]
+        assert "accuracy_history" in confirmation.user_attrs and "accuracy_history" not in source.user_attrs
+    references = [t for t in trials if t.user_attrs.get("reference")]
+    assert references and all(t.user_attrs["strategy"] == "scratch" for t in references)
+
+
+def test_per_image_records_stay_out_of_the_frame_and_load_for_the_trials_asked(url, monkeypatch):
+    assert "val_correct" not in board.load_study_data(url, "demo").frame
+    study = optuna.load_study(study_name="demo", storage=url)
+    expected = {t.number: v for t in study.trials if (v := trial_correct(t)) is not None}
+    assert len(expected) > 20
+    for fast in (True, False):  # Optuna's tables read directly, and the Optuna API
+        monkeypatch.setattr(board, "_is_sql", lambda url, fast=fast: fast)
+        loaded = board.load_correct(url, "demo")
+        assert loaded.keys() == expected.keys() and all((loaded[n] == v).all() for n, v in expected.items())
+        some = sorted(expected)[:3]
+        assert sorted(board.load_correct(url, "demo", [*some, 10_000])) == some
+        with pytest.raises(UserError, match="study 'nope' does not exist"):
+            board.load_correct(url, "nope")
+
+
+def test_dominated_trials_are_tested_against_the_pareto_trial_at_no_more_cost():
+    base = np.random.default_rng(0).random(525)
+    front_a, front_b = base < 0.80, base < 0.90
+    near_a = front_a.copy()
+    near_a[np.flatnonzero(front_a)[:4]] = False  # 4 images fewer than A: McNemar p = 0.125
+    below_b = front_b.copy()
+    below_b[np.flatnonzero(front_b)[:30]] = False  # 30 fewer than B: p < 1e-8, but within 2.77 seed sd of 0.03
+    frame = frame_of(
+        dict(madds=100e6, accuracy=front_a.mean(), val_size=525),  # 0: on the front
+        dict(madds=150e6, accuracy=near_a.mean(), val_size=525),  # 1: A's, within validation noise
+        dict(madds=200e6, accuracy=(base < 0.6).mean(), val_size=525),  # 2: worse than B, the front at 180M
+        dict(madds=180e6, accuracy=front_b.mean(), val_size=525),  # 3: on the front
+        dict(madds=250e6, accuracy=0.5),  # 4: recorded no per-image results
+        dict(madds=190e6, accuracy=below_b.mean(), val_size=525),  # 5: B's, within seed noise only
+        dict(madds=50e6, accuracy=0.95, reference=True, reference_name="r", val_size=525),  # 6: not searched
+    )
+    correct = {0: front_a, 1: near_a, 2: base < 0.6, 3: front_b, 5: below_b, 6: base < 0.95}
+    assert board.indistinguishable_from_front(frame, correct) == [1]
+    assert board.indistinguishable_from_front(frame, correct, seed_sd=0.03) == [1, 5]
+    assert board.indistinguishable_from_front(frame, correct, budget=160e6) == [1]
+    assert board.indistinguishable_from_front(frame, {}) == []
+    # Against latency the same trials, another front: 3 is now cheapest and A's vectors no longer anchor 1.
+    by_latency = frame.assign(latency_ms=[5.0, 6.0, 9.0, 1.0, 9.5, 8.0, 1.0])
+    assert board.indistinguishable_from_front(by_latency, correct, cost="latency_ms") == []
+
+
+def test_seed_noise_comes_from_the_noise_repeats_and_the_net_they_repeat(url):
+    frame = board.load_study_data(url, "demo").frame
+    repeats = frame[frame["noise_seed"].notna()]
+    (name,) = repeats["reference_name"].unique()
+    runs = frame[(frame["reference_name"] == name) & (frame["outcome"] == "trained")]["accuracy"]
+    assert len(runs) == 4 and board.seed_sd(frame) == pytest.approx(seed_noise(list(runs)))
+    assert board.seed_sd(board.load_study_data(url, "other").frame) is None
+
+
+def test_the_noise_floor_from_the_frame_is_the_search_gain_report_s(url):
+    for name in ("demo", "super"):
+        study = optuna.load_study(study_name=name, storage=url)
+        reported = search_gain(study)["noise"]
+        shown = board.noise_summary(board.load_study_data(url, name).frame)
+        assert shown == pytest.approx({key: reported[key] for key in shown}), name
+    assert board.noise_summary(board.load_study_data(url, "demo").frame)["seed_sd"] > 0  # 3 noise repeats
+    old = board.noise_summary(board.load_study_data(url, "other").frame)
+    assert old["seed_sd"] is None and old["floor"] is None
+
+
+def test_the_trial_table_puts_confirmed_accuracy_beside_the_inherited_one(url):
+    frame = board.load_study_data(url, "super").frame
+    table = board.trial_table(frame, ["number", "strategy", "accuracy", "confirmed_accuracy", "confirms", "nothing"])
+    assert list(table.columns) == ["number", "strategy", "accuracy", "confirmed_accuracy", "confirms"]
+    confirmations = frame[frame["confirms"].notna()]
+    assert len(confirmations) == 3
+    rows = table.set_index("number")
+    for _, confirmation in confirmations.iterrows():
+        source = rows.loc[int(confirmation["confirms"])]
+        assert source["strategy"] == "supernet" and source["confirmed_accuracy"] == confirmation["accuracy"]
+    assert rows["confirmed_accuracy"].notna().sum() == 3
+    assert "confirmed_accuracy" not in board.trial_table(board.load_study_data(url, "demo").frame, ["number",
+                                                                                                   "confirmed_accuracy"])
 
 
 # -- the app, through Streamlit's AppTest ------------------------------------------------------------
@@ -257,9 +368,8 @@ def test_app_shows_the_frontier_health_and_the_best_trial(monkeypatch, results, 
     assert not at.exception
     assert at.main.title[0].value == "Study demo"
     counts = board.outcome_counts(board.load_study_data(url, "demo").frame)
-    assert {m.label: int(m.value) for m in at.metric} == {k: counts[k] for k in
-                                                         ("trained", "over budget", "pruned", "failed", "running",
-                                                          "total")}
+    header = ("trained", "over budget", "pruned", "failed", "running", "total")
+    assert {m.label: int(m.value) for m in at.metric if m.label in header} == {k: counts[k] for k in header}
     assert any("still running" in info.value for info in at.info)
     names = [trace.name for trace in _figure(at, "frontier").data]
     assert {"trials", "Pareto front", "paper reference networks", "over budget (not trained)"} <= set(names)
@@ -319,7 +429,7 @@ def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
     from mobilenet_search.search.fidelity import FIDELITY_ATTR
 
     url = f"sqlite:///{tmp_path / 'f.db'}"
-    study = board.create_synthetic_study(url, "f", 10, seed=3)
+    study = create_synthetic_study(url, "f", 10, seed=3)
     summary = {"epochs": 20, "proxy_epochs": 4, "trials": [1, 2, 3],
                "correlations": {"accuracy": {"kendall_tau": 0.5, "spearman_rho": 0.6, "kendall_tau_within_bins": 0.4},
                                 "madds": {"kendall_tau": 0.3, "spearman_rho": 0.4, "kendall_tau_within_bins": None}}}
@@ -331,3 +441,86 @@ def test_stored_proxy_fidelity_reaches_the_dashboard(tmp_path):
     table = board.fidelity_frame(summary)
     assert list(table["score"]) == ["proxy accuracy", "MAdds alone (baseline)"]
     assert table.iloc[0]["Kendall tau within MAdds bins"] == 0.4
+
+
+def _bars(trace) -> tuple[np.ndarray, np.ndarray]:
+    """A trace's error bars (up, down) as float arrays, a missing bar (null) as NaN."""
+    return np.asarray(trace.error_y.array, dtype=float), np.asarray(trace.error_y.arrayminus, dtype=float)
+
+
+def test_app_draws_interval_error_bars_seed_repeats_and_the_noise_floor(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    frame = board.load_study_data(url, "demo").frame.set_index("number", drop=False)
+    figure = _figure(at, "frontier")
+    for name in ("Pareto front", "trials", "paper reference networks", SEED_REPEATS):
+        (trace,) = [t for t in figure.data if t.name == name]
+        rows = frame.loc[[int(row[0]) for row in trace.customdata]]
+        up, down = _bars(trace)
+        np.testing.assert_allclose(up, rows["accuracy_high"] - rows["accuracy"], atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(down, rows["accuracy"] - rows["accuracy_low"], atol=1e-6, err_msg=name)
+    (trials,) = [t for t in figure.data if t.name == "trials"]
+    assert np.isnan(_bars(trials)[0]).any() and not np.isnan(_bars(trials)[0]).all()  # older trials: no bar
+    (repeats,) = [t for t in figure.data if t.name == SEED_REPEATS]
+    assert {int(row[0]) for row in repeats.customdata} == set(frame.index[frame["noise_seed"].notna()])
+    (references,) = [t for t in figure.data if t.name == "paper reference networks"]
+    assert not {int(row[0]) for row in references.customdata} & set(frame.index[frame["noise_seed"].notna()])
+
+    gain = search_gain(optuna.load_study(study_name="demo", storage=url))
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["seed-to-seed sd"] == f"{gain['noise']['seed_sd']:.4f}"
+    assert metrics["validation 95 % half-width"] == f"{gain['noise']['validation_half_width']:.4f}"
+    assert metrics["noise floor"] == f"{gain['noise']['floor']:.4f}"
+    assert not any(caption.value == gain["verdict"] for caption in at.caption)  # the full report waits for a click
+    at.toggle(key="gain").set_value(True).run()
+    assert any(caption.value == gain["verdict"] for caption in at.caption)
+
+    at.radio(key="quality").set_value("balanced_accuracy").run()
+    assert not at.exception
+    figure = _figure(at, "frontier")
+    (front,) = [t for t in figure.data if t.name == "Pareto front"]
+    rows = frame.loc[[int(row[0]) for row in front.customdata]]
+    np.testing.assert_allclose(_array(front.y), rows["balanced_accuracy"])
+    np.testing.assert_allclose(_bars(front)[1], rows["balanced_accuracy"] - rows["balanced_accuracy_low"], atol=1e-6)
+    assert figure.layout.yaxis.title.text == "balanced accuracy"
+    assert at.checkbox(key="indistinguishable").disabled  # the paired test is of accuracy
+
+    at.selectbox(key="study").select("other").run()  # recorded before intervals existed
+    assert not at.exception
+    assert all(trace.error_y.array is None for trace in _figure(at, "frontier").data)
+    assert at.checkbox(key="indistinguishable").disabled
+    assert any("Not recorded" in caption.value for caption in at.caption)
+
+
+def test_app_shades_the_trials_indistinguishable_from_the_front(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    assert not at.checkbox(key="indistinguishable").value  # off by default: the page loads no per-image record
+    assert INDISTINGUISHABLE not in {t.name for t in _figure(at, "frontier").data}
+    at.checkbox(key="indistinguishable").check().run()
+    assert not at.exception
+    frame = board.load_study_data(url, "demo").frame
+    expected = board.indistinguishable_from_front(frame, board.load_correct(url, "demo"), seed_sd=board.seed_sd(frame))
+    assert expected
+    (halo,) = [t for t in _figure(at, "frontier").data if t.name == INDISTINGUISHABLE]
+    assert sorted(int(row[0]) for row in halo.customdata) == sorted(expected)
+    assert any(caption.value.startswith(f"Shaded: {len(expected)} dominated") for caption in at.caption)
+
+
+def test_app_shows_a_supernet_study_inherited_and_confirmed(monkeypatch, results, url):
+    at = _app(monkeypatch, results)
+    at.selectbox(key="study").select("super").run()
+    assert not at.exception
+    frame = board.load_study_data(url, "super").frame.set_index("number", drop=False)
+    figure = _figure(at, "frontier")
+    names = {t.name for t in figure.data}
+    assert {"trials (inherited weights)", "Pareto front (inherited weights)", CONFIRMED, CONFIRMATION_LINKS,
+            "confirmed front", "paper reference networks"} <= names
+    (confirmed,) = [t for t in figure.data if t.name == CONFIRMED]
+    numbers = [int(row[0]) for row in confirmed.customdata]
+    assert sorted(numbers) == sorted(frame.index[frame["confirms"].notna()])
+    (links,) = [t for t in figure.data if t.name == CONFIRMATION_LINKS]
+    sources = frame.loc[frame.loc[numbers, "confirms"].astype(int)]
+    assert sorted(y for y in links.y if y is not None) == sorted([*frame.loc[numbers, "accuracy"],
+                                                                 *sources["accuracy"]])
+    table = _table(at, "confirmed_accuracy")
+    assert (table.loc[table["confirmed_accuracy"].notna(), "strategy"] == "supernet").all()
+    assert set(table["strategy"].dropna()) == {"supernet", "scratch"}

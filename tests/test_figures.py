@@ -1,15 +1,19 @@
 """Plotly figures of a study (figures.py), on hand-made trial frames: no storage, no Streamlit."""
 
-import json
+import math
 
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
+from synthetic import frame_of
 
-from mobilenet_search.results.frame import FRAME_COLUMNS
 from mobilenet_search.ui.figures import (
+    CONFIRMATION_LINKS,
+    CONFIRMED,
     FAILED,
+    INDISTINGUISHABLE,
     OVER_BUDGET,
+    SEED_REPEATS,
     WEBGL_ABOVE,
     frontier_figure,
     history_figure,
@@ -17,24 +21,8 @@ from mobilenet_search.ui.figures import (
     training_curve_figure,
 )
 
-
-def _frame(*rows: dict) -> pd.DataFrame:
-    """A trials_frame-shaped frame; each row gives what differs from a trained, feasible trial."""
-    records = []
-    for number, row in enumerate(rows):
-        record = {column: None for column in FRAME_COLUMNS}
-        record.update(number=number, state="COMPLETE", feasible=True, arch=f"arch{number}", outcome="trained",
-                      reference=False, accuracy_history=json.dumps([0.5, row.get("accuracy", 0.5)]))
-        record.update(row)
-        records.append(record)
-    frame = pd.DataFrame(records)
-    for column in ("madds", "params", "latency_ms", "accuracy"):
-        frame[column] = pd.to_numeric(frame[column])
-    return frame
-
-
 # Trials 0-4 trained: 0, 1, 3 on the front (cost up, accuracy up); 2 and 4 dominated.
-STUDY = _frame(
+STUDY_ROWS = (
     dict(madds=100e6, params=1e6, latency_ms=5.0, accuracy=0.70),
     dict(madds=200e6, params=2e6, latency_ms=9.0, accuracy=0.80),
     dict(madds=250e6, params=2.5e6, latency_ms=4.0, accuracy=0.75),
@@ -47,6 +35,7 @@ STUDY = _frame(
     dict(madds=210e6, params=2e6, latency_ms=8.0, accuracy=0.74, reference=True,
          reference_name="mobilenet_v2_1_160"),
 )
+STUDY = frame_of(*STUDY_ROWS)
 
 
 def _trace(fig: go.Figure, name: str):
@@ -163,3 +152,101 @@ def test_importances_most_important_on_top_and_training_curve_by_epoch():
     assert list(bars.y) == ["stage2.expansion", "resolution", "width_mult"]  # plotly draws the last on top
     curve = training_curve_figure([0.5, 0.6, 0.65]).data[0]
     assert list(curve.x) == [1, 2, 3] and list(curve.y) == [0.5, 0.6, 0.65]
+
+
+# -- intervals, noise repeats, supernet confirmations ---------------------------------------------------
+
+
+def _with_intervals(frame: pd.DataFrame, numbers: list[int], half: float = 0.03) -> pd.DataFrame:
+    """``frame`` where the trials ``numbers`` recorded intervals: accuracy -half/+half*2/3, balanced +-half/2."""
+    frame = frame.copy()
+    rows = frame["number"].isin(numbers)
+    frame.loc[rows, "accuracy_low"] = frame.loc[rows, "accuracy"] - half
+    frame.loc[rows, "accuracy_high"] = frame.loc[rows, "accuracy"] + half * 2 / 3
+    frame.loc[rows, "balanced_accuracy"] = frame.loc[rows, "accuracy"] - 0.02
+    frame.loc[rows, "balanced_accuracy_low"] = frame.loc[rows, "balanced_accuracy"] - half / 2
+    frame.loc[rows, "balanced_accuracy_high"] = frame.loc[rows, "balanced_accuracy"] + half / 2
+    return frame
+
+
+def _bars(trace) -> tuple[list[float], list[float]]:
+    """A trace's error bars (up, down), NaN as None: plotly draws no bar there."""
+    def plain(values):
+        return [None if v is None or math.isnan(v) else round(float(v), 9) for v in values]
+    return plain(trace.error_y.array), plain(trace.error_y.arrayminus)
+
+
+def test_every_trained_point_with_an_interval_carries_it_as_an_error_bar():
+    fig = frontier_figure(_with_intervals(STUDY, [0, 1, 2, 4, 7, 8]))  # trial 3 from an older study: no interval
+    front = _trace(fig, "Pareto front")
+    assert front.error_y.type == "data" and front.error_y.symmetric is False
+    assert _bars(front) == ([0.02, 0.02, None], [0.03, 0.03, None])  # trials 0, 1, 3
+    assert _bars(_trace(fig, "trials")) == ([0.02, 0.02], [0.03, 0.03])
+    assert _bars(_trace(fig, "paper reference networks")) == ([0.02, 0.02], [0.03, 0.03])
+    plain = frontier_figure(STUDY)  # no trial recorded an interval: no bars at all
+    assert all(trace.error_y.array is None for trace in plain.data)
+
+
+def test_balanced_accuracy_as_the_quality_axis_uses_its_own_interval():
+    frame = _with_intervals(STUDY, [0, 1, 2, 3, 4])
+    fig = frontier_figure(frame, quality="balanced_accuracy")
+    front = _trace(fig, "Pareto front")
+    assert list(front.y) == pytest.approx([0.68, 0.78, 0.83])
+    assert _bars(front) == ([0.015] * 3, [0.015] * 3)
+    assert fig.layout.yaxis.title.text == "balanced accuracy"
+    with pytest.raises(ValueError, match="quality must be one of"):
+        frontier_figure(STUDY, quality="zc_synflow")
+
+
+# STUDY and two noise repeats (9, 10) of reference 7, mobilenet_v2_0.5_128.
+REPEATS = frame_of(*STUDY_ROWS, *(dict(madds=90e6, accuracy=accuracy, reference=True, noise_seed=seed,
+                                       reference_name="mobilenet_v2_0.5_128")
+                                  for seed, accuracy in ((1, 0.72), (2, 0.67))))
+
+
+def test_noise_repeats_are_a_faint_series_of_their_own_on_no_front():
+    fig = frontier_figure(REPEATS)
+    repeats = _trace(fig, SEED_REPEATS)
+    assert _numbers(repeats) == [9, 10] and repeats.opacity < 1
+    assert _numbers(_trace(fig, "paper reference networks")) == [7, 8]
+    # 9 (0.72 at 90M) would be on the reference front, and label it, if it counted as a reference.
+    assert list(_trace(fig, "reference front").y) == [0.69, 0.74]
+    assert not any(t.name == SEED_REPEATS for t in frontier_figure(REPEATS, show_references=False).data)
+
+
+# A supernet study: 0-4 scored with inherited weights, 5 and 6 retrain 0 and 3 from scratch, 7 a reference.
+SUPERNET = frame_of(
+    dict(madds=100e6, accuracy=0.66, strategy="supernet"),
+    dict(madds=200e6, accuracy=0.70, strategy="supernet"),
+    dict(madds=250e6, accuracy=0.68, strategy="supernet"),
+    dict(madds=280e6, accuracy=0.75, strategy="supernet"),
+    dict(madds=150e6, accuracy=0.60, strategy="supernet"),
+    dict(madds=100e6, accuracy=0.71, strategy="scratch", confirms=0, accuracy_low=0.67, accuracy_high=0.75),
+    dict(madds=280e6, accuracy=0.80, strategy="scratch", confirms=3, accuracy_low=0.76, accuracy_high=0.84),
+    dict(madds=210e6, accuracy=0.74, strategy="scratch", reference=True, reference_name="mobilenet_v2_1_160"),
+)
+
+
+def test_a_supernet_study_shows_inherited_and_confirmed_accuracy_apart_and_linked():
+    fig = frontier_figure(SUPERNET, selected=6)
+    assert _numbers(_trace(fig, "Pareto front (inherited weights)")) == [0, 1, 3]  # confirmations not among them
+    assert sorted(_numbers(_trace(fig, "trials (inherited weights)"))) == [2, 4]
+    confirmed = _trace(fig, CONFIRMED)
+    assert _numbers(confirmed) == [5, 6] and list(confirmed.y) == [0.71, 0.80]
+    assert _bars(confirmed) == ([0.04, 0.04], [0.04, 0.04])
+    assert "confirms: %{customdata[" in confirmed.hovertemplate
+    links = _trace(fig, CONFIRMATION_LINKS)  # inherited point -> its confirmation, one segment each
+    assert list(links.x) == [100e6, 100e6, None, 280e6, 280e6, None]
+    assert list(links.y) == [0.66, 0.71, None, 0.75, 0.80, None]
+    assert list(_trace(fig, "confirmed front").y) == [0.71, 0.80]
+    assert list(_trace(fig, "trial 6").y) == [0.80]  # a confirmation can be selected
+    assert {t.name for t in frontier_figure(STUDY).data}.isdisjoint({CONFIRMED, CONFIRMATION_LINKS})
+
+
+def test_trials_indistinguishable_from_the_front_get_a_halo_under_their_marker():
+    fig = frontier_figure(STUDY, shaded=[2, 4, 5])  # 5 was never trained: no halo
+    halo = _trace(fig, INDISTINGUISHABLE)
+    assert _numbers(halo) == [2, 4] and list(halo.y) == [0.75, 0.65]
+    assert fig.data[0].name == INDISTINGUISHABLE  # drawn first, under the markers
+    assert not any(t.name == INDISTINGUISHABLE for t in frontier_figure(STUDY).data)
+    assert halo.marker.opacity < 1 and halo.hoverinfo == "skip"

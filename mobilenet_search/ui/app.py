@@ -15,12 +15,13 @@ import streamlit as st
 
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.errors import UserError
-from mobilenet_search.results.frame import pareto_mask, trained
+from mobilenet_search.results.frame import pareto_mask
 from mobilenet_search.search.storage import redact
 from mobilenet_search.ui import dashboard as board
 from mobilenet_search.ui.figures import (
     COLORS,
     COSTS,
+    QUALITIES,
     frontier_figure,
     history_figure,
     importance_figure,
@@ -29,8 +30,9 @@ from mobilenet_search.ui.figures import (
 
 IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
 SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms")}
-TABLE_COLUMNS = ["number", "state", "outcome", "accuracy", "balanced_accuracy", "madds", "params", "latency_ms",
-                 "proxy_resolution", "epochs", "train_seconds", "reference_name", "status_reason", "arch"]
+TABLE_COLUMNS = ["number", "state", "outcome", "strategy", "accuracy", "confirmed_accuracy", "confirms",
+                 "accuracy_low", "accuracy_high", "balanced_accuracy", "madds", "params", "latency_ms",
+                 "proxy_resolution", "epochs", "train_seconds", "reference_name", "noise_seed", "status_reason", "arch"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 st.set_page_config(page_title="mobilenet-search", layout="wide")
@@ -45,6 +47,24 @@ def load(url: str, study: str, version: str | None) -> board.StudyData:
 @st.cache_data(show_spinner="Computing parameter importances (Optuna)...", max_entries=8)
 def importances(url: str, study: str, version: str | None) -> dict[str, float]:
     return board.param_importances(url, study)
+
+
+@st.cache_data(show_spinner="Loading per-image validation records...", max_entries=4)
+def correct_vectors(url: str, study: str, version: str | None, numbers: tuple[int, ...]) -> dict[int, object]:
+    return board.load_correct(url, study, numbers)
+
+
+@st.cache_data(show_spinner="Testing trials against the front (paired McNemar tests)...", max_entries=16)
+def indistinguishable(url: str, study: str, version: str | None, cost: str, budget: float | None) -> list[int]:
+    frame = load(url, study, version).frame
+    candidates = board.front_candidates(frame, cost, budget=budget)
+    correct = correct_vectors(url, study, version, tuple(int(n) for n in candidates["number"]))
+    return board.indistinguishable_from_front(frame, correct, cost=cost, budget=budget, seed_sd=board.seed_sd(frame))
+
+
+@st.cache_data(show_spinner="Computing the search gain and the noise floor (Optuna)...", max_entries=8)
+def gain(url: str, study: str, version: str | None) -> dict:
+    return board.study_gain(url, study)
 
 
 def select_from_chart() -> None:
@@ -92,8 +112,9 @@ if st.sidebar.button("Refresh", help="Reload the study (new trials of a running 
     st.cache_data.clear()
 
 version = board.study_version(url, study_name)
+token = version if version is not None else str(int(time.time() // 10))  # what the cached views are keyed on
 try:
-    data = load(url, study_name, version if version is not None else str(int(time.time() // 10)))
+    data = load(url, study_name, token)
 except UserError as exc:
     st.error(str(exc))
     st.stop()
@@ -113,7 +134,7 @@ for column, key in zip(columns, ("trained", "over budget", "pruned", "failed", "
 if counts["running"]:
     st.info(f"{counts['running']} trial(s) still running: press Refresh in the sidebar to see new results.")
 
-good = trained(board.searched(frame))
+good = board.front_candidates(frame)
 if good.empty:
     st.info("No trained trial yet: the frontier appears once a candidate inside the budget has been trained."
             + (" The study is still running." if counts["running"] else ""))
@@ -121,11 +142,23 @@ if good.empty:
 # -- sidebar: how to draw the frontier ------------------------------------------------------------
 st.sidebar.header("Frontier")
 cost = st.sidebar.radio("Cost axis", list(COSTS), format_func=COSTS.get, key="cost", horizontal=True)
+qualities = [q for q in QUALITIES if q in frame and frame[q].notna().any()] or ["accuracy"]
+quality = st.sidebar.radio("Quality axis", qualities, format_func=QUALITIES.get, key="quality", horizontal=True,
+                           help="Each point's error bar is the 95 % interval of this quality, where the trial "
+                                "recorded one (Wilson for accuracy, a bootstrap over images for balanced accuracy).")
 color_options = [c for c in ("latency_ms", "params", "madds") if c != cost and c in frame and frame[c].notna().any()]
 color = st.sidebar.selectbox("Colour by", color_options or [None], key="color",
                              format_func=lambda c: "nothing" if c is None else COLORS[c])
 show_unfinished = st.sidebar.toggle("Show over-budget and failed trials", value=True, key="show_unfinished")
 show_references = st.sidebar.toggle("Show the paper's reference networks", value=True, key="show_references")
+paired = "val_size" in frame and frame["val_size"].notna().any()
+shade = st.sidebar.checkbox(
+    "Shade trials indistinguishable from the front", value=False, key="indistinguishable",
+    disabled=not paired or quality != "accuracy",
+    help="A paired McNemar test of each dominated trial against the Pareto-optimal trial at no more cost, on the "
+         "same validation images (and beyond seed noise when the study has noise repeats). Needs the per-image "
+         "records that trials store since intervals exist; tests accuracy, not balanced accuracy."
+         if paired else "This study's trials recorded no per-image validation results: nothing to test.")
 budget = None
 costs = good[cost].dropna()
 if len(costs) >= 2 and costs.min() < costs.max():
@@ -144,16 +177,25 @@ if st.session_state.get("trial_of") != (url, study_name) or st.session_state.get
 frontier_tab, table_tab, health_tab = st.tabs(["Frontier", "Trials", "Study health"])
 with frontier_tab:
     if not good.empty:
-        figure = frontier_figure(frame, cost=cost, color=color, budget=budget, show_unfinished=show_unfinished,
-                                 show_references=show_references, selected=st.session_state["trial"])
+        shading = shade and paired and quality == "accuracy"
+        shaded = indistinguishable(url, study_name, token, cost, budget) if shading else []
+        figure = frontier_figure(frame, cost=cost, quality=quality, color=color, budget=budget,
+                                 show_unfinished=show_unfinished, show_references=show_references,
+                                 selected=st.session_state["trial"], shaded=shaded)
         st.plotly_chart(figure, key="frontier", on_select=select_from_chart, selection_mode="points")
-        inside = good if budget is None else good[good[cost] <= budget]
-        st.caption(f"{int(pareto_mask(inside, cost).sum())} Pareto-optimal of {len(inside)} trained trials"
+        inside = board.front_candidates(frame, cost, quality, budget)
+        st.caption(f"{int(pareto_mask(inside, cost, quality).sum())} Pareto-optimal of {len(inside)} trained trials"
                    + ("" if budget is None else f" within {format_count(budget)} {COSTS[cost]}")
-                   + ". Click a marker to inspect it.")
+                   + ". Bars: 95 % intervals on the validation images. Click a marker to inspect it.")
+        if shading:
+            sd = board.seed_sd(frame)
+            st.caption(f"Shaded: {len(shaded)} dominated trial(s) statistically indistinguishable from the "
+                       "Pareto-optimal trial at no more cost (paired McNemar test, alpha 0.05"
+                       + (")." if sd is None else f", and within seed noise, sd {sd:.4f}).")
+                       + " Their accuracy could be the front's: choose among them on other grounds.")
 
 with table_tab:
-    shown = frame[[c for c in TABLE_COLUMNS if c in frame]].sort_values("number")
+    shown = board.trial_table(frame, TABLE_COLUMNS)
     st.session_state["table_numbers"] = shown["number"].tolist()
     st.dataframe(shown, key="table", on_select=select_from_table, selection_mode="single-row", hide_index=True,
                  column_config={"madds": st.column_config.NumberColumn("MAdds", format="localized"),
@@ -183,6 +225,27 @@ with health_tab:
                 st.info("Importances need at least two trained trials with searched parameters.")
         else:
             st.caption(f"{len(frame):,} trials: computing importances loads the whole study through Optuna.")
+    st.subheader("Noise floor")
+    noise = board.noise_summary(frame)
+    if noise["seed_sd"] is None and noise["floor"] is None:
+        st.caption("Not recorded: this study's trials stored no per-image validation results and no noise repeats "
+                   "(`--noise-repeats N` retrains a reference net with N other seeds).")
+    else:
+        cells = st.columns(3)
+        cells[0].metric("seed-to-seed sd", "not measured" if noise["seed_sd"] is None else f"{noise['seed_sd']:.4f}",
+                        help="From the noise repeats: a reference net retrained with other seeds "
+                             "(`--noise-repeats N`).")
+        cells[1].metric("validation 95 % half-width",
+                        "-" if noise["validation_half_width"] is None else f"{noise['validation_half_width']:.4f}",
+                        help="Wilson interval half-width at the reference nets' mean accuracy"
+                             + ("" if noise["val_size"] is None else f", on {noise['val_size']} images") + ".")
+        cells[2].metric("noise floor", "-" if noise["floor"] is None else f"{noise['floor']:.4f}",
+                        help="The larger of the seed sd and the validation standard error: accuracy differences "
+                             "well inside it are noise.")
+        if st.toggle("Search gain: is the front beyond noise?", key="gain",
+                     help="The paired tests and bootstrap intervals of `mobilenet-search report`: loads the whole "
+                          "study through Optuna."):
+            st.caption(gain(url, study_name, token).get("verdict") or "Nothing to compare yet.")
     st.subheader("Proxy fidelity")
     fidelity = board.fidelity_frame(data.fidelity)
     if fidelity.empty:

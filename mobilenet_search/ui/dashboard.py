@@ -14,19 +14,18 @@ NaN); a test checks them against each other.
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 import shlex
 import signal
 import subprocess
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -34,11 +33,23 @@ import optuna
 import pandas as pd
 from optuna.trial import TrialState
 
-from mobilenet_search.arch.cost import count_madds, count_params, format_count, stage_table
+from mobilenet_search.arch.cost import format_count, stage_table
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.results.frame import FRAME_COLUMNS, TRIAL_ATTRS, trained, trials_frame
-from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR, frame_is_reference, is_feasible
+from mobilenet_search.results.frame import FRAME_COLUMNS, TRIAL_ATTRS, pareto_mask, trained, trials_frame
+from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    CONFIRMS_ATTR,
+    CORRECT_ATTR,
+    FIDELITY_ATTR,
+    VAL_SIZE_ATTR,
+    frame_is_confirmation,
+    frame_is_noise_repeat,
+    frame_is_reference,
+    is_feasible,
+    trial_correct,
+)
+from mobilenet_search.results.stats import binomial_se, compare, noise_floor, seed_noise, wilson_interval
 from mobilenet_search.search.storage import make_storage, redact
 
 STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # SQLite files
@@ -204,42 +215,55 @@ class _UnknownSchema(Exception):
     """Optuna's tables are of a version the fast reader was not written for: read through the Optuna API."""
 
 
-def _load_sql(url: str, study_name: str) -> StudyData:
+@contextmanager
+def _sql_study(url: str, study_name: str) -> Iterator[Callable[[str], list[tuple]]]:
+    """A ``read(query)`` over one study's rows (``:sid`` in a query stands for its id), for the fast reader.
+
+    Checks the schema first (:class:`_UnknownSchema` when it is not one of :data:`FAST_SQL_SCHEMAS`);
+    a missing study is a :class:`UserError`. One connection for every read; closed on exit.
+    """
     engine = _engine(url)
-    with engine.connect() as conn:
-        schema = (conn.execute(_sql("SELECT version_num FROM alembic_version")).scalar(),
-                  conn.execute(_sql("SELECT schema_version FROM version_info")).scalar())
-        if schema not in FAST_SQL_SCHEMAS:
-            raise _UnknownSchema(f"Optuna schema {schema} in {redact(url)}")
-        found = conn.execute(_sql("SELECT study_id FROM studies WHERE study_name = :name"),
-                             {"name": study_name}).first()
-    if found is None:
-        raise UserError(f"study {study_name!r} does not exist in {redact(url)}")
-    sid = int(found[0])  # an integer from the database: safe to inline, so no driver-specific paramstyle
-
-    # The DB-API cursor directly: SQLAlchemy's row objects cost more than the query on 200,000 attributes.
-    raw = engine.raw_connection()
     try:
-        def read(query: str) -> list[tuple]:
-            cursor = raw.cursor()
-            cursor.execute(" ".join(query.split()).replace(":sid", str(sid)))
-            rows = cursor.fetchall()
-            cursor.close()
-            return rows
+        with engine.connect() as conn:
+            schema = (conn.execute(_sql("SELECT version_num FROM alembic_version")).scalar(),
+                      conn.execute(_sql("SELECT schema_version FROM version_info")).scalar())
+            if schema not in FAST_SQL_SCHEMAS:
+                raise _UnknownSchema(f"Optuna schema {schema} in {redact(url)}")
+            found = conn.execute(_sql("SELECT study_id FROM studies WHERE study_name = :name"),
+                                 {"name": study_name}).first()
+        if found is None:
+            raise UserError(f"study {study_name!r} does not exist in {redact(url)}")
+        sid = int(found[0])  # an integer from the database: safe to inline, so no driver-specific paramstyle
+        # The DB-API cursor directly: SQLAlchemy's row objects cost more than the query on 200,000 attributes.
+        raw = engine.raw_connection()
+        try:
+            def read(query: str) -> list[tuple]:
+                cursor = raw.cursor()
+                cursor.execute(" ".join(query.split()).replace(":sid", str(sid)))
+                rows = cursor.fetchall()
+                cursor.close()
+                return rows
 
+            yield read
+        finally:
+            raw.close()
+    finally:
+        engine.dispose()
+
+
+def _load_sql(url: str, study_name: str) -> StudyData:
+    with _sql_study(url, study_name) as read:
         directions = read("SELECT direction FROM study_directions WHERE study_id = :sid ORDER BY objective")
         study_attrs = read("SELECT key, value_json FROM study_user_attributes WHERE study_id = :sid")
         trials = pd.DataFrame(read("SELECT trial_id, number, state, datetime_start, datetime_complete FROM trials "
                                    "WHERE study_id = :sid ORDER BY number"),
                               columns=["trial_id", "number", "state", "datetime_start", "datetime_complete"])
+        # Every attribute: filtering keys in SQL (to leave out the per-image records) makes SQLite's plan slower.
         attrs = read("SELECT a.trial_id, a.key, a.value_json FROM trial_user_attributes a "
                      "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid")
         constraints = read("SELECT a.trial_id, a.value_json FROM trial_system_attributes a "
                            "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
                            "AND a.key LIKE 'constraints%'")
-    finally:
-        raw.close()
-        engine.dispose()
 
     position = {trial_id: i for i, trial_id in enumerate(trials["trial_id"].tolist())}
     frame = pd.DataFrame({"number": trials["number"].to_numpy(int), "state": trials["state"].astype(str).to_numpy()})
@@ -336,6 +360,145 @@ def failure_reasons(frame: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame({"outcome": failed["outcome"].fillna(failed["state"].str.lower()), "reason": reasons})
     counts = table.value_counts().rename("trials").reset_index()
     return counts.sort_values(["trials", "reason"], ascending=[False, True], ignore_index=True)
+
+
+def load_correct(url: str, study_name: str, numbers: Collection[int] | None = None) -> dict[int, np.ndarray]:
+    """The per-image validation correctness of the trials ``numbers`` (all if None) that recorded it, by number.
+
+    The dashboard's frame leaves these packed vectors out (a big study's page loads without them); a
+    view that tests trials against each other loads them here, with one query on SQL storages.
+    Decoded by :func:`mobilenet_search.results.records.trial_correct`, the one reader of the record.
+    """
+    wanted = None if numbers is None else {int(n) for n in numbers}
+    if _is_sql(url):
+        try:
+            with _sql_study(url, study_name) as read:
+                rows = read("SELECT t.number, a.key, a.value_json FROM trial_user_attributes a "
+                            "JOIN trials t ON t.trial_id = a.trial_id WHERE t.study_id = :sid "
+                            f"AND a.key IN ('{CORRECT_ATTR}', '{VAL_SIZE_ATTR}')")
+            attrs: dict[int, dict[str, Any]] = {}
+            for number, key, text in rows:
+                if wanted is None or number in wanted:
+                    attrs.setdefault(int(number), {})[key] = json.loads(text)
+            # trial_correct reads only a trial's user attributes: these are the stored ones.
+            vectors = {n: trial_correct(SimpleNamespace(user_attrs=a)) for n, a in attrs.items()}
+            return {n: v for n, v in vectors.items() if v is not None}
+        except UserError:
+            raise
+        except Exception:  # a schema the fast reader does not know: Optuna's API still does
+            pass
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    except KeyError:
+        raise UserError(f"study {study_name!r} does not exist in {redact(url)}") from None
+    vectors = {t.number: trial_correct(t) for t in study.get_trials(deepcopy=False)
+               if wanted is None or t.number in wanted}
+    return {n: v for n, v in vectors.items() if v is not None}
+
+
+def seed_sd(frame: pd.DataFrame) -> float | None:
+    """The seed-to-seed sd of accuracy from the noise repeats and the reference nets they repeat (None without)."""
+    good = trained(frame)
+    names = good.loc[frame_is_noise_repeat(good), "reference_name"].dropna().unique()
+    runs = good[frame_is_reference(good) & good["reference_name"].isin(names)]
+    return seed_noise({name: runs.loc[runs["reference_name"] == name, "accuracy"].tolist() for name in names})
+
+
+def noise_summary(frame: pd.DataFrame, confidence: float = 0.95) -> dict[str, Any]:
+    """The study's noise floor from its frame alone: what ``search_gain(study)["noise"]`` reports, without loading
+    the study through Optuna (so the page shows it at once).
+
+    ``seed_sd``: from the noise repeats (:func:`seed_sd`; None without). ``val_size``: validation images
+    (None when trials recorded none, or not all the same number). ``at_accuracy``: the reference nets'
+    mean accuracy (else the searched front's), where ``validation_se`` and the Wilson interval's
+    ``validation_half_width`` are taken. ``floor``: the larger of seed sd and validation se.
+    """
+    good = trained(frame)
+    is_ref = frame_is_reference(good)
+    references = good[is_ref & ~frame_is_noise_repeat(good)]
+    sizes = good["val_size"].dropna().unique() if "val_size" in good else []
+    size = int(sizes[0]) if len(sizes) == 1 else None
+    sd = seed_sd(frame)
+    noise = {"seed_sd": sd, "val_size": size, "at_accuracy": None, "validation_se": None,
+             "validation_half_width": None, "floor": None}
+    candidates = front_candidates(frame)
+    typical = references if not references.empty else candidates[pareto_mask(candidates)]
+    if size and not typical.empty:
+        at = float(typical["accuracy"].mean())
+        low, high = wilson_interval(round(at * size), size, confidence)
+        noise.update(at_accuracy=at, validation_se=binomial_se(at, size), validation_half_width=(high - low) / 2,
+                     floor=noise_floor(at, size, sd))
+    return noise
+
+
+def front_candidates(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy",
+                     budget: float | None = None) -> pd.DataFrame:
+    """The trials the frontier's Pareto set is drawn from: trained searched trials with a ``cost``, within
+    ``budget``; neither the reference nets nor a supernet study's confirmations (scored another way)."""
+    proposed = frame[~frame_is_reference(frame) & ~frame_is_confirmation(frame)]
+    if budget is not None:
+        proposed = proposed[~(proposed[cost] > budget)]
+    good = trained(proposed, quality)
+    return good[good[cost].notna()]
+
+
+def indistinguishable_from_front(frame: pd.DataFrame, correct: Mapping[int, np.ndarray], *, cost: str = "madds",
+                                 budget: float | None = None, seed_sd: float | None = None,
+                                 alpha: float = 0.05) -> list[int]:
+    """The dominated trials whose accuracy is statistically indistinguishable from the front's at no more cost.
+
+    Each trained trial off the accuracy-vs-``cost`` Pareto front (of :func:`front_candidates`) is
+    compared, on the same validation images, with the Pareto-optimal trial at the most cost not above
+    its own (the most accurate net it could be swapped for without paying more) by
+    :func:`mobilenet_search.results.stats.compare`: paired McNemar test at ``alpha``, and beyond seed
+    noise when ``seed_sd`` is known. Trials where either side has no vector in ``correct`` are left
+    out. Their numbers, by cost.
+    """
+    good = front_candidates(frame, cost, budget=budget)
+    on_front = pareto_mask(good, cost)
+    front, rest = good[on_front].sort_values(cost), good[~on_front].sort_values(cost)
+    front_costs, front_numbers = front[cost].to_numpy(float), front["number"].to_numpy(int)
+    anchors = np.searchsorted(front_costs, rest[cost].to_numpy(float), side="right") - 1
+    found = []
+    # compare's verdict depends on the two vectors only through their discordant counts (and n): a study of
+    # thousands of trials has a few hundred distinct pairs of counts, so each is tested once (10x faster).
+    verdicts: dict[tuple[int, int, int], str] = {}
+    for number, anchor in zip(rest["number"].to_numpy(int), anchors, strict=True):
+        mine, theirs = correct.get(int(number)), correct.get(int(front_numbers[anchor])) if anchor >= 0 else None
+        if mine is None or theirs is None or len(mine) != len(theirs):
+            continue
+        key = (len(mine), int(np.count_nonzero(~mine & theirs)), int(np.count_nonzero(mine & ~theirs)))
+        if key not in verdicts:
+            verdicts[key] = compare(mine, theirs, seed_sd=seed_sd, alpha=alpha).verdict
+        if verdicts[key] == "indistinguishable":
+            found.append(int(number))
+    return found
+
+
+def trial_table(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """The trial table: ``columns`` that the frame has, by number, with ``confirmed_accuracy`` beside a supernet
+    study's inherited accuracy (the from-scratch accuracy of the trial that confirms it; NaN when none does)."""
+    table = frame.copy()
+    if frame_is_confirmation(frame).any():
+        confirmations = trained(frame[frame_is_confirmation(frame)])
+        confirmed = pd.Series(confirmations["accuracy"].to_numpy(float),
+                              index=confirmations[CONFIRMS_ATTR].astype(int).to_numpy())
+        table["confirmed_accuracy"] = table["number"].map(confirmed[~confirmed.index.duplicated(keep="last")])
+    return table[[c for c in columns if c in table]].sort_values("number")
+
+
+def study_gain(url: str, study_name: str) -> dict[str, Any]:
+    """:func:`mobilenet_search.results.report.search_gain` of the study: verdicts, intervals, noise floor.
+
+    Loads the whole study through Optuna (per-image records included): seconds on a big study.
+    """
+    from mobilenet_search.results.report import search_gain
+
+    try:
+        study = optuna.load_study(study_name=study_name, storage=open_storage(url))
+    except KeyError:
+        raise UserError(f"study {study_name!r} does not exist in {redact(url)}") from None
+    return search_gain(study)
 
 
 def searched(frame: pd.DataFrame) -> pd.DataFrame:
@@ -520,82 +683,3 @@ def run_foreground(child: subprocess.Popen, *, stop_timeout: float = STOP_TIMEOU
             child.wait()
     return 128 + received[0] if received else code
 
-
-# -- hand-made studies, for tests, benchmarks and screenshots ------------------------------------
-
-
-def synthetic_trials(n: int, *, seed: int = 0, budget_madds: float = 300e6, space: str = "mobilenetv2",
-                     references: bool = True, num_classes: int = 2) -> list[optuna.trial.FrozenTrial]:
-    """``n`` made-up but realistic trials of the ``space`` under a MAdds budget, nothing trained.
-
-    Each samples a real member of the space and records its exact MAdds and parameters;
-    accuracy rises with log MAdds plus noise, latency with MAdds. Members over the budget are
-    complete but infeasible (never trained), about 3 % fail and 2 % are pruned. With
-    ``references``, the paper's MobileNetV2 width x resolution networks inside the budget are
-    added, marked ``reference=True``, slightly below the searched trend.
-    """
-    from mobilenet_search.arch.references import paper_family
-    from mobilenet_search.search.space import load_space
-
-    rng = random.Random(seed)
-    space_ = load_space(space)
-    distributions = {name: optuna.distributions.CategoricalDistribution(list(values))
-                     for name, values in space_.searched.items()}
-    start = datetime(2026, 11, 1, 12, 0, 0)
-    trials = []
-
-    def make(params: dict[str, Any], spec: ArchSpec, extra: dict[str, Any], offset: float) -> None:
-        madds, params_count = count_madds(spec), count_params(spec)
-        attrs = {"arch": spec.to_string(), "spec": spec.to_json(), "madds": madds, "params": params_count, "epochs": 4,
-                 **extra}
-        excess = madds - budget_madds
-        state, values = TrialState.COMPLETE, None
-        draw = rng.random()
-        if excess > 0:
-            attrs.update(outcome="over_budget", status_reason=f"over budget {budget_madds / 1e6:g}M-madds: "
-                                                              f"{madds / 1e6:.1f}M madds")
-            values = [0.0, float(madds)]
-        else:
-            latency = madds / 1e6 * 0.042 + 1.5 + rng.gauss(0, 0.3)
-            attrs.update(latency_ms=round(max(latency, 0.5), 3), latency_device="cpu: synthetic", latency_batch=1,
-                         proxy_resolution=max(32, round(64 * spec.resolution / 224 / 8) * 8))
-            accuracy = min(0.99, 0.62 + 0.075 * math.log10(madds / 1e6) + offset + rng.gauss(0, 0.02))
-            history = [round(accuracy * (1 - 0.35 * 0.5 ** e) + rng.gauss(0, 0.01), 4) for e in range(4)]
-            history[-1] = round(accuracy, 4)
-            if "reference" not in extra and draw < 0.03:
-                state = TrialState.FAIL
-                attrs.update(outcome="failed", status_reason="TrainingDiverged: the loss became nan in epoch 2")
-            elif "reference" not in extra and draw < 0.05:
-                state = TrialState.PRUNED
-                attrs.update(outcome="pruned", accuracy_history=history[:2])
-            else:
-                attrs.update(accuracy=round(accuracy, 4), balanced_accuracy=round(accuracy - 0.02, 4),
-                             accuracy_history=history, train_seconds=round(madds / 1e6 * 0.4, 2),
-                             time_train=round(madds / 1e6 * 0.4, 2), time_eval=0.5, outcome="trained")
-                values = [round(accuracy, 4), float(madds)]
-        began = start + timedelta(seconds=len(trials) * 60)
-        trials.append(optuna.trial.create_trial(
-            state=state, values=values, params=params, distributions=distributions if params else {},
-            user_attrs=attrs, system_attrs={"constraints:madds_over_budget": float(excess)}))
-        trials[-1].datetime_start, trials[-1].datetime_complete = began, began + timedelta(seconds=30 + madds / 1e7)
-
-    for _ in range(n):
-        params = {name: rng.choice(values) for name, values in space_.searched.items()}
-        make(params, space_.spec(params, num_classes=num_classes), {}, 0.0)
-    if references:
-        for name, spec in paper_family("mobilenet_v2", num_classes=num_classes).items():
-            if count_madds(spec) <= budget_madds:
-                make({}, spec, {"reference": True, "reference_name": name}, -0.015)
-    return trials
-
-
-def create_synthetic_study(storage: str, study_name: str, n: int, *, seed: int = 0, budget_madds: float = 300e6,
-                           references: bool = True) -> optuna.Study:
-    """A two-objective study filled with :func:`synthetic_trials` and the settings a search would store."""
-    study = optuna.create_study(storage=storage, study_name=study_name, directions=["maximize", "minimize"])
-    study.set_user_attr(CONFIG_ATTR, {"budget": f"{budget_madds / 1e6:g}M-madds", "space": "mobilenetv2",
-                                      "dataset": "synthetic", "epochs": 4, "objective": "multi", "sampler": "tpe"})
-    trials = synthetic_trials(n, seed=seed, budget_madds=budget_madds, references=references)
-    for begin in range(0, len(trials), 1000):
-        study.add_trials(trials[begin:begin + 1000])
-    return study

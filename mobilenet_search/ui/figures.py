@@ -7,7 +7,7 @@ notebook (``frontier_figure(frame).show()``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -15,22 +15,38 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mobilenet_search.results.frame import pareto_mask, trained
-from mobilenet_search.results.records import frame_is_reference
+from mobilenet_search.results.records import (
+    CONFIRMS_ATTR,
+    frame_is_confirmation,
+    frame_is_noise_repeat,
+    frame_is_reference,
+)
 
 # The costs a frontier can be drawn against, with their axis labels.
 COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "params": "parameters"}
+QUALITIES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 COLORS = {"latency_ms": "latency (ms)", "params": "parameters", "madds": "MAdds", "accuracy": "accuracy"}
 # What a hover shows, in this order, when the trial recorded it; other numeric attributes follow.
-HOVER = ("accuracy", "balanced_accuracy", "madds", "params", "latency_ms", "latency_device", "latency_batch",
-         "proxy_resolution", "epochs", "train_seconds", "duration_s", "outcome", "status_reason", "reference_name")
-_NOT_METRICS = {"number", "state", "feasible", "arch", "spec", "accuracy_history", "retry_of", "reference"}
+HOVER = ("accuracy", "accuracy_low", "accuracy_high", "balanced_accuracy", "balanced_accuracy_low",
+         "balanced_accuracy_high", "strategy", "confirms", "noise_seed", "madds", "params", "latency_ms",
+         "latency_device", "latency_batch", "proxy_resolution", "epochs", "train_seconds", "duration_s", "outcome",
+         "status_reason", "reference_name")
+_NOT_METRICS = {"number", "state", "feasible", "arch", "spec", "accuracy_history", "retry_of", "reference", "val_size"}
 _FORMATS = {"madds": ":,.0f", "params": ":,.0f", "accuracy": ":.4f", "balanced_accuracy": ":.4f",
+            **{f"{q}_{end}": ":.4f" for q in ("accuracy", "balanced_accuracy") for end in ("low", "high")},
             "latency_ms": ":.3f", "train_seconds": ":.1f", "duration_s": ":.1f"}
 WEBGL_ABOVE = 2000  # more markers than this are drawn with WebGL: SVG gets slow in the browser
 PARETO_COLOR = "#d62728"
 OVER_BUDGET, FAILED = "over budget (not trained)", "failed / pruned"
 REFERENCE_COLOR = "#444444"
 GREY = "#8a8a8a"
+TRIAL_COLOR = "#636efa"  # what plotly gave the first trace before the halo could come first
+HALO_COLOR = "#ffa600"  # amber: apart from the trials' blue, the front's red and the Viridis markers
+ERROR_COLOR = "rgba(90, 90, 90, 0.45)"  # the searched trials' error bars: many, so light
+CONFIRMED_COLOR = "#ff7f0e"
+INDISTINGUISHABLE = "indistinguishable from the front"
+SEED_REPEATS = "seed repeats"
+CONFIRMED, CONFIRMATION_LINKS = "confirmed (trained from scratch)", "confirms"
 
 
 def hover_columns(frame: pd.DataFrame) -> list[str]:
@@ -58,32 +74,87 @@ def _scatter(webgl: bool, **kwargs) -> go.Scatter | go.Scattergl:
     return go.Scattergl(**kwargs) if webgl else go.Scatter(**kwargs)
 
 
-def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | None = "latency_ms",
-                    budget: float | None = None, show_unfinished: bool = True, show_references: bool = True,
-                    selected: int | None = None, title: str | None = None, height: int = 600) -> go.Figure:
-    """Accuracy against ``cost`` for every trial, the Pareto-optimal ones joined as a step line.
+def _error_y(part: pd.DataFrame, quality: str, color: str | None = None) -> dict | None:
+    """Asymmetric error bars from the ``quality`` interval columns (``accuracy_low``/``accuracy_high``, ...).
+
+    None when no row of ``part`` recorded an interval (older studies); a row without one gets null,
+    which plotly leaves without a bar.
+    """
+    low, high = f"{quality}_low", f"{quality}_high"
+    if part.empty or low not in part or high not in part or part[low].isna().all():
+        return None
+    value = part[quality].to_numpy(float)
+    bars = dict(type="data", symmetric=False, array=_plain(pd.to_numeric(part[high]).to_numpy(float) - value),
+                arrayminus=_plain(value - pd.to_numeric(part[low]).to_numpy(float)), thickness=1, width=0)
+    if color is not None:
+        bars["color"] = color
+    return bars
+
+
+def _plain(values: np.ndarray) -> list[float | None]:
+    """Error-bar lengths as a JSON list, a missing one as null, to 6 decimals.
+
+    Not a numpy array: plotly would send it base64-encoded, and its serialiser re-encodes the whole
+    figure (about 0.15 s on 10,000 trials) whenever the text "NaN" turns up anywhere, base64 included.
+    """
+    return [None if np.isnan(v) else round(v, 6) for v in values.tolist()]
+
+
+def _confirmation_links(confirmed: pd.DataFrame, inherited: pd.DataFrame, cost: str, quality: str) -> tuple:
+    """x and y of the segments from each inherited-weight point to its confirmation, separated by None."""
+    by_number = inherited.set_index("number")
+    xs, ys = [], []
+    for _, row in confirmed.iterrows():
+        source = int(row[CONFIRMS_ATTR])
+        if source in by_number.index:
+            xs += [by_number.at[source, cost], row[cost], None]
+            ys += [by_number.at[source, quality], row[quality], None]
+    return xs, ys
+
+
+def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = "accuracy",
+                    color: str | None = "latency_ms", budget: float | None = None, show_unfinished: bool = True,
+                    show_references: bool = True, selected: int | None = None, shaded: Collection[int] = (),
+                    title: str | None = None, height: int = 600) -> go.Figure:
+    """``quality`` (accuracy or balanced accuracy) against ``cost`` for every trial, the Pareto-optimal ones joined
+    as a step line.
 
     Trained, feasible trials are coloured by ``color`` (a column, or None); the Pareto set is
     recomputed among those inside ``budget`` (a maximum of ``cost``), and everything above
-    the budget is left out. Over-budget (never trained), failed and pruned trials have no
-    accuracy to plot: unless ``show_unfinished`` is False they are drawn apart, as grey
-    crosses on a strip under the frontier (same cost axis). The paper's reference networks
-    (trials with ``reference=True``) are a labelled series of their own. Each marker's
+    the budget is left out. Every trained point that recorded a 95 % interval of ``quality``
+    (``accuracy_low``/``accuracy_high``, ...) carries it as an error bar. Over-budget (never trained),
+    failed and pruned trials have no accuracy to plot: unless ``show_unfinished`` is False they
+    are drawn apart, as grey crosses on a strip under the frontier (same cost axis). The paper's
+    reference networks (``reference=True``) are a labelled series of their own, and their noise
+    repeats (``noise_seed``: the same net retrained with other seeds) a faint one, on no front.
+    In a supernet study, the searched points carry inherited-weight accuracy; the trials that
+    retrained some of them from scratch (``confirms``) are a series of their own, each joined to
+    the point it confirms, with the front of the confirmed accuracies. Trials in ``shaded`` (numbers,
+    see :func:`mobilenet_search.ui.dashboard.indistinguishable_from_front`) get a halo. Each marker's
     ``customdata`` starts with the trial number; its hover lists the architecture and every
     recorded metric.
     """
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
+    if quality not in QUALITIES:
+        raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, not {quality!r}")
     columns = hover_columns(frame)
-    searched = frame[~frame_is_reference(frame)]
+    is_confirmation = frame_is_confirmation(frame)
+    searched = frame[~frame_is_reference(frame) & ~is_confirmation]
     if budget is not None:
         searched = searched[~(searched[cost] > budget)]
-    good = trained(searched)
+    good = trained(searched, quality)
     good = good[good[cost].notna()]
-    on_front = pareto_mask(good, cost)
+    on_front = pareto_mask(good, cost, quality)
     front, rest = good[on_front].sort_values(cost), good[~on_front]
     webgl = len(searched) > WEBGL_ABOVE
     coloring = color is not None and color in good and good[color].notna().any()
+    confirmed = trained(frame[is_confirmation], quality)
+    confirmed = confirmed[confirmed[cost].notna()]
+    if budget is not None:
+        confirmed = confirmed[~(confirmed[cost] > budget)]
+    supernet = bool(is_confirmation.any()) or ("strategy" in good and (good["strategy"] == "supernet").any())
+    inherited = " (inherited weights)" if supernet else ""
 
     others = searched[~searched.index.isin(good.index) & searched[cost].notna()]
     over = others[(others["state"] == "COMPLETE") & ~others["feasible"].astype(bool)]
@@ -96,12 +167,19 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
         fig = make_subplots(rows=1, cols=1)
     top = dict(row=1, col=1)
 
-    marker = dict(size=7, opacity=0.75)
+    halo = good[good["number"].isin(list(shaded))]
+    if not halo.empty:  # under everything else: a soft disc behind each marker
+        fig.add_trace(_scatter(webgl, x=halo[cost], y=halo[quality], mode="markers", name=INDISTINGUISHABLE,
+                               marker=dict(size=17, color=HALO_COLOR, opacity=0.35, line=dict(width=0)),
+                               customdata=halo[["number"]].to_numpy(dtype=object), hoverinfo="skip"), **top)
+
+    marker = dict(size=7, opacity=0.75, color=TRIAL_COLOR)
     if coloring:
         marker.update(color=rest[color], coloraxis="coloraxis")
     data, template = _hover(rest, columns)
-    fig.add_trace(_scatter(webgl, x=rest[cost], y=rest["accuracy"], mode="markers", name="trials",
-                           marker=marker, customdata=data, hovertemplate=template), **top)
+    fig.add_trace(_scatter(webgl, x=rest[cost], y=rest[quality], mode="markers", name=f"trials{inherited}",
+                           marker=marker, error_y=_error_y(rest, quality, ERROR_COLOR), customdata=data,
+                           hovertemplate=template), **top)
 
     for part, name, symbol in strip:
         data, template = _hover(part, columns)
@@ -109,24 +187,47 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
                                marker=dict(symbol=symbol, size=7, color=GREY, line=dict(width=1.5, color=GREY)),
                                customdata=data, hovertemplate=template), row=2, col=1)
 
-    references = trained(frame[frame_is_reference(frame)]) if show_references else frame.iloc[:0]
-    references = references[references[cost].notna()]
+    everything = trained(frame[frame_is_reference(frame)], quality) if show_references else frame.iloc[:0]
+    everything = everything[everything[cost].notna()]
     if budget is not None:
-        references = references[~(references[cost] > budget)]
+        everything = everything[~(everything[cost] > budget)]
+    is_repeat = frame_is_noise_repeat(everything)
+    references, repeats = everything[~is_repeat], everything[is_repeat]
+    if not repeats.empty:
+        data, template = _hover(repeats, columns)
+        fig.add_trace(go.Scatter(
+            x=repeats[cost], y=repeats[quality], mode="markers", name=SEED_REPEATS, opacity=0.45,
+            marker=dict(symbol="diamond-open", size=8, color=REFERENCE_COLOR),
+            error_y=_error_y(repeats, quality, REFERENCE_COLOR), customdata=data, hovertemplate=template), **top)
     if not references.empty:
         references = references.sort_values(cost)
-        ref_front = pareto_mask(references, cost)
+        ref_front = pareto_mask(references, cost, quality)
         data, template = _hover(references, columns)
         labels = references["reference_name"].fillna("").str.replace(r"^mobilenet_v(\d)_", r"v\1 ", regex=True)
         fig.add_trace(go.Scatter(
-            x=references[cost], y=references["accuracy"], mode="markers+text", name="paper reference networks",
+            x=references[cost], y=references[quality], mode="markers+text", name="paper reference networks",
             marker=dict(symbol="diamond", size=9, color="white", line=dict(width=1.5, color=REFERENCE_COLOR)),
+            error_y=_error_y(references, quality, REFERENCE_COLOR),
             text=labels.where(ref_front, ""), textposition="bottom right",
             textfont=dict(size=9, color=REFERENCE_COLOR), customdata=data, hovertemplate=template), **top)
         line = references[ref_front]
-        fig.add_trace(go.Scatter(x=line[cost], y=line["accuracy"], mode="lines", name="reference front",
+        fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="reference front",
                                  line=dict(shape="hv", color=REFERENCE_COLOR, width=1.5, dash="dash"),
                                  hoverinfo="skip"), **top)
+
+    if not confirmed.empty:
+        xs, ys = _confirmation_links(confirmed, trained(frame, quality), cost, quality)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=CONFIRMATION_LINKS, hoverinfo="skip",
+                                 line=dict(color=CONFIRMED_COLOR, width=1, dash="dot")), **top)
+        confirmed = confirmed.sort_values(cost)
+        line = confirmed[pareto_mask(confirmed, cost, quality)]
+        fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="confirmed front",
+                                 line=dict(shape="hv", color=CONFIRMED_COLOR, width=2), hoverinfo="skip"), **top)
+        data, template = _hover(confirmed, columns)
+        fig.add_trace(go.Scatter(
+            x=confirmed[cost], y=confirmed[quality], mode="markers", name=CONFIRMED,
+            marker=dict(symbol="star", size=12, color=CONFIRMED_COLOR, line=dict(width=1, color="black")),
+            error_y=_error_y(confirmed, quality, CONFIRMED_COLOR), customdata=data, hovertemplate=template), **top)
 
     front_marker = dict(size=11, line=dict(width=1.5, color="black"))
     if coloring:
@@ -135,16 +236,17 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
         front_marker.update(color=PARETO_COLOR)
     data, template = _hover(front, columns)
     # Never WebGL, and drawn last: the front is small and must stay on top of the other markers.
-    fig.add_trace(go.Scatter(x=front[cost], y=front["accuracy"], mode="lines+markers", name="Pareto front",
+    fig.add_trace(go.Scatter(x=front[cost], y=front[quality], mode="lines+markers", name=f"Pareto front{inherited}",
                              line=dict(shape="hv", color=PARETO_COLOR, width=2.5), marker=front_marker,
-                             customdata=data, hovertemplate=template), **top)
+                             error_y=_error_y(front, quality, PARETO_COLOR), customdata=data,
+                             hovertemplate=template), **top)
 
     if selected is not None:
-        chosen = pd.concat([good, references])
+        chosen = pd.concat([good, everything, confirmed])
         chosen = chosen[chosen["number"] == selected]
         if not chosen.empty:
             fig.add_trace(go.Scatter(
-                x=chosen[cost], y=chosen["accuracy"], mode="markers", name=f"trial {selected}",
+                x=chosen[cost], y=chosen[quality], mode="markers", name=f"trial {selected}",
                 marker=dict(symbol="circle-open", size=20, line=dict(width=3, color="#1f77b4")), hoverinfo="skip"),
                 **top)
 
@@ -157,7 +259,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", color: str | No
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),
         margin=dict(l=60, r=20, t=60 if title is None else 90, b=50),
     )
-    fig.update_yaxes(title_text="accuracy", row=1, col=1)
+    fig.update_yaxes(title_text=QUALITIES[quality], row=1, col=1)
     fig.update_xaxes(title_text=COSTS[cost], row=2 if strip else 1, col=1)
     if strip:
         fig.update_yaxes(title_text="not trained", title_font=dict(size=11), row=2, col=1, type="category",
