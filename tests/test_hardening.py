@@ -28,6 +28,7 @@ import optuna
 import pandas as pd
 import pytest
 from PIL import Image
+from synthetic import create_synthetic_study
 
 from mobilenet_search import ArchSpec
 from mobilenet_search.errors import UserError
@@ -394,7 +395,7 @@ def test_sigterm_to_the_dashboard_command_stops_streamlit(tmp_path):
 
 def test_the_fast_reader_falls_back_to_optuna_for_a_schema_it_does_not_know(tmp_path):
     url = f"sqlite:///{tmp_path / 'demo.db'}"
-    board.create_synthetic_study(url, "demo", 12, seed=1)
+    create_synthetic_study(url, "demo", 12, seed=1)
     fast = board.load_study_data(url, "demo")
     assert fast.source == "sql"
     with sqlite3.connect(tmp_path / "demo.db") as conn:  # Optuna opens it; the fast reader must not trust it
