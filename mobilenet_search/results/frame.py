@@ -100,13 +100,12 @@ def pareto_mask(frame: pd.DataFrame, cost: str = "madds", quality: str = "accura
     valid = frame[[cost, quality]].dropna()
     if valid.empty:
         return mask
-    order = np.lexsort((-valid[quality].to_numpy(float), valid[cost].to_numpy(float)))
-    best = -np.inf
-    for position in order:
-        value = valid[quality].iat[position]
-        if value > best:
-            mask.at[valid.index[position]] = True
-            best = value
+    values = valid[quality].to_numpy(float)
+    order = np.lexsort((-values, valid[cost].to_numpy(float)))
+    ordered = values[order]
+    # A row is optimal when it beats every cheaper (or equally cheap, better) row: a running maximum.
+    before = np.concatenate(([-np.inf], np.maximum.accumulate(ordered)[:-1]))
+    mask.loc[valid.index[order[ordered > before]]] = True
     return mask
 
 
