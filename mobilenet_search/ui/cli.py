@@ -136,6 +136,7 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
     ``header`` and the bar of a resumed study appear once the run has passed its checks: bad input
     prints its one line alone.
     """
+    from mobilenet_search.results.records import CONFIG_ATTR
     from mobilenet_search.ui.progress import SearchProgress
 
     state: dict[str, Any] = {}
@@ -143,8 +144,10 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
     def on_start(study) -> None:
         if header is not None:
             print(header, file=sys.stderr)
-        # A resumed study's bar from the start; a new study's from its first trial (after any supernet training).
-        if not quiet and any(t.state.is_finished() for t in study.get_trials(deepcopy=False)):
+        # The bar from the start, so a newcomer sees the run at work; a supernet study's after its training (which
+        # has its own bar), from the first scored trial.
+        supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
+        if not quiet and not supernet:
             state["progress"] = SearchProgress(study, trials)
 
     def after_trial(study, trial) -> None:

@@ -65,7 +65,7 @@ class SearchProgress:
         self._trained_seconds: list[float] = []
         self.bar = tqdm(total=trials + self.references, desc=study.study_name, unit="trial", disable=not enabled,
                         dynamic_ncols=True, bar_format=_BAR)
-        self._update()
+        self._update("first trial: decoding the data at its size, then training" if self.bar.n == 0 else "")
 
     def _done(self) -> int:
         trials = self.study.get_trials(deepcopy=False)
