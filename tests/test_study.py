@@ -1,8 +1,10 @@
 """The search end to end: trials, budgets, failures, resume (study.py, cli.py search)."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import optuna
 import pandas as pd
@@ -239,3 +241,38 @@ def test_a_resumed_study_does_not_replay_its_first_candidates(tmp_path):
     resumed = run_search(config, storage=storage, study_name="n", trials=4, results_dir=tmp_path)
     after = [t.params for t in resumed.trials[len(before):]]
     assert len(after) == 2 and after != before  # a sampler seeded as before would draw the same two again
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+def test_a_killed_or_stopped_run_resumes_its_trial_first_even_in_the_last_slot(tmp_path, sig):
+    args = ["--budget", "2M-madds", "--space", "tiny", "--dataset", "synthetic:512", "--epochs", "8", "--lr", "0.01",
+            "--proxy-size", "32", "--batch-size", "16", "--references", "none", "--noise-repeats", "0",
+            "--trials", "1", "--results-dir", str(tmp_path), "--study", "k"]
+    run = subprocess.Popen([sys.executable, "-m", "mobilenet_search.ui.cli", *args], cwd=tmp_path,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = f"sqlite:///{tmp_path / 'k.db'}"
+    deadline, victim = time.monotonic() + 120, None
+    while victim is None and time.monotonic() < deadline and run.poll() is None:
+        try:
+            running = _load(tmp_path, "k").get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            victim = next((t.number for t in running if t.user_attrs.get("claimed")), None)
+        except KeyError:  # the study does not exist yet
+            pass
+        time.sleep(0.2)
+    assert victim is not None, run.communicate()
+    run.send_signal(sig)
+    _, stderr = run.communicate(timeout=60)
+    if sig == signal.SIGTERM:  # handled like Ctrl-C: one line, the trial recorded as interrupted
+        assert run.returncode == 130 and "Traceback" not in stderr
+    before = optuna.load_study(study_name="k", storage=storage).trials
+
+    resumed = _cli(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    study = _load(tmp_path, "k")
+    killed = study.trials[victim]
+    assert killed.state == optuna.trial.TrialState.FAIL and killed.user_attrs["outcome"] == "interrupted"
+    assert ("died" if sig == signal.SIGKILL else "SIGTERM") in killed.user_attrs["status_reason"]
+    # The killed trial held the only slot: its retry runs first and takes it; no fresh sample is trained.
+    trained = [t for t in study.trials if t.user_attrs.get("outcome") == "trained"]
+    assert [t.user_attrs.get("retry_of") for t in trained] == [victim]
+    assert trained[0].number == len(before) and trained[0].params == killed.params

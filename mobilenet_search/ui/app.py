@@ -29,7 +29,8 @@ from mobilenet_search.ui.figures import (
 )
 
 IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
-SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms")}
+SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms"),
+         "latency_predicted_ms": (1.0, "ms")}
 TABLE_COLUMNS = ["number", "state", "outcome", "strategy", "accuracy", "confirmed_accuracy", "confirms",
                  "accuracy_low", "accuracy_high", "balanced_accuracy", "madds", "params", "latency_ms",
                  "proxy_resolution", "epochs", "train_seconds", "reference_name", "noise_seed", "status_reason", "arch"]
@@ -141,7 +142,9 @@ if good.empty:
 
 # -- sidebar: how to draw the frontier ------------------------------------------------------------
 st.sidebar.header("Frontier")
-cost = st.sidebar.radio("Cost axis", list(COSTS), format_func=COSTS.get, key="cost", horizontal=True)
+# Predicted latency is offered only when the study recorded it (a latency table was present).
+costs = [c for c in COSTS if c != "latency_predicted_ms" or (c in frame and frame[c].notna().any())]
+cost = st.sidebar.radio("Cost axis", costs, format_func=COSTS.get, key="cost", horizontal=True)
 qualities = [q for q in QUALITIES if q in frame and frame[q].notna().any()] or ["accuracy"]
 quality = st.sidebar.radio("Quality axis", qualities, format_func=QUALITIES.get, key="quality", horizontal=True,
                            help="Each point's error bar is the 95 % interval of this quality, where the trial "

@@ -23,7 +23,8 @@ from mobilenet_search.results.records import (
 )
 
 # The costs a frontier can be drawn against, with their axis labels.
-COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "params": "parameters"}
+COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "latency_predicted_ms": "predicted latency (ms)",
+         "params": "parameters"}
 QUALITIES = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy"}
 COLORS = {"latency_ms": "latency (ms)", "params": "parameters", "madds": "MAdds", "accuracy": "accuracy"}
 # What a hover shows, in this order, when the trial recorded it; other numeric attributes follow.
@@ -271,7 +272,7 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
 
 
 def _short(value: float, cost: str) -> str:
-    if cost == "latency_ms":
+    if cost in ("latency_ms", "latency_predicted_ms"):
         return f"{value:.2f} ms"
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(value) >= scale:
