@@ -333,6 +333,11 @@ def report(args: argparse.Namespace) -> None:
           f"time_score ({inherited['time_score'].astype(float).mean():.2f} s each), "
           f"{inherited['duration_s'].astype(float).sum():.0f} s whole trials "
           f"({inherited['duration_s'].astype(float).mean():.2f} s each: latency, zero-cost and storage included)")
+    parts = ["time_build", "time_latency", "time_zero_cost", "time_score"]
+    means = inherited[parts].astype(float).mean()
+    other = inherited["duration_s"].astype(float).mean() - means.sum()
+    print("  one scored candidate, mean s: " + ", ".join(f"{name[5:]} {means[name]:.2f}" for name in parts)
+          + f", other (sampling, storage) {other:.2f}")
     print(f"  reference nets ({len(refs['supernet'])}, scratch-trained): "
           f"{refs['supernet']['duration_s'].astype(float).sum():.0f} s")
     print(f"  confirmation of {len(confirmed)} Pareto candidates: {confirmed['duration_s'].astype(float).sum():.0f} s "
@@ -371,6 +376,15 @@ def report(args: argparse.Namespace) -> None:
               f"{fmt(row['spearman_rho']):>7s} "
               f"{fmt(row['kendall_tau_within_bins'], row['kendall_tau_within_bins_interval']):>32s}")
 
+    for score in ("supernet", "scratch"):
+        if complete[score].nunique() == 1:
+            print(f"  {SCORES[score]} gives every candidate the same accuracy, {complete[score].iloc[0]:.4f}: it ranks "
+                  "nothing (tau undefined)")
+    constant = searched["supernet"]["accuracy"].astype(float)
+    if constant.nunique() == 1:
+        print(f"  all {len(constant)} candidates the supernet study scored have inherited accuracy "
+              f"{constant.iloc[0]:.4f}: its Pareto front is the cheapest of them alone")
+
     # Hypervolume of each strategy's front (supernet: its confirmations) against the reference family's.
     gains = {s: search_gain(study)["hypervolume"] for s, study in studies.items()}
 
@@ -395,7 +409,10 @@ def report(args: argparse.Namespace) -> None:
     sn, sc = corr.get("supernet", {}), corr.get("scratch", {})
 
     def at_least(a: float | None, b: float | None) -> bool | None:
-        return None if a is None or b is None else a >= b
+        """None when neither ranks; a score that ranks nothing (constant: tau undefined) loses to one that does."""
+        if a is None or b is None:
+            return None if a is None and b is None else b is None
+        return a >= b
 
     hv_sup = gains["supernet"]["searched"]
     refs_hv = max(gains["supernet"]["reference"], gains["scratch"]["reference"])
