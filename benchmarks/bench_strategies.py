@@ -63,7 +63,7 @@ from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import correlations
 from mobilenet_search.search.space import load_space
 from mobilenet_search.search.strategies import checkpoint_tag, default_checkpoint
-from mobilenet_search.search.study import _objective, confirm, make_data, open_study, run_search
+from mobilenet_search.search.study import make_objective, confirm, make_data, open_study, run_search
 
 TRIALS = 10_000  # the budget, not a trial count, ends each search
 SCORES = {"scratch": "scratch proxy", "supernet": "supernet (inherited)", "madds": "MAdds alone"}
@@ -213,7 +213,7 @@ def run_study(args: argparse.Namespace, strategy: str) -> None:
     if strategy == "supernet":
         # run_search confirms only once the study holds its --trials target; a budget ends it sooner, so the
         # confirmations run here, with the objective run_search builds (the supernet loaded, not trained again).
-        objective = _objective(config, space, make_data(config, args.results_dir), study,
+        objective = make_objective(config, space, make_data(config, args.results_dir), study,
                                device=args.device, results_dir=args.results_dir, accuracy=None,
                                latency=measure_latency, supernet=None, train=False, on_epoch=None,
                                on_supernet_step=None, slots=Slots(TRIALS))

@@ -264,7 +264,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
 
     With ``strategy="supernet"`` the supernet is trained first (or resumed, or reused: see
     :mod:`mobilenet_search.search.strategies`; ``supernet`` names its checkpoint), candidates are
-    scored with inherited weights, and once the study is complete its Pareto candidates (up to
+    scored with inherited weights, and when the search ends (its target or ``timeout``) its Pareto candidates (up to
     ``config.confirm``) are retrained from scratch, as the reference nets are.
 
     ``on_start(study)`` runs once every check has passed and the study is open (the CLI prints
@@ -287,20 +287,21 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
         enqueue_noise_repeats(study, references, config)
     if on_start is not None:
         on_start(study)
-    objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=accuracy,
+    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=accuracy,
                            latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                            on_supernet_step=on_supernet_step, slots=Slots(trials))
     optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
-    if config.strategy == "supernet" and trials > 0 and evaluated_count(study) >= trials:
+    if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
         confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
     return study
 
 
-def _objective(config: SearchConfig, space: SearchSpace, data: DataCache, study: optuna.Study, *, device: str,
+def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, study: optuna.Study, *, device: str,
                results_dir: Path, accuracy: AccuracySource | None, latency: Callable[..., Any],
                supernet: Path | None, train: bool, on_epoch: Callable[[int, int], None] | None,
                on_supernet_step: OnStep | None, slots: Slots) -> Objective:
-    """The study's objective; for a supernet study, the supernet trained (or loaded) first."""
+    """The study's objective: its pipeline and accuracy source; for a supernet study the supernet trained
+    (``train``) or loaded first. :func:`confirm` takes it to retrain a supernet study's front."""
     scratch = None
     if config.strategy == "supernet" and accuracy is None:
         started, steps = time.perf_counter(), []
@@ -357,7 +358,7 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
     space, data = load_space(config.space), make_data(config, results_dir)
     recorded = (study.user_attrs.get(SUPERNET_ATTR) or {}).get("checkpoint")
-    objective = _objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
+    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
                            latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
                            train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     if on_start is not None:
