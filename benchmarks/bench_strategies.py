@@ -63,7 +63,7 @@ from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import correlations
 from mobilenet_search.search.space import load_space
 from mobilenet_search.search.strategies import checkpoint_tag, default_checkpoint
-from mobilenet_search.search.study import make_objective, confirm, make_data, open_study, run_search
+from mobilenet_search.search.study import confirm, make_data, make_objective, open_study, run_search
 
 TRIALS = 10_000  # the budget, not a trial count, ends each search
 SCORES = {"scratch": "scratch proxy", "supernet": "supernet (inherited)", "madds": "MAdds alone"}
