@@ -115,13 +115,6 @@ def quality_key(config: dict[str, Any] | None) -> str:
     return f"zc_{name}" if kind == "zero-cost" else "accuracy"
 
 
-def set_outcome(trial: optuna.Trial, value: Outcome, reason: str | None = None) -> None:
-    """Record how a trial ended, and why when it did not train (stored as plain strings)."""
-    trial.set_user_attr("outcome", value.value)
-    if reason is not None:
-        trial.set_user_attr("status_reason", " ".join(reason.split())[:500])
-
-
 # -- per-image validation records ---------------------------------------------------------------
 # Validation images come in the same order for every trial of a study (same seed, same split), so
 # two trials' correctness vectors are paired image by image. numpy is imported inside the helpers:
