@@ -55,8 +55,9 @@ class Objective:
         try:
             if record.outcome is None:
                 frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-                if retry_of(frozen) is not None:
-                    record.attrs["retry_of"] = retry_of(frozen)
+                retried = retry_of(frozen)
+                if retried is not None:
+                    record.attrs["retry_of"] = retried
                 alone = is_reference(trial) or is_confirmation(trial)  # outside the --trials target
                 if not alone and self.slots is not None and not self.slots.take(trial):
                     record.outcome = Outcome.SURPLUS
