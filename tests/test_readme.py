@@ -25,3 +25,11 @@ def test_python_api_example_runs_as_written():
     result = subprocess.run([sys.executable, "-c", example], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("mnv2_w0.5_r150_")
+
+
+def test_the_example_output_comes_from_the_quick_start_command():
+    install = _blocks("bash")[0].strip()
+    quick_start = install.rsplit("&& .venv/bin/", 1)[1]  # mobilenet-search --budget 300M-madds
+    examples = [block for block in _blocks("text") if block.startswith("$ ") and "Pareto-optimal" in block]
+    assert examples, "the README shows the quick start's output, starting with its command line"
+    assert examples[0].splitlines()[0] == f"$ {quick_start}"

@@ -53,7 +53,7 @@ def _run(tmp_path, references="default", trials=2, budget="60M-madds"):
     space = tmp_path / "slice.yaml"
     space.write_text(yaml.safe_dump(SPACE))
     config = SearchConfig(budget=budget, space=str(space), dataset="synthetic:64", epochs=1, proxy_size=32,
-                          references=references, sampler="random")
+                          references=references, sampler="random", noise_repeats=0)
     return run_search(config, storage=f"sqlite:///{tmp_path / 'r.db'}", study_name="r", trials=trials,
                       results_dir=tmp_path, accuracy=ScratchTraining(TrainConfig(epochs=1), train=_known_accuracy))
 
