@@ -1,6 +1,6 @@
 """Search spaces as data files: load and validate them, and describe what they hold.
 
-A space file (YAML, under ``search_spaces/``) fixes the family and gives, for each field of
+A space file (YAML, under ``mobilenet_search/spaces/``) fixes the family and gives, for each field of
 :class:`ArchSpec` and each stage's ``expansion``/``channels``/``repeats``/``stride``, either
 one value or a list of choices::
 
@@ -140,7 +140,7 @@ def _value_of(spec: ArchSpec, name: str) -> Any:
 
 
 def available_spaces() -> list[str]:
-    """Names of the spaces shipped in ``search_spaces/``."""
+    """Names of the spaces shipped inside the package (``mobilenet_search/spaces/``)."""
     return sorted(path.stem for path in SPACES_DIR.glob("*.yaml"))
 
 
