@@ -40,6 +40,7 @@ from mobilenet_search.results.stats import (
     noise_floor,
     seed_noise,
     seed_noise_margin,
+    validation_noise,
     wilson_interval,
 )
 
@@ -140,10 +141,7 @@ def _noise(refs: pd.DataFrame, repeats: pd.DataFrame, fallback: pd.DataFrame,
              "floor": None}
     typical = refs if not refs.empty else fallback
     if size and not typical.empty:
-        at = float(typical["accuracy"].mean())
-        low, high = wilson_interval(round(at * size), size, CONFIDENCE)
-        noise.update(at_accuracy=at, validation_se=binomial_se(at, size), validation_half_width=(high - low) / 2,
-                     floor=noise_floor(at, size, seed_sd))
+        noise.update(validation_noise(float(typical["accuracy"].mean()), size, seed_sd, CONFIDENCE))
     return noise
 
 

@@ -398,3 +398,16 @@ def kendall_tau_interval(x: Any, y: Any, *, seed: int, resamples: int = 1000, co
         return Estimate(value, math.nan, math.nan)
     low, high = _percentiles(replicates, confidence)
     return Estimate(value, float(low), float(high))
+
+
+def validation_noise(accuracy: float, size: int, seed_sd: float | None = None,
+                     confidence: float = 0.95) -> dict[str, float]:
+    """The validation split's own noise at ``accuracy`` on ``size`` images, and the noise floor with ``seed_sd``:
+    ``at_accuracy``, ``validation_se``, ``validation_half_width`` (of the Wilson interval) and ``floor``.
+
+    >>> round(validation_noise(0.75, 525)["validation_se"], 3)
+    0.019
+    """
+    low, high = wilson_interval(round(accuracy * size), size, confidence)
+    return {"at_accuracy": accuracy, "validation_se": binomial_se(accuracy, size),
+            "validation_half_width": (high - low) / 2, "floor": noise_floor(accuracy, size, seed_sd)}

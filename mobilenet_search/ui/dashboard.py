@@ -49,7 +49,7 @@ from mobilenet_search.results.records import (
     is_feasible,
     trial_correct,
 )
-from mobilenet_search.results.stats import binomial_se, compare, noise_floor, seed_noise, wilson_interval
+from mobilenet_search.results.stats import compare, seed_noise, validation_noise
 from mobilenet_search.search.storage import make_storage, redact
 
 STORAGE_SUFFIXES = (".db", ".sqlite", ".sqlite3")  # SQLite files
@@ -424,10 +424,7 @@ def noise_summary(frame: pd.DataFrame, confidence: float = 0.95) -> dict[str, An
     candidates = front_candidates(frame)
     typical = references if not references.empty else candidates[pareto_mask(candidates)]
     if size and not typical.empty:
-        at = float(typical["accuracy"].mean())
-        low, high = wilson_interval(round(at * size), size, confidence)
-        noise.update(at_accuracy=at, validation_se=binomial_se(at, size), validation_half_width=(high - low) / 2,
-                     floor=noise_floor(at, size, sd))
+        noise.update(validation_noise(float(typical["accuracy"].mean()), size, sd, confidence))
     return noise
 
 
