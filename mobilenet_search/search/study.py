@@ -27,16 +27,14 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
 from mobilenet_search.measure.latency_table import load_table_for, predict_latency_ms
-from mobilenet_search.results.frame import ResultsWriter, study_quality
+from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
-    EVALUATED,
     NOISE_SEED_ATTR,
     REFERENCES_ATTR,
     SUPERNET_ATTR,
     VAL_LABELS_ATTR,
     is_confirmation,
-    outcome,
     pack_labels,
 )
 from mobilenet_search.results.report import write_report
@@ -204,16 +202,6 @@ def enqueue_noise_repeats(study: optuna.Study, references: dict[str, dict[str, A
                                                 NOISE_SEED_ATTR: config.seed + k})
 
 
-def best_quality(study: optuna.Study) -> float | None:
-    """The best accuracy (or zero-cost score) among the study's feasible, evaluated trials."""
-    quality = study_quality(study)
-    values = [t.user_attrs[quality] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if outcome(t) in EVALUATED and quality in t.user_attrs]
-    return max(values) if values else None
-
-
-
-
 def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
                   accuracy: AccuracySource | None = None, latency: Callable[..., Any] = measure_latency,
                   results_dir: Path | None = None) -> Pipeline:
@@ -264,8 +252,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
 
     With ``strategy="supernet"`` the supernet is trained first (or resumed, or reused: see
     :mod:`mobilenet_search.search.strategies`; ``supernet`` names its checkpoint), candidates are
-    scored with inherited weights, and when the search ends (its target or ``timeout``) its Pareto candidates (up to
-    ``config.confirm``) are retrained from scratch, as the reference nets are.
+    scored with inherited weights, and when the search ends (its target or ``timeout``) its Pareto
+    candidates (up to ``config.confirm``) are retrained from scratch, as the reference nets are.
 
     ``on_start(study)`` runs once every check has passed and the study is open (the CLI prints
     its header and starts its progress bar there, so bad input prints one line).
@@ -287,9 +275,9 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
         enqueue_noise_repeats(study, references, config)
     if on_start is not None:
         on_start(study)
-    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=accuracy,
-                           latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
-                           on_supernet_step=on_supernet_step, slots=Slots(trials))
+    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir,
+                               accuracy=accuracy, latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
+                               on_supernet_step=on_supernet_step, slots=Slots(trials))
     optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
     if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
         confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
@@ -297,9 +285,9 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
 
 
 def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, study: optuna.Study, *, device: str,
-               results_dir: Path, accuracy: AccuracySource | None, latency: Callable[..., Any],
-               supernet: Path | None, train: bool, on_epoch: Callable[[int, int], None] | None,
-               on_supernet_step: OnStep | None, slots: Slots) -> Objective:
+                   results_dir: Path, accuracy: AccuracySource | None, latency: Callable[..., Any],
+                   supernet: Path | None, train: bool, on_epoch: Callable[[int, int], None] | None,
+                   on_supernet_step: OnStep | None, slots: Slots) -> Objective:
     """The study's objective: its pipeline and accuracy source; for a supernet study the supernet trained
     (``train``) or loaded first. :func:`confirm` takes it to retrain a supernet study's front."""
     scratch = None
@@ -331,18 +319,7 @@ def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: P
     enqueue_confirmations(study, numbers)
     waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if is_confirmation(t)]
     if waiting:
-        writer = ResultsWriter.for_study(study, Path(results_dir) / study.study_name)
-
-        def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            writer.update(trial)
-            for callback in callbacks:
-                callback(study, trial)
-
-        try:
-            study.optimize(objective, n_trials=len(waiting), catch=TRIAL_ERRORS, callbacks=[after_trial])
-        finally:
-            writer.flush()
-            write_report(study, Path(results_dir) / study.study_name)
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=len(waiting))
     return numbers
 
 
@@ -359,8 +336,8 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     space, data = load_space(config.space), make_data(config, results_dir)
     recorded = (study.user_attrs.get(SUPERNET_ATTR) or {}).get("checkpoint")
     objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
-                           latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
-                           train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
+                               latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
+                               train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     if on_start is not None:
         on_start(study)
     return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
@@ -375,8 +352,19 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout:
     """
     recover_dead_trials(study)
     requeue_interrupted(study)
+    if evaluated_count(study) < trials:
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, timeout=timeout,
+                      stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100))
+    else:  # nothing to run: the result files are still brought up to date
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=0)
+    return study
+
+
+def _run_recorded(study: optuna.Study, objective: Objective, *, results_dir: Path, callbacks: Sequence[Callback],
+                  stop: StopAfter | None = None, **optimize_args: Any) -> None:
+    """``study.optimize`` with the study's result files kept: only each new trial is added to them
+    (complete files at every flush and at the end), then ``callbacks`` run; the report at the end."""
     folder = Path(results_dir) / study.study_name
-    # Only the new trial is added to the results; the files are complete at every flush and at the end.
     writer = ResultsWriter.for_study(study, folder)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -385,10 +373,8 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout:
             callback(study, trial)
 
     try:
-        if evaluated_count(study) < trials:
-            study.optimize(objective, timeout=timeout, catch=TRIAL_ERRORS, callbacks=[
-                after_trial, StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100)])
+        study.optimize(objective, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])],
+                       **optimize_args)
     finally:
         writer.flush()
         write_report(study, folder)
-    return study
