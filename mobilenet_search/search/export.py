@@ -18,7 +18,6 @@ then gives the network that scored the accuracy the entry records.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from optuna.trial import TrialState
 from mobilenet_search.arch.budget import KINDS, Budget
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.arch.spec import ArchSpec
-from mobilenet_search.errors import UserError
+from mobilenet_search.errors import UserError, require
 from mobilenet_search.files import atomic_path
 from mobilenet_search.results import library as model_library
 from mobilenet_search.results import records
@@ -272,8 +271,7 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model:
     opset :data:`ONNX_OPSET`; the file appears atomically. Needs the ``onnx`` package
     (``pip install 'mobilenet-search[onnx]'``).
     """
-    if importlib.util.find_spec("onnx") is None:
-        raise UserError("--onnx needs the onnx package: pip install 'mobilenet-search[onnx]' (or pip install onnx)")
+    require("onnx", "onnx", "--onnx")
     import torch
 
     from mobilenet_search.arch.builder import build_model
