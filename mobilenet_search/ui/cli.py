@@ -133,8 +133,8 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
                        header: str | None = None, **kwargs: Any):
     """Run a study (``run_search`` or ``run_worker``) with the CLI's progress: a bar, a line per trial.
 
-    ``header`` and the bar of a resumed study appear once the run has passed its checks: bad input
-    prints its one line alone.
+    ``header`` and the bar appear once the run has passed its checks (bad input prints its one line
+    alone); a supernet study's bar after its training, which has a bar of its own.
     """
     from mobilenet_search.results.records import CONFIG_ATTR
     from mobilenet_search.ui.progress import SearchProgress
