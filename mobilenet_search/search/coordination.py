@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 from mobilenet_search.results.records import (
     Outcome,
     counts_toward_target,
+    is_confirmation,
     is_reference,
     outcome,
 )
@@ -103,10 +104,14 @@ class Slots:
     """The study-wide ``--trials`` target: a searched trial claims a slot before training, or gives up.
 
     Workers claim by marking their running trial; the lowest-numbered claimants get the free
-    slots, so several workers finish exactly the target. While claimed trials ahead of this one
-    are still running, wait: one may die, fail by heartbeat and free its slot. A fresh sample
-    that would take a slot a queued retry needs gives up as ``surplus`` (never trained), so a
-    killed trial is always evaluated, even in the last slot.
+    slots, so several workers finish exactly the target. A claimant first waits until every
+    lower-numbered searched trial still running has claimed too (or ended): otherwise it could
+    count the slots before a lower trial's claim is visible, while that trial, counting only
+    those below it, takes the same slot (seen on PostgreSQL: 7 trained for a target of 6).
+    While claimed trials ahead of this one are still running, wait: one may die, fail by
+    heartbeat and free its slot. A fresh sample that would take a slot a queued retry needs
+    gives up as ``surplus`` (never trained), so a killed trial is always evaluated, even in the
+    last slot. Trials whose process on this host is gone never hold anyone up.
     """
 
     def __init__(self, target: int, poll_seconds: float = 1.0) -> None:
@@ -123,12 +128,16 @@ class Slots:
                 optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             done = sum(counts_toward_target(t) for t in trials)
-            ahead = sum(1 for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
-                        and t.user_attrs.get("claimed") and not is_reference(t))
+            below = [t for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
+                     and not is_reference(t) and not is_confirmation(t)
+                     and not _process_is_gone(t.user_attrs.get("worker"))]
+            ahead = sum(1 for t in below if t.user_attrs.get("claimed"))
             waiting = sum(1 for t in trials if t.state == TrialState.WAITING and not is_reference(t))
-            if done >= self.target:
-                study.stop()
+            if done >= self.target:  # full: this trial ends as surplus, and StopAfter stops the study
                 return False
+            if ahead < len(below):  # a lower trial has not claimed yet: its claim may come first
+                time.sleep(self.poll_seconds)
+                continue
             if done + ahead + (0 if is_retry else waiting) < self.target:
                 return True
             if not is_retry and waiting:
