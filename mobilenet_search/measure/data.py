@@ -130,7 +130,7 @@ def load_dataset(source: str, size: int, *, seed: int = 0, val_fraction: float =
         _warn_unreadable(source, cached.get("unreadable", []))
         return _image_data(name, cached)
 
-    src = open_source()
+    src = _open(identity, open_source)
     generator = torch.Generator().manual_seed(seed)
     labels = torch.from_numpy(np.asarray(src.labels, dtype=np.int64))
     chosen = torch.arange(len(labels))
@@ -240,6 +240,18 @@ def _resize(images: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:
     """Antialiased resize of the shorter side to ``size``, then a centre crop to a square."""
     return torch.cat([F.center_crop(F.resize(images[i:i + chunk], [size], antialias=True), [size])
                       for i in range(0, len(images), chunk)])
+
+
+_opened: dict[str, _Source] = {}
+
+
+def _open(identity: str, open_source: Callable[[], _Source]) -> _Source:
+    """The source, read once per process: a search needs its data at several proxy sizes, and reading
+    the embedded set takes about 4 s each time. Only the last source read is kept."""
+    if identity not in _opened:
+        _opened.clear()
+        _opened[identity] = open_source()
+    return _opened[identity]
 
 
 def _resolve(source: str) -> tuple[str, str, Callable[[], _Source]]:

@@ -39,6 +39,7 @@ from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
 from mobilenet_search.measure.data import ImageData
+from mobilenet_search.measure.small_depthwise import small_map_depthwise
 from mobilenet_search.measure.train import (
     Evaluation,
     TrainConfig,
@@ -246,7 +247,7 @@ def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData]
                         data, prepare = inputs.at(size)
                         batches[size] = prepare(_augment(data.train_images[index], data.hflip, config.crop_padding,
                                                          torch.Generator().manual_seed(augment_seed)))
-                    with amp:
+                    with amp, small_map_depthwise(device):  # oneDNN is slow on the last 2x2, 1x1 maps
                         logits = supernet(batches[size], spec)
                         if teacher is None or not config.distill:
                             loss = criterion(logits, labels)

@@ -31,6 +31,7 @@ from torch.optim.swa_utils import update_bn
 
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.data import ImageData, channel_stats
+from mobilenet_search.measure.small_depthwise import small_map_depthwise
 
 
 class TrainingDiverged(RuntimeError):
@@ -128,7 +129,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
                 index = order[step * config.batch_size:(step + 1) * config.batch_size]
                 images = _augment(data.train_images[index], data.hflip, config.crop_padding, generator)
                 labels = data.train_labels[index].to(device, non_blocking=True)
-                with amp:
+                with amp, small_map_depthwise(device):  # oneDNN is slow on the last 2x2, 1x1 maps
                     loss = criterion(model(prepare(images)), labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -42,7 +42,7 @@ class SearchConfig:
     sampler: str = "tpe"
     seed: int = 0
     latency_batch: int = 1
-    references: str = "default"  # the papers' scaling family trained alongside: default (<= 3), all, none
+    references: str = "default"  # the papers' scaling family trained alongside: default (<= 2), all, none
     val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded)
     noise_repeats: int = 1  # the cheapest reference net retrained with this many other seeds: the seed noise
     strategy: str = "scratch"  # how a candidate gets its accuracy: scratch training, or a weight-sharing supernet

@@ -28,7 +28,7 @@ from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
 
 PROG = "mobilenet-search"
-DEFAULT_TRIALS = 6
+DEFAULT_TRIALS = 4
 
 
 def _describe(args: argparse.Namespace) -> int:
@@ -474,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
-                             "same proxy: default up to 3 spread over the budget's range, all, or none")
+                             "same proxy: default the cheapest and the largest (2), all, or none")
     search.add_argument("--val-fraction", type=float, default=0.2,
                         help="share of the images held out (stratified, seeded) to score candidates on; a larger "
                              "split narrows every accuracy's interval")
