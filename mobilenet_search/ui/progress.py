@@ -1,8 +1,12 @@
 """What a running study shows on the terminal: one progress bar, one line per finished trial, an honest ETA.
 
 tqdm's own rate and ETA would count reference nets, over-budget rejections (milliseconds) and
-trials finished before a resume alike, so the bar shows neither; the ETA here is the mean time
-of the trials trained in this run times the trials still to train, hidden until one has finished.
+trials finished before a resume alike, so the bar shows neither. The ETA here is hidden until a
+searched candidate has been trained in this run: the reference nets train first and are the
+cheapest and the dearest the budget admits, so their mean says nothing of what the search
+samples (after the quick start's first, 23 s, it would have said 2 minutes for 5). Then it is
+the mean time of the searched candidates trained times those still to train, plus the reference
+nets still queued at their own mean.
 """
 
 from __future__ import annotations
@@ -62,23 +66,34 @@ class SearchProgress:
         # The reference nets and their noise repeats, queued when the study was created (not their retries).
         self.references = sum(1 for t in study.get_trials(deepcopy=False)
                               if is_reference(t) and t.user_attrs.get("retry_of") is None)
-        self._trained_seconds: list[float] = []
+        self._seconds: dict[bool, list[float]] = {True: [], False: []}  # trained this run: reference or not
         self.bar = tqdm(total=trials + self.references, desc=study.study_name, unit="trial", disable=not enabled,
                         dynamic_ncols=True, bar_format=_BAR)
         self._update("first trial: decoding the data at its size, then training" if self.bar.n == 0 else "")
 
-    def _done(self) -> int:
+    def _done(self) -> tuple[int, int]:
+        """Searched trials counted towards the target, and reference nets finished."""
         trials = self.study.get_trials(deepcopy=False)
         searched = min(sum(counts_toward_target(t) for t in trials), self.trials)
         refs = sum(1 for t in trials if is_reference(t) and t.state.is_finished()
                    and outcome(t) != Outcome.INTERRUPTED.value)
-        return searched + min(refs, self.references)
+        return searched, min(refs, self.references)
+
+    def eta(self) -> float | None:
+        """Seconds still to go, or None until a searched candidate has been trained in this run."""
+        searched = self._seconds[False]
+        if not searched:
+            return None
+        done, refs = self._done()
+        per_search = sum(searched) / len(searched)
+        references = self._seconds[True]
+        per_reference = sum(references) / len(references) if references else per_search
+        return (self.trials - done) * per_search + (self.references - refs) * per_reference
 
     def _update(self, note: str = "") -> None:
-        self.bar.n = self._done()
-        left = self.bar.total - self.bar.n
-        if self._trained_seconds and left > 0:
-            eta = sum(self._trained_seconds) / len(self._trained_seconds) * left
+        self.bar.n = sum(self._done())
+        eta = self.eta()
+        if eta is not None and self.bar.n < self.bar.total:
             note = f"{note}, ETA ~{_clock(eta)}" if note else f"ETA ~{_clock(eta)}"
         self.bar.set_postfix_str(note, refresh=True)
 
@@ -89,7 +104,7 @@ class SearchProgress:
         self.bar.write(trial_line(trial, self.quality))
         seconds = _duration(trial)
         if outcome(trial) == Outcome.TRAINED.value and seconds is not None:
-            self._trained_seconds.append(seconds)
+            self._seconds[is_reference(trial)].append(seconds)
         self._update()
 
     def close(self) -> None:
