@@ -27,14 +27,14 @@ from mobilenet_search.search.study import run_search, run_worker
 from mobilenet_search.ui.cli import main
 
 SETTINGS = dict(budget="2M-madds", space="tiny", dataset="synthetic:96", epochs=2, lr=0.01, proxy_size=32,
-                batch_size=16, references="none", strategy="supernet", supernet_epochs=2, confirm=2, seed=0)
+                batch_size=16, references="none", strategy="supernet", supernet_epochs=4, confirm=2, seed=0)
 CONFIG = SearchConfig(**SETTINGS)
 TRIALS = 6
 STUDY = "sn"
 # The same settings as command-line flags (the CLI's defaults for everything else).
 FLAGS = ["--budget", "2M-madds", "--space", "tiny", "--dataset", "synthetic:96", "--epochs", "2", "--lr", "0.01",
          "--proxy-size", "32", "--batch-size", "16", "--references", "none", "--strategy", "supernet",
-         "--supernet-epochs", "2", "--confirm", "2"]
+         "--supernet-epochs", "4", "--confirm", "2"]
 
 
 def fake_latency(model, shape, device="cpu") -> Latency:
@@ -192,14 +192,15 @@ def test_a_worker_refuses_a_missing_checkpoint_instead_of_training_one(supernet_
 
 def test_interrupted_supernet_training_loses_at_most_the_current_epoch(supernet_study, tmp_path):
     calls: list = []
+    last = CONFIG.supernet_epochs - 1  # interrupted in the last epoch
     with pytest.raises(KeyboardInterrupt):
-        search(tmp_path, trials=0, on_step=step_recorder(calls, interrupt_in_epoch=1))
+        search(tmp_path, trials=0, on_step=step_recorder(calls, interrupt_in_epoch=last))
     checkpoint = tmp_path / "supernets" / f"{supernet_study.tag}.pt"
-    assert torch.load(checkpoint, weights_only=True)["epoch"] == 1  # epoch 1 of 2 kept
-    steps = len(calls)
+    assert torch.load(checkpoint, weights_only=True)["epoch"] == last  # every epoch before it kept
+    steps = len([call for call in calls if call[0] == 0])  # steps per epoch
     calls.clear()
     search(tmp_path, trials=0, on_step=step_recorder(calls))
-    assert [epoch for epoch, _ in calls] == [1] * steps and calls[0] == (1, 0)  # resumed at epoch 2, step 1
+    assert [epoch for epoch, _ in calls] == [last] * steps and calls[0] == (last, 0)  # resumed at its first step
     # ... and ends with the weights of the uninterrupted run.
     resumed, uninterrupted = checkpoint_model(checkpoint), checkpoint_model(supernet_study.checkpoint)
     assert resumed.keys() == uninterrupted.keys()

@@ -56,9 +56,8 @@ def supernet_config(config: SearchConfig, device: str) -> SupernetConfig:
 def checkpoint_tag(config: SearchConfig, space: SearchSpace) -> str:
     """What a supernet checkpoint depends on, hashed: the space's choices, the data and the training."""
     return supernet_tag(space=dict(space.parameters), family=space.family, dataset=config.dataset,
-                        dataset_limit=config.dataset_limit, val_fraction=config.val_fraction, seed=config.seed,
-                        proxy_size=config.proxy_size, batch_size=config.batch_size, lr=config.lr,
-                        epochs=config.supernet_epochs)
+                        dataset_limit=config.dataset_limit, val_fraction=config.val_fraction,
+                        proxy_size=config.proxy_size, training=supernet_config(config, device="cpu"))
 
 
 def default_checkpoint(results_dir: Path, tag: str) -> Path:
