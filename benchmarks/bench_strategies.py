@@ -1,9 +1,9 @@
 """Scratch vs supernet search under the same compute budget: candidates scored, ranking fidelity, confirmed front.
 
-Run (the figure in ``benchmarks/results/bench_strategies.txt``; 2 shared CPU cores, about 45 min wall under load)::
+Run (the figure in ``benchmarks/results/bench_strategies.txt``; 2 CPU cores, about 35 min wall)::
 
-    python benchmarks/bench_strategies.py --budget-seconds 480 --clock cpu --proxy-size 32 --epochs 2 \
-        --supernet-epochs 4 --top 8 --long-factor 5 --confirm 3 --references default --seed 0 --threads 1 --jobs 4
+    python benchmarks/bench_strategies.py --budget-seconds 900 --clock cpu --proxy-size 32 --epochs 2 \
+        --supernet-epochs 8 --top 8 --long-factor 5 --confirm 3 --references default --seed 0 --threads 1 --jobs 2
 
 At the issue's scale, on a GPU: e.g. ``--budget-seconds 2400 --clock wall --proxy-size 64 --epochs 8
 --supernet-epochs 24 --top 12 --device cuda`` (wall clock there: a process driving a GPU spends little CPU time).

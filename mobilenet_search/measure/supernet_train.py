@@ -78,7 +78,7 @@ class SupernetConfig:
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05  # not applied to BatchNorm weights and biases
-    label_smoothing: float = 0.1  # on the largest member's labels; the others learn its soft predictions
+    label_smoothing: float = 0.1  # on every member's labels (with distill: on the largest member's alone)
     warmup_epochs: int = 1
     random_subnets: int = 2
     distill: bool = False  # True: in-place distillation from the largest member (see above)

@@ -1,7 +1,7 @@
 """How candidates get their accuracy in a study: ``scratch`` training, or weights from one ``supernet``.
 
-``--strategy supernet`` trains one elastic network over the search space (the sandwich rule with
-in-place distillation, BigNAS) once, on the user's data, then scores every candidate in seconds
+``--strategy supernet`` trains one elastic network over the search space (the sandwich rule of
+BigNAS, every member on the labels) once, on the user's data, then scores every candidate in seconds
 with the weights it inherits (:class:`InheritedWeights`), BatchNorm statistics recalibrated. The
 checkpoint is keyed by a hash of what it depends on (space, data, training settings), so a later
 study with the same settings reuses it and one with others is refused. When the search ends, the

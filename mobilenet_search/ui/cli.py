@@ -484,8 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--strategy", default="scratch",
                         help="how candidates get their accuracy. scratch: each is trained briefly from its own "
                              "initial weights (45-60 s a candidate on 2 CPU cores; a few dozen per study). supernet: "
-                             "one elastic network covering the space is trained once (sandwich rule, in-place "
-                             "distillation), then every candidate is scored in seconds with the weights it "
+                             "one elastic network covering the space is trained once (sandwich rule), then "
+                             "every candidate is scored in seconds with the weights it "
                              "inherits, and the Pareto candidates are retrained from scratch at the end (--confirm) "
                              "to compare with the paper's nets: pick it for hundreds of candidates")
     search.add_argument("--supernet-epochs", type=int, default=24,

@@ -4,7 +4,7 @@ tqdm's own rate and ETA would count reference nets, over-budget rejections (mill
 trials finished before a resume alike, so the bar shows neither. The ETA here is hidden until a
 searched candidate has been trained in this run: the reference nets train first and are the
 cheapest and the dearest the budget admits, so their mean says nothing of what the search
-samples (after the quick start's first, 23 s, it would have said 2 minutes for 5). Then it is
+samples (after the quick start's first, 23 s, it said 2 minutes for the 6 still to go). Then it is
 the mean time of the searched candidates trained times those still to train, plus the reference
 nets still queued at their own mean.
 """
