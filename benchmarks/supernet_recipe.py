@@ -6,12 +6,15 @@ Run from the repository root, one variant per call (each 2.5-4.5 minutes on 2 co
     python benchmarks/supernet_recipe.py --variant labels          # the default: sandwich, every member on the labels
     python benchmarks/supernet_recipe.py --variant distill         # sandwich + in-place distillation (BigNAS)
     python benchmarks/supernet_recipe.py --variant two-members     # largest + smallest only, on the labels
+    python benchmarks/supernet_recipe.py --variant fixed-middle    # one fixed middle member as the "random" ones
 
 On the embedded data at ``--proxy-size`` (32) for ``--epochs`` (8): a ``mobilenetv2`` supernet is trained with
 :func:`train_supernet` and the recipe of the variant, then its largest and smallest members are scored with
 inherited weights (BatchNorm recalibrated on 512 training images, as a study scores them); ``standalone`` trains
 ``build_model`` of the same two members with the proxy (:func:`train_and_evaluate`, same epochs). Prints each
 member's accuracy and balanced accuracy, and the supernet's per-epoch loss. Majority-class accuracy is 0.688.
+``fixed-middle`` trains one member drawn with a fixed seed at every step in place of the random ones, then scores
+it inherited and trains it alone: whether slicing a middle member is what keeps it untrained.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from mobilenet_search.measure.supernet_train import SupernetConfig, calibration_
 from mobilenet_search.measure.train import TrainConfig, train_and_evaluate
 from mobilenet_search.search.space import load_space, supernet_envelope
 
-RECIPES = {"labels": {}, "distill": {"distill": True}, "two-members": {"random_subnets": 0}}
+RECIPES = {"labels": {}, "distill": {"distill": True}, "two-members": {"random_subnets": 0}, "fixed-middle": {}}
 
 
 def main() -> None:
@@ -67,15 +70,28 @@ def main() -> None:
             return space.spec({name: values[int(torch.randint(len(values), (1,), generator=generator))]
                                for name, values in space.searched.items()}, **shape)
 
+        members = [("largest", largest), ("smallest", smallest)]
+        if args.variant == "fixed-middle":
+            middle = sample(torch.Generator().manual_seed(5))
+            members.append(("middle", middle))
+            print(f"  middle member: {middle.to_string()}")
+
+            def sample(generator: torch.Generator):  # noqa: F811 -- the fixed member replaces the random ones
+                return middle
+
         with tempfile.TemporaryDirectory() as folder:
             result = train_supernet(supernet, data_for_size, sample, smallest, largest, proxy_size, config,
                                     Path(folder) / "supernet.pt", args.variant)
         print(f"  loss of the largest member by epoch: {' '.join(f'{loss:.3f}' for loss in result.losses)}")
-        for name, spec in (("largest", largest), ("smallest", smallest)):
+        for name, spec in members:
             data = data_for_size(proxy_size(spec))
             evaluation, _ = score_subnet(supernet, spec, data, calibration=calibration_indices(data, config.bn_images))
             print(f"  {name:8} {spec.to_string()[:40]}: accuracy {evaluation.accuracy:.3f}, "
                   f"balanced {evaluation.balanced_accuracy:.3f} (inherited)", flush=True)
+        if args.variant == "fixed-middle":
+            alone = train_and_evaluate(build_model(middle, seed=0), data_for_size(proxy_size(middle)),
+                                       TrainConfig(epochs=args.epochs))
+            print(f"  middle   trained alone: accuracy {alone.accuracy:.3f}, balanced {alone.balanced_accuracy:.3f}")
     print(f"  {time.perf_counter() - started:.0f} s")
 
 
