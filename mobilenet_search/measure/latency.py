@@ -145,9 +145,8 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...], *, device: s
 
 
 def _time_cpu(model: nn.Module, inputs: torch.Tensor, warmup: int, repeats: int,
-              clock: Callable[[], float] | None = None) -> list[float]:
-    """Milliseconds of each of ``repeats`` forward passes by ``clock`` (perf_counter), after ``warmup`` untimed ones."""
-    clock = clock or perf_counter
+              clock: Callable[[], float] = perf_counter) -> list[float]:
+    """Milliseconds of each of ``repeats`` forward passes by ``clock``, after ``warmup`` untimed ones."""
     times = []
     with torch.inference_mode():
         for _ in range(warmup):

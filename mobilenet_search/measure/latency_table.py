@@ -258,9 +258,7 @@ class LatencyTable:
     def ms(self, key: str) -> float | None:
         """The entry's latency in milliseconds, or None when it has not been measured."""
         figures = self.times.get(key)
-        if not figures:
-            return None
-        return min(figures) if self.statistic == "min" else statistics.median(figures)
+        return combine(figures, self.statistic) if figures else None
 
     def missing(self, entries: Iterable[Entry]) -> list[Entry]:
         """The entries not measured in every pass yet."""
@@ -334,6 +332,11 @@ class LatencyTable:
             raise UserError(f"{where} was measured on {self.device}, batch {self.batch} ({self.device_key}); this is "
                             f"{identity.name}, batch {identity.batch} ({identity.key}): build a table here with "
                             "`mobilenet-search latency-table build`")
+
+
+def combine(figures: Sequence[float], statistic: str) -> float:
+    """Several timings of one thing as one figure: their minimum or their median (``statistic``)."""
+    return min(figures) if statistic == "min" else statistics.median(figures)
 
 
 def _is_ms(value: Any) -> bool:
@@ -444,7 +447,7 @@ def measure_networks(specs: Sequence[ArchSpec], measure: Measure, *, batch: int 
                 model = build_model(spec, seed=0)
                 figures[index].append(measure(model, (batch, spec.in_channels, spec.resolution, spec.resolution)))
                 bar.update()
-    return [min(f) if statistic == "min" else statistics.median(f) for f in figures]
+    return [combine(f, statistic) for f in figures]
 
 
 # -- predicting ---------------------------------------------------------------------------

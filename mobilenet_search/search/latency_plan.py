@@ -29,6 +29,7 @@ from mobilenet_search.measure.latency_table import (
     device_identity,
     entries_for,
     fit_overhead,
+    load_table_for,
     measure_networks,
     table_path,
     table_timer,
@@ -97,12 +98,8 @@ def build_space_table(space: SearchSpace, *, device: str = "auto", batch: int = 
     """
     identity = device_identity(device, threads, batch)
     path = table_path(results_dir, identity.key)
-    if path.exists():
-        table = LatencyTable.load(path)
-        table.require_device(identity, where=f"latency table {str(path)!r}")
-    else:
-        table = LatencyTable.new(identity, statistic=statistic, clock=clock, warmup=warmup, repeats=repeats,
-                                 passes=passes)
+    table = load_table_for(device, batch, results_dir, threads=threads) or LatencyTable.new(
+        identity, statistic=statistic, clock=clock, warmup=warmup, repeats=repeats, passes=passes)
     measure = measure or table_timer(table, identity.device)
     if entries is None:
         entries = distinct_entries(space, num_classes=num_classes, in_channels=in_channels)

@@ -81,18 +81,21 @@ class SearchProgress:
 
     def eta(self) -> float | None:
         """Seconds still to go, or None until a searched candidate has been trained in this run."""
+        return self._eta(*self._done())
+
+    def _eta(self, done: int, refs: int) -> float | None:
         searched = self._seconds[False]
         if not searched:
             return None
-        done, refs = self._done()
         per_search = sum(searched) / len(searched)
         references = self._seconds[True]
         per_reference = sum(references) / len(references) if references else per_search
         return (self.trials - done) * per_search + (self.references - refs) * per_reference
 
     def _update(self, note: str = "") -> None:
-        self.bar.n = sum(self._done())
-        eta = self.eta()
+        done, refs = self._done()  # one pass over the study's trials per update
+        self.bar.n = done + refs
+        eta = self._eta(done, refs)
         if eta is not None and self.bar.n < self.bar.total:
             note = f"{note}, ETA ~{_clock(eta)}" if note else f"ETA ~{_clock(eta)}"
         self.bar.set_postfix_str(note, refresh=True)
