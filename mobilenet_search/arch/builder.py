@@ -9,6 +9,8 @@ linear weight reshaped to ``(k, C, 1, 1)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
 
@@ -120,3 +122,14 @@ def build_model(spec: ArchSpec, seed: int | None = None) -> MobileNet:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return MobileNet(spec)
+
+
+def build_with_weights(spec: ArchSpec, state: Mapping[str, torch.Tensor]) -> MobileNet:
+    """``build_model(spec)`` with ``state`` loaded strictly (every key, every shape); a :class:`ValueError`
+    naming the first mismatch when it does not fit. Callers say whose weights they were."""
+    model = build_model(spec, seed=0)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(str(exc).strip().splitlines()[0]) from None
+    return model

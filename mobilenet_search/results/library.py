@@ -227,7 +227,7 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     >>> model.classifier[-1].out_features
     10
     """
-    from mobilenet_search.arch.builder import build_model
+    from mobilenet_search.arch.builder import build_model, build_with_weights
 
     if weights is not None and weights not in WEIGHTS:
         raise UserError(f"invalid weights {weights!r}: expected None (fresh initial weights) or "
@@ -246,14 +246,10 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     if spec.num_classes != entry.spec.num_classes:
         raise UserError(f"library entry {name!r} has trained weights for {entry.spec.num_classes} classes, not "
                         f"{spec.num_classes}: build it with weights=None to train {spec.num_classes} classes")
-    model = build_model(spec)
-    state = _read_weights(entry)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0]
-        raise UserError(f"weights {str(entry.weights_path)!r} do not fit library entry {name!r} ({first_line})") \
-            from None
+        model = build_with_weights(spec, _read_weights(entry))
+    except ValueError as exc:
+        raise UserError(f"weights {str(entry.weights_path)!r} do not fit library entry {name!r} ({exc})") from None
     return model.eval()
 
 
@@ -333,15 +329,14 @@ def save(name: str, spec: ArchSpec, metadata: dict[str, Any] | None = None, *, f
 
 def _write_weights(spec: ArchSpec, weights: nn.Module | Mapping[str, torch.Tensor], path: Path) -> str:
     """Check that ``weights`` fit ``build_model(spec)``, write them as safetensors; their file's SHA-256."""
-    from mobilenet_search.arch.builder import build_model
+    from mobilenet_search.arch.builder import build_with_weights
     from mobilenet_search.files import save_weights
 
-    model = build_model(spec, seed=0)
     state = weights.state_dict() if hasattr(weights, "state_dict") else weights
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ValueError(f"weights do not fit {spec.to_string()}: {str(exc).strip().splitlines()[0]}") from None
+        model = build_with_weights(spec, state)
+    except ValueError as exc:
+        raise ValueError(f"weights do not fit {spec.to_string()}: {exc}") from None
     save_weights(model, path)
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
