@@ -28,13 +28,24 @@ from pathlib import Path
 import torch
 
 from mobilenet_search.arch.builder import build_model
+from mobilenet_search.arch.spec import parse_arch
 from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.measure.data import load_dataset, proxy_resolution
 from mobilenet_search.measure.supernet_train import SupernetConfig, calibration_indices, score_subnet, train_supernet
 from mobilenet_search.measure.train import TrainConfig, train_and_evaluate
 from mobilenet_search.search.space import load_space, supernet_envelope
 
-RECIPES = {"labels": {}, "distill": {"distill": True}, "two-members": {"random_subnets": 0}, "fixed-middle": {}}
+RECIPES = {"labels": {}, "distill": {"distill": True}, "two-members": {"random_subnets": 0}, "fixed-middle": {},
+           "zero-gamma": {}, "four-random": {"random_subnets": 4}}
+
+# Middle members of bench_strategies.py's first supernet study (results/bench_strategies.txt): 0.76 after 10 epochs
+# alone, 0.684-0.688 inherited from its supernet.
+PANEL = ("mnv2_w1.0_r96_stem32_t1c16n1s1-t4c24n1s2-t3c24n2s2-t6c48n3s2-t4c112n2s1-t4c128n2s2-t3c256n1s1"
+         "_head1280_relu6_linear_fc_drop0.2_cls2_in1_div8",
+         "mnv2_w1.3_r96_stem32_t1c16n1s1-t4c16n1s2-t3c40n2s2-t6c48n4s2-t3c96n4s1-t4c160n4s2-t6c256n1s1"
+         "_head1280_relu6_linear_fc_drop0.2_cls2_in1_div8",
+         "mnv2_w1.0_r224_stem32_t1c16n1s1-t6c24n2s2-t4c32n3s2-t6c80n4s2-t4c96n3s1-t6c160n4s2-t6c320n1s1"
+         "_head1280_relu6_linear_fc_drop0.2_cls2_in1_div8")
 
 
 def main() -> None:
@@ -65,12 +76,18 @@ def main() -> None:
     else:
         config = SupernetConfig(epochs=args.epochs, **RECIPES[args.variant])
         supernet = Supernet(largest, seed=0)
+        if args.variant == "zero-gamma":  # BigNAS: each residual block starts as the identity
+            for block, module in zip(largest.blocks(), list(supernet.features)[1:], strict=False):
+                if block.residual:
+                    torch.nn.init.zeros_(module.conv[-1].weight)
 
         def sample(generator: torch.Generator):
             return space.spec({name: values[int(torch.randint(len(values), (1,), generator=generator))]
                                for name, values in space.searched.items()}, **shape)
 
         members = [("largest", largest), ("smallest", smallest)]
+        members += [(f"w{w}", largest.replace(width_mult=w)) for w in space.parameters["width_mult"][1:-1]]
+        members += [(f"bench{i}", parse_arch(text)) for i, text in enumerate(PANEL)]
         if args.variant == "fixed-middle":
             middle = sample(torch.Generator().manual_seed(5))
             members.append(("middle", middle))

@@ -81,6 +81,22 @@ def test_a_subnet_with_fewer_blocks_takes_the_first_blocks_of_each_stage():
         assert all(torch.equal(v, b[k]) for k, v in a.items())
 
 
+def test_zero_init_residual_makes_every_residual_block_the_identity_so_depth_changes_nothing_at_first():
+    envelope = ArchSpec.mobilenet_v2(0.5, 64, stages=[(1, 8, 1, 1), (4, 16, 3, 2), (4, 24, 2, 1)],
+                                     stem_channels=8, head_channels=64, num_classes=2, in_channels=1)
+    shallow = envelope.replace(stages=[(1, 8, 1, 1), (4, 16, 1, 2), (4, 24, 1, 1)])
+    net = Supernet(envelope, seed=0).eval()
+    x = torch.randn(2, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert not torch.allclose(net(x), net(x, shallow), atol=1e-4)  # the extra blocks compute something
+        net.zero_init_residual()
+        assert torch.allclose(net(x), net(x, shallow), atol=1e-6)  # now they pass their input through
+    # Exactly the projection BatchNorm of each residual block, nothing else: block 1 (8 -> 8 channels, stride 1,
+    # no expansion layer) and the blocks after each stage's first (3, 4 and 6).
+    zeroed = {name for name, p in net.named_parameters() if name.endswith(".weight") and not p.any()}
+    assert zeroed == {"features.1.conv.2.weight", "features.3.conv.3.weight", "features.4.conv.3.weight", "features.6.conv.3.weight"}
+
+
 def test_a_stride_1_stages_first_block_gets_a_residual_when_the_subnets_widths_match():
     envelope = ArchSpec.mobilenet_v2(1.0, 64, stages=[(1, 16, 1, 1), (6, 24, 2, 1)],
                                      stem_channels=16, head_channels=32, num_classes=2, in_channels=1)

@@ -100,6 +100,25 @@ def test_seeded_runs_give_the_same_weights_and_another_seed_does_not(tmp_path):
     assert not torch.equal(net_c.classifier[1].weight, net_a.classifier[1].weight)
 
 
+@pytest.mark.parametrize("zero_init", [True, False])
+def test_a_fresh_training_starts_every_residual_block_as_the_identity_unless_told_not_to(tmp_path, zero_init):
+    residual = [i + 1 for i, block in enumerate(ENVELOPE.blocks()) if block.residual]
+    assert residual  # tiny's envelope has residual blocks
+
+    def stop_after_the_first_step(epoch, step, steps_per_epoch, loss):
+        raise KeyboardInterrupt
+
+    config = dataclasses.replace(FAST, zero_init_residual=zero_init)
+    net = Supernet(ENVELOPE, seed=0)
+    with pytest.raises(KeyboardInterrupt):
+        train_supernet(net, stripes, sample, SMALLEST, ENVELOPE, proxy_size, config, tmp_path / "s.pt", "t",
+                       on_step=stop_after_the_first_step)
+    for index in residual:
+        scale = net.features[index].conv[-1].weight.abs().max().item()
+        # One AdamW step moves a parameter by about the learning rate; torchvision initialises the scales to 1.
+        assert (scale <= 2 * config.lr) if zero_init else (scale > 0.9), (index, scale)
+
+
 def test_training_leaves_the_callers_random_state_alone(tmp_path):
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -61,6 +61,17 @@ class Supernet(nn.Module):
         self.features = model.features
         self.classifier = model.classifier
 
+    def zero_init_residual(self) -> None:
+        """Zero the scale of the last BatchNorm in every residual block, so each starts as the identity (BigNAS).
+
+        Only blocks with a residual in the envelope (every block after a stage's first): they have one in
+        every member too, so a member that drops them starts as the same function as one that keeps them.
+        """
+        for block, module in zip(self.envelope.blocks(), list(self.features)[1:], strict=False):
+            if block.residual:
+                last = [m for m in module.conv.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+                nn.init.zeros_(last.weight)
+
     # -- which specs fit ----------------------------------------------------------------------
 
     def check(self, spec: ArchSpec) -> None:
