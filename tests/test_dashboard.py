@@ -182,7 +182,7 @@ def test_trial_helpers(url):
     assert row["accuracy"] == board.searched(frame)["accuracy"].max()
     assert board.trial_spec(row).to_string() == row["arch"]
     assert board.trial_spec({"arch": row["arch"]}) == board.trial_spec(row)
-    assert board.accuracy_history(row)[-1] == row["accuracy"] and board.accuracy_history({}) == []
+    assert board.epoch_history(row)[-1] == row["accuracy"] and board.epoch_history({}) == []
     assert board.trial_label(row).startswith(f"trial {best} · accuracy")
 
 

@@ -152,6 +152,10 @@ def test_importances_most_important_on_top_and_training_curve_by_epoch():
     assert list(bars.y) == ["stage2.expansion", "resolution", "width_mult"]  # plotly draws the last on top
     curve = training_curve_figure([0.5, 0.6, 0.65]).data[0]
     assert list(curve.x) == [1, 2, 3] and list(curve.y) == [0.5, 0.6, 0.65]
+    # Evaluated after the last epoch only: that accuracy sits at the last epoch, the loss at every one.
+    accuracy, loss = training_curve_figure([0.7], [0.9, 0.6, 0.5]).data
+    assert list(accuracy.x) == [3] and list(accuracy.y) == [0.7]
+    assert list(loss.x) == [1, 2, 3] and list(loss.y) == [0.9, 0.6, 0.5] and loss.yaxis == "y2"
 
 
 # -- intervals, noise repeats, supernet confirmations ---------------------------------------------------

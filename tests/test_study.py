@@ -145,6 +145,18 @@ def test_accuracy_objective_is_single_valued_and_reports_epochs(tmp_path):
                        results_dir=tmp_path)
     for trial in study.trials:
         assert len(trial.values) == 1 and sorted(trial.intermediate_values) == [0, 1]
+        # The pruner reads every epoch's accuracy, so every epoch is evaluated.
+        assert len(trial.user_attrs["accuracy_history"]) == 2 and len(trial.user_attrs["loss_history"]) == 2
+
+
+def test_a_multi_objective_study_evaluates_after_the_last_epoch_only_and_records_the_loss_of_each(tmp_path):
+    study = run_search(_config(epochs=3), storage=f"sqlite:///{tmp_path / 'm.db'}", study_name="m", trials=1,
+                       results_dir=tmp_path)
+    trained = [t for t in study.trials if t.user_attrs.get("outcome") == "trained"]
+    assert trained
+    for trial in trained:
+        assert trial.user_attrs["accuracy_history"] == [trial.user_attrs["accuracy"]]
+        assert len(trial.user_attrs["loss_history"]) == 3
 
 
 def test_search_on_a_slice_of_the_embedded_dataset(tmp_path):

@@ -94,7 +94,8 @@ def test_zero_init_residual_makes_every_residual_block_the_identity_so_depth_cha
     # Exactly the projection BatchNorm of each residual block, nothing else: block 1 (8 -> 8 channels, stride 1,
     # no expansion layer) and the blocks after each stage's first (3, 4 and 6).
     zeroed = {name for name, p in net.named_parameters() if name.endswith(".weight") and not p.any()}
-    assert zeroed == {"features.1.conv.2.weight", "features.3.conv.3.weight", "features.4.conv.3.weight", "features.6.conv.3.weight"}
+    assert zeroed == {"features.1.conv.2.weight", "features.3.conv.3.weight", "features.4.conv.3.weight",
+                      "features.6.conv.3.weight"}
 
 
 def test_a_stride_1_stages_first_block_gets_a_residual_when_the_subnets_widths_match():

@@ -69,6 +69,27 @@ def test_on_epoch_is_called_after_each_epoch_with_the_history(stripes):
     assert calls == list(enumerate(result.history))
 
 
+def test_evaluating_after_the_last_epoch_only_gives_the_same_network_and_accuracy():
+    # MobileNetV2 has dropout, which draws random numbers during the skipped recalibrations too.
+    data = load_dataset("synthetic:64", 32, cache_dir=None)
+    spec = ArchSpec.mobilenet_v2(0.35, 96, num_classes=4, in_channels=1)
+    runs = []
+    for every in (True, False):
+        calls = []
+        model = build_model(spec, seed=0)
+        result = train_and_evaluate(model, data, TrainConfig(epochs=3, batch_size=16, eval_every_epoch=every),
+                                    on_epoch=lambda epoch, accuracy, calls=calls: calls.append((epoch, accuracy)))
+        runs.append((result, model.state_dict(), calls))
+    (every, every_weights, every_calls), (last, last_weights, last_calls) = runs
+    assert len(every.history) == 3 and last.history == every.history[-1:]
+    assert (last.accuracy, last.balanced_accuracy) == (every.accuracy, every.balanced_accuracy)
+    assert torch.equal(last.predictions, every.predictions) and last.loss_history == every.loss_history
+    assert all(torch.equal(v, last_weights[k]) for k, v in every_weights.items())
+    assert every_calls == list(enumerate(every.history))
+    assert last_calls == [(0, None), (1, None), (2, last.accuracy)]
+    assert len(last.loss_history) == 3 and all(loss > 0 for loss in last.loss_history)
+
+
 def test_exception_from_on_epoch_propagates_and_stops_training(stripes):
     class Pruned(Exception):
         pass

@@ -34,12 +34,13 @@ from mobilenet_search.results.stats import bootstrap_balanced_accuracy_interval,
 # The user attributes every trial records (the contract with the dashboard and export).
 TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
-    "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
+    "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "loss_history", "proxy_resolution", "epochs", "train_seconds", "time_build",
     "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome", "status_reason", "retry_of", "reference",
     "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
     *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms",
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
+HISTORY_ATTRS = ("accuracy_history", "loss_history")  # per-epoch lists
 
 
 def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
@@ -49,9 +50,10 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     """
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "feasible": is_feasible(trial)}
     row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
-    # Lists (the per-epoch history) do not fit a CSV cell: keep them as JSON text.
-    if isinstance(row["accuracy_history"], list):
-        row["accuracy_history"] = json.dumps(row["accuracy_history"])
+    # Lists (the per-epoch histories) do not fit a CSV cell: keep them as JSON text.
+    for key in HISTORY_ATTRS:
+        if isinstance(row[key], list):
+            row[key] = json.dumps(row[key])
     if trial.datetime_start and trial.datetime_complete:
         row["duration_s"] = (trial.datetime_complete - trial.datetime_start).total_seconds()
     return row

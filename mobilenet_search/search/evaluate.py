@@ -38,7 +38,7 @@ from mobilenet_search.results.frame import interval_attrs
 from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, Outcome, pack_correct
 
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
-OnEpoch = Callable[[int, float], None]  # (epoch counted from 0, validation accuracy)
+OnEpoch = Callable[[int, float | None], None]  # (epoch counted from 0, validation accuracy or None if not evaluated)
 
 
 def init_seed(spec: ArchSpec, seed: int) -> int:
@@ -120,7 +120,8 @@ class ScratchTraining:
         if result.predictions is not None:
             check_trained(model, data, result.predictions, self.config.lr)
         return Scored(result.accuracy, result.balanced_accuracy, result.predictions, {
-            "accuracy_history": list(result.history), "train_seconds": result.train_seconds,
+            "accuracy_history": list(result.history), "loss_history": list(result.loss_history),
+            "train_seconds": result.train_seconds,
             "time_train": result.train_seconds, "time_eval": result.eval_seconds})
 
 

@@ -83,10 +83,10 @@ class Objective:
 
     def _on_epoch(self, trial: optuna.Trial, record: Record) -> Callable[[int, float], None]:
         """Per-epoch progress; in single-objective mode also Optuna's pruner."""
-        def report(epoch: int, accuracy: float) -> None:
+        def report(epoch: int, accuracy: float | None) -> None:
             if self.on_epoch:
                 self.on_epoch(epoch + 1, self.config.epochs)
-            if self.config.objective == "accuracy":
+            if self.config.objective == "accuracy" and accuracy is not None:
                 trial.report(accuracy, epoch)
                 if trial.should_prune():
                     record.outcome = Outcome.PRUNED

@@ -290,9 +290,10 @@ with details:
         latency = f", {row['latency_ms']:.2f} ms on {row['latency_device']}" if pd.notna(row["latency_ms"]) else ""
         st.caption(f"{format_count(row['madds'])} MAdds, {format_count(row['params'])} parameters{latency}")
 with curve:
-    history = board.accuracy_history(row)
+    history = board.epoch_history(row)
     if history:
-        st.plotly_chart(training_curve_figure(history, title="training curve"), key="curve")
+        st.plotly_chart(training_curve_figure(history, board.epoch_history(row, "loss_history"),
+                                              title="training curve"), key="curve")
     else:
         st.info(row.get("status_reason") or "No training curve recorded.")
     st.markdown("**Export to the model library**")

@@ -571,9 +571,10 @@ def trial_spec(row: pd.Series | dict[str, Any]) -> ArchSpec | None:
     return None
 
 
-def accuracy_history(row: pd.Series | dict[str, Any]) -> list[float]:
-    """The trial's per-epoch validation accuracy (empty if it recorded none)."""
-    history = row.get("accuracy_history")
+def epoch_history(row: pd.Series | dict[str, Any], key: str = "accuracy_history") -> list[float]:
+    """The trial's validation accuracy by evaluated epoch, or with ``key="loss_history"`` its training loss by
+    epoch (empty if it recorded none)."""
+    history = row.get(key)
     if isinstance(history, str):
         history = json.loads(history)
     return [float(v) for v in history] if isinstance(history, list) else []

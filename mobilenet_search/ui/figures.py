@@ -32,7 +32,8 @@ HOVER = ("accuracy", "accuracy_low", "accuracy_high", "balanced_accuracy", "bala
          "balanced_accuracy_high", "strategy", "confirms", "noise_seed", "madds", "params", "latency_ms",
          "latency_device", "latency_batch", "proxy_resolution", "epochs", "train_seconds", "duration_s", "outcome",
          "status_reason", "reference_name")
-_NOT_METRICS = {"number", "state", "feasible", "arch", "spec", "accuracy_history", "retry_of", "reference", "val_size"}
+_NOT_METRICS = {"number", "state", "feasible", "arch", "spec", "accuracy_history", "loss_history", "retry_of",
+                "reference", "val_size"}
 _FORMATS = {"madds": ":,.0f", "params": ":,.0f", "accuracy": ":.4f", "balanced_accuracy": ":.4f",
             **{f"{q}_{end}": ":.4f" for q in ("accuracy", "balanced_accuracy") for end in ("low", "high")},
             "latency_ms": ":.3f", "train_seconds": ":.1f", "duration_s": ":.1f"}
@@ -305,11 +306,22 @@ def importance_figure(importances: Mapping[str, float]) -> go.Figure:
     return fig
 
 
-def training_curve_figure(history: Sequence[float], *, title: str | None = None) -> go.Figure:
-    """A trial's validation accuracy after each proxy-training epoch."""
-    epochs = list(range(1, len(history) + 1))
-    fig = go.Figure(go.Scatter(x=epochs, y=list(history), mode="lines+markers", name="validation accuracy",
-                               hovertemplate="epoch %{x}: %{y:.4f}<extra></extra>"))
+def training_curve_figure(history: Sequence[float], losses: Sequence[float] = (), *,
+                          title: str | None = None) -> go.Figure:
+    """A trial's proxy training by epoch: validation accuracy where evaluated, training loss on a second axis.
+
+    A study evaluates every epoch only under ``--objective accuracy``; otherwise ``history`` holds
+    the last epoch's accuracy alone, and the loss shows how training went.
+    """
+    n = max(len(history), len(losses))
+    fig = go.Figure(go.Scatter(x=list(range(n - len(history) + 1, n + 1)), y=list(history), mode="lines+markers",
+                               name="validation accuracy", hovertemplate="epoch %{x}: %{y:.4f}<extra></extra>"))
+    if losses:
+        fig.add_trace(go.Scatter(x=list(range(1, len(losses) + 1)), y=list(losses), mode="lines+markers",
+                                 name="training loss", yaxis="y2", line=dict(dash="dot"),
+                                 hovertemplate="epoch %{x}: loss %{y:.4f}<extra></extra>"))
     fig.update_layout(title=title, xaxis_title="epoch", yaxis_title="validation accuracy", template="plotly_white",
-                      xaxis=dict(tickmode="linear", dtick=1), height=300, margin=dict(l=60, r=20, t=40, b=50))
+                      xaxis=dict(tickmode="linear", dtick=1), height=300, margin=dict(l=60, r=60, t=40, b=50),
+                      yaxis2=dict(title="training loss", overlaying="y", side="right", showgrid=False),
+                      legend=dict(orientation="h", y=-0.3))
     return fig
