@@ -1,20 +1,25 @@
-"""Does the supernet learn? Its largest and smallest members, inherited, against the same nets trained alone.
+"""Does the supernet learn? Its members, inherited, against the same nets trained alone.
 
 Run from the repository root, one variant per call (each 2.5-4.5 minutes on 2 cores at 8 epochs)::
 
     python benchmarks/supernet_recipe.py --variant standalone      # the two nets trained alone, proxy schedule
-    python benchmarks/supernet_recipe.py --variant labels          # the default: sandwich, every member on the labels
+    python benchmarks/supernet_recipe.py --variant labels          # sandwich, every member on the labels
     python benchmarks/supernet_recipe.py --variant distill         # sandwich + in-place distillation (BigNAS)
     python benchmarks/supernet_recipe.py --variant two-members     # largest + smallest only, on the labels
     python benchmarks/supernet_recipe.py --variant fixed-middle    # one fixed middle member as the "random" ones
+    python benchmarks/supernet_recipe.py --variant zero-gamma      # the default: labels + residual blocks start as
+                                                                   # the identity (BigNAS's zero-initialised BN)
+    python benchmarks/supernet_recipe.py --variant four-random     # the default with four random members a step
 
 On the embedded data at ``--proxy-size`` (32) for ``--epochs`` (8): a ``mobilenetv2`` supernet is trained with
-:func:`train_supernet` and the recipe of the variant, then its largest and smallest members are scored with
-inherited weights (BatchNorm recalibrated on 512 training images, as a study scores them); ``standalone`` trains
-``build_model`` of the same two members with the proxy (:func:`train_and_evaluate`, same epochs). Prints each
-member's accuracy and balanced accuracy, and the supernet's per-epoch loss. Majority-class accuracy is 0.688.
-``fixed-middle`` trains one member drawn with a fixed seed at every step in place of the random ones, then scores
-it inherited and trains it alone: whether slicing a middle member is what keeps it untrained.
+:func:`train_supernet` and the recipe of the variant (the first five with every block initialised as torchvision
+does), then scored with inherited weights (BatchNorm recalibrated on 512 training images, as a study scores them):
+its largest and smallest members, the envelope at each middle width, and three middle members of the first
+``bench_strategies.py`` study (0.754-0.762 after 10 epochs alone). ``standalone`` trains ``build_model`` of the largest
+and smallest members with the proxy (:func:`train_and_evaluate`, same epochs). Prints each member's accuracy and
+balanced accuracy, and the supernet's per-epoch loss. Majority-class accuracy is 0.688. ``fixed-middle`` trains
+one member drawn with a fixed seed at every step in place of the random ones, then scores it inherited and trains
+it alone: whether slicing a middle member is what keeps it untrained.
 """
 
 from __future__ import annotations
@@ -35,10 +40,12 @@ from mobilenet_search.measure.supernet_train import SupernetConfig, calibration_
 from mobilenet_search.measure.train import TrainConfig, train_and_evaluate
 from mobilenet_search.search.space import load_space, supernet_envelope
 
-RECIPES = {"labels": {}, "distill": {"distill": True}, "two-members": {"random_subnets": 0}, "fixed-middle": {},
-           "zero-gamma": {}, "four-random": {"random_subnets": 4}}
+# The variants before "zero-gamma" start every residual block as torchvision initialises it, as the default did then.
+PLAIN = {"zero_init_residual": False}
+RECIPES = {"labels": PLAIN, "distill": {**PLAIN, "distill": True}, "two-members": {**PLAIN, "random_subnets": 0},
+           "fixed-middle": PLAIN, "zero-gamma": {}, "four-random": {"random_subnets": 4}}
 
-# Middle members of bench_strategies.py's first supernet study (results/bench_strategies.txt): 0.76 after 10 epochs
+# Middle members of bench_strategies.py's first supernet study: 0.754-0.762 after 10 epochs
 # alone, 0.684-0.688 inherited from its supernet.
 PANEL = ("mnv2_w1.0_r96_stem32_t1c16n1s1-t4c24n1s2-t3c24n2s2-t6c48n3s2-t4c112n2s1-t4c128n2s2-t3c256n1s1"
          "_head1280_relu6_linear_fc_drop0.2_cls2_in1_div8",
@@ -76,10 +83,6 @@ def main() -> None:
     else:
         config = SupernetConfig(epochs=args.epochs, **RECIPES[args.variant])
         supernet = Supernet(largest, seed=0)
-        if args.variant == "zero-gamma":  # BigNAS: each residual block starts as the identity
-            for block, module in zip(largest.blocks(), list(supernet.features)[1:], strict=False):
-                if block.residual:
-                    torch.nn.init.zeros_(module.conv[-1].weight)
 
         def sample(generator: torch.Generator):
             return space.spec({name: values[int(torch.randint(len(values), (1,), generator=generator))]
