@@ -64,8 +64,10 @@ class Supernet(nn.Module):
     def zero_init_residual(self) -> None:
         """Zero the scale of the last BatchNorm in every residual block, so each starts as the identity (BigNAS).
 
-        Only blocks with a residual in the envelope (every block after a stage's first): they have one in
-        every member too, so a member that drops them starts as the same function as one that keeps them.
+        The blocks with a residual in the envelope: every block after a stage's first (which has one in
+        every member too, so a member that drops such blocks starts as the same function as one that keeps
+        them), and a stride-1 first block whose widths match. Training from there is what makes the middle
+        of the space learn (see :class:`~mobilenet_search.measure.supernet_train.SupernetConfig`).
         """
         for block, module in zip(self.envelope.blocks(), list(self.features)[1:], strict=False):
             if block.residual:

@@ -81,7 +81,7 @@ class Objective:
             self._write(trial, record)
         return self._values(record)
 
-    def _on_epoch(self, trial: optuna.Trial, record: Record) -> Callable[[int, float], None]:
+    def _on_epoch(self, trial: optuna.Trial, record: Record) -> Callable[[int, float | None], None]:
         """Per-epoch progress; in single-objective mode also Optuna's pruner."""
         def report(epoch: int, accuracy: float | None) -> None:
             if self.on_epoch:
