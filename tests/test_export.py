@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import re
 import shutil
 import sqlite3
 
@@ -307,22 +308,36 @@ def test_an_inherited_weights_export_reproduces_the_trials_accuracy(supernet_stu
     assert pack_correct((evaluation.predictions == data.val_labels).numpy()) == trial.user_attrs["val_correct"]
 
 
-def test_a_confirmed_trials_export_takes_the_confirmations_scratch_trained_weights(supernet_study, tmp_path):
+@pytest.mark.parametrize("confirmation_better", [True, False])
+def test_a_confirmed_trials_export_takes_the_more_accurate_of_its_confirmation_and_its_inherited_weights(
+        supernet_study, tmp_path, confirmation_better):
     study = supernet_study.load()
     config = SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR])
     confirmation = next(t for t in study.trials if t.user_attrs.get(CONFIRMS_ATTR) is not None)
     searched = study.trials[confirmation.user_attrs[CONFIRMS_ATTR]]
-    # The searched trial and its confirmation both give the confirmation's weights (preferred to inheritance).
+    # The recorded accuracies decide: a copy of the study records the confirmation's just above or below.
+    shutil.copy(supernet_study.folder / f"{STUDY}.db", tmp_path / "copy.db")
+    recorded = searched.user_attrs["accuracy"] + (0.01 if confirmation_better else -0.01)
+    with sqlite3.connect(tmp_path / "copy.db") as db:
+        db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'accuracy' AND trial_id = "
+                   "(SELECT trial_id FROM trials WHERE number = ?)", (json.dumps(recorded), confirmation.number))
+    storage = f"sqlite:///{tmp_path / 'copy.db'}"
+    lib = tmp_path / "lib"
     for name, number in (("searched", searched.number), ("confirmation", confirmation.number)):
-        export(STUDY, storage=supernet_study.storage, name=name, trial=number, library=tmp_path,
-               results_dir=supernet_study.folder)
-        meta = library.get(name, library=tmp_path).metadata
-        assert meta["source"]["trial"] == number and meta["weights_source"] == "confirmed"
-        assert meta["weights"]["trial"] == confirmation.number
-        assert meta["weights"]["accuracy"] == confirmation.user_attrs["accuracy"]
-        evaluation, _ = reproduce(name, tmp_path, confirmation, config, supernet_study.folder)
-        assert evaluation.accuracy == confirmation.user_attrs["accuracy"]
-    assert (tmp_path / "searched.safetensors").read_bytes() == (tmp_path / "confirmation.safetensors").read_bytes()
+        export(STUDY, storage=storage, name=name, trial=number, library=lib, results_dir=supernet_study.folder)
+    searched_meta = library.get("searched", library=lib).metadata
+    # The confirmation's own export always carries its own weights.
+    assert library.get("confirmation", library=lib).metadata["weights_source"] == "confirmed"
+    if confirmation_better:
+        assert searched_meta["weights_source"] == "confirmed"
+        assert searched_meta["weights"]["trial"] == confirmation.number
+        assert (lib / "searched.safetensors").read_bytes() == (lib / "confirmation.safetensors").read_bytes()
+    else:
+        assert searched_meta["weights_source"] == "inherited" and searched_meta["weights"]["trial"] == searched.number
+    for name, scored in (("searched", confirmation if confirmation_better else searched),
+                         ("confirmation", confirmation)):
+        evaluation, _ = reproduce(name, lib, scored, config, supernet_study.folder)
+        assert evaluation.accuracy == scored.user_attrs["accuracy"]  # the real figure, not the copy's
 
 
 def test_export_without_weights_and_a_missing_weights_file(supernet_study, tmp_path):
@@ -357,10 +372,17 @@ def test_cli_export_and_show_say_whether_an_entry_has_weights(supernet_study, st
     lib = str(tmp_path / "lib")
     code, out, _ = run("export", "--study", STUDY, "--storage", supernet_study.storage, "--results-dir",
                        str(supernet_study.folder), "--best", "--name", "best", "--library", lib)
-    assert code == 0 and "  weights: confirmed (retrained from scratch by confirmation trial" in out
+    # The weights are the confirmation's or the inherited ones, whichever the study recorded as more accurate.
+    trials = supernet_study.load().trials
+    best = trials[int(re.search(r"picked trial (\d+)", out).group(1))]
+    confirmation = next(t for t in trials if t.user_attrs.get(CONFIRMS_ATTR) == best.number)
+    confirmed = confirmation.user_attrs["accuracy"] >= best.user_attrs["accuracy"]
+    how = (f"confirmed (retrained from scratch by confirmation trial {confirmation.number}" if confirmed
+           else f"inherited (inherited from the study's supernet by trial {best.number}")
+    assert code == 0 and f"  weights: {how}" in out
     assert "library.build('best', weights='trained'" in out
     code, out, _ = run("library", "show", "best", "--library", lib)
-    assert code == 0 and "weights: confirmed" in out and "best.safetensors" in out
+    assert code == 0 and f"weights: {how}" in out and "best.safetensors" in out
     assert run("export", "--study", "demo", "--storage", study, "--trial", "0", "--name", "plain", "--library",
                lib)[0] == 0
     code, out, _ = run("library", "show", "plain", "--library", lib)

@@ -243,19 +243,27 @@ def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.tri
                     results_dir: Path = Path("results"), supernet: Path | None = None) -> TrainedWeights | None:
     """The trained network a study can give for ``trial``, or None (architecture only).
 
-    In order: a confirmation's weights (the trial is one, or a confirmation of it saved its
-    weights: scratch training under the references' proxy is preferred to inheritance); the
-    trial's own saved weights; the weights it inherited from the study's supernet (the
-    checkpoint the study recorded, or ``supernet``; the data decoded under ``results_dir``),
-    when it was scored with them. A recorded file that is missing is a :class:`UserError`.
+    In order: the trial's own saved weights (a confirmation's, or a scratch trial's); for a trial
+    scored with inherited weights, those of its confirmation (retrained from scratch under the
+    references' proxy) or the inherited ones (the checkpoint the study recorded, or ``supernet``;
+    the data decoded under ``results_dir``), whichever scored higher on the validation split, the
+    confirmation on a tie; a confirmation's weights for any other trial. A recorded file that is
+    missing is a :class:`UserError`.
+
+    Inherited weights can beat the confirmation: ``benchmarks/bench_strategies.py``'s four confirmed
+    candidates inherited 0.741-0.798 and scored 0.665-0.695 retrained from scratch for its 2-epoch
+    proxy (fine-tuning the inherited network with that schedule gave 0.749-0.773: no better than
+    inheriting, ``benchmarks/confirm_finetune.py``).
     """
     spec = ArchSpec.from_json(trial.user_attrs["spec"])
     if trial.user_attrs.get(records.WEIGHTS_ATTR):
         return _saved(trial, spec, "confirmed" if records.is_confirmation(trial) else "trained")
     confirmation = _confirmation_of(study, trial.number)
-    if confirmation is not None:
+    inherited = trial.user_attrs.get("strategy") == "supernet" and trial.user_attrs.get("proxy_resolution") is not None
+    if confirmation is not None and not (
+            inherited and trial.user_attrs["accuracy"] > confirmation.user_attrs["accuracy"]):
         return _saved(confirmation, spec, "confirmed")
-    if trial.user_attrs.get("strategy") == "supernet" and trial.user_attrs.get("proxy_resolution") is not None:
+    if inherited:
         return _inherited(study, config, trial, spec, results_dir=Path(results_dir), supernet=supernet)
     return None
 

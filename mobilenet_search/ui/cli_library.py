@@ -144,8 +144,9 @@ def add_library_commands(subparsers: Any) -> None:
                     "broken by fewer MAdds. The entry holds the architecture, its source (storage, study, "
                     "trial), the trial's measurements, the study's proxy settings and, for MobileNetV2 "
                     "entries torchvision can build, torchvision.models.MobileNetV2 keyword arguments. Where the "
-                    "study kept trained weights (a supernet study: a confirmation's, else the inherited ones), "
-                    "they go into NAME.safetensors beside it: library.build(NAME, weights='trained').",
+                    "study kept trained weights (a supernet study: the confirmation's or the inherited ones, "
+                    "whichever scored higher), they go into NAME.safetensors beside it: "
+                    "library.build(NAME, weights='trained').",
         epilog=f"Examples: {PROG} export --study mobilenetv2-300M-madds --best --name mnv2-300M;  "
                f"{PROG} export --study mobilenetv2-300M-madds --best --under 200M-madds --name mnv2-200M "
                f"--onnx mnv2-200M.onnx;  {PROG} export --study s --storage sqlite:///s.db --trial 7 --name t7 --force",
