@@ -483,7 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "tell seed noise from a real gain")
     search.add_argument("--strategy", default="scratch",
                         help="how candidates get their accuracy. scratch: each is trained briefly from its own "
-                             "initial weights (45-60 s a candidate on 2 CPU cores; a few dozen per study). supernet: "
+                             "initial weights (17-81 s a candidate on 2 CPU cores; a few dozen per study). supernet: "
                              "one elastic network covering the space is trained once (sandwich rule), then "
                              "every candidate is scored in seconds with the weights it "
                              "inherits, and the Pareto candidates are retrained from scratch at the end (--confirm) "
