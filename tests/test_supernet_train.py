@@ -1,4 +1,4 @@
-"""Supernet training (sandwich rule, in-place distillation), checkpoints and resume, and scoring members."""
+"""Supernet training (sandwich rule, zero-initialised residual blocks, distillation), checkpoints, resume, scoring."""
 
 from __future__ import annotations
 

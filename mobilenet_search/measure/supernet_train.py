@@ -1,8 +1,9 @@
 """Training a weight-sharing supernet once, then scoring any member on its inherited weights.
 
-Training follows BigNAS (Yu et al. 2020) and AttentiveNAS: no progressive shrinking; every step
-trains the largest subnet on the labels, then the smallest and ``random_subnets`` random members
-on the largest subnet's soft predictions (the sandwich rule with in-place distillation), adds up
+Training follows BigNAS (Yu et al. 2020) and AttentiveNAS: no progressive shrinking; every residual
+block starts as the identity (the last BatchNorm's scale zeroed); every step trains the largest subnet,
+the smallest and ``random_subnets`` random members (the sandwich rule), each on the labels (or, with
+``distill``, the others on the largest subnet's soft predictions: in-place distillation), adds up
 their gradients and takes one optimizer step. Each member sees the step's images at its own proxy
 size (the per-size uint8 caches share split and order). Everything else is proxy training's
 (:mod:`mobilenet_search.measure.train`): input normalisation, augmentation, AdamW without weight

@@ -251,8 +251,8 @@ def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.tri
     missing is a :class:`UserError`.
 
     Inherited weights can beat the confirmation: ``benchmarks/bench_strategies.py``'s four confirmed
-    candidates inherited 0.741-0.798 and scored 0.665-0.695 retrained from scratch for its 2-epoch
-    proxy (fine-tuning the inherited network with that schedule gave 0.749-0.773: no better than
+    candidates inherited 0.741-0.798 and scored 0.689-0.695 retrained from scratch for its 2-epoch
+    proxy (fine-tuning the inherited network with that schedule gave 0.743-0.781: no better than
     inheriting, ``benchmarks/confirm_finetune.py``).
     """
     spec = ArchSpec.from_json(trial.user_attrs["spec"])
