@@ -13,7 +13,6 @@ from-scratch and fine-tuned accuracies with McNemar's paired test of fine-tuned 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 
@@ -65,8 +64,7 @@ def main() -> None:
                              f"{source.user_attrs['accuracy']} in the study")
         cells = []
         for lr in rates:
-            result = train_and_evaluate(scorer.model(spec, images).train(), images,
-                                        dataclasses.replace(config.train_config("cpu"), lr=lr))
+            result = train_and_evaluate(scorer.model(spec, images).train(), images, config.train_config("cpu", lr=lr))
             correct = (result.predictions == images.val_labels).numpy()
             test = mcnemar_exact(correct, scratch_correct)
             gains[lr].append(result.accuracy - scratch)

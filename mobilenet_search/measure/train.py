@@ -122,8 +122,9 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
     history: list[float] = []
     losses: list[float] = []
     train_seconds = eval_seconds = 0.0
+    rng_devices = [device] if device.type == "cuda" else []
     # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
         generator = torch.Generator().manual_seed(config.seed)
         for epoch in range(config.epochs):
@@ -156,7 +157,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
             if config.eval_every_epoch or epoch == config.epochs - 1:
                 start = time.perf_counter()
                 # Its own random state (dropout runs during recalibration): training draws the same with or without.
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                with torch.random.fork_rng(devices=rng_devices):
                     # Slices of at least two images: a single image gives BatchNorm no variance on 1x1 maps.
                     recalibrate_batchnorm(model, (prepare(data.train_images[subset[i:i + config.batch_size]])
                                                   for i in range(0, len(subset) - 1, config.batch_size)))

@@ -36,7 +36,8 @@ TRIAL_ATTRS = (
     "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
     "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "loss_history", "proxy_resolution", "epochs",
     "train_seconds", "time_build", "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome",
-    "status_reason", "retry_of", "reference", "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow", "zc_jacob_cov", "zc_snip", "zc_grad_norm",
+    "status_reason", "retry_of", "reference", "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow",
+    "zc_jacob_cov", "zc_snip", "zc_grad_norm",
     *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms",
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
