@@ -22,13 +22,16 @@ class DataCache:
     """
 
     def __init__(self, source: str, base_size: int, *, seed: int = 0, limit: int | None = None,
-                 cache_dir: Path | None = None, val_fraction: float = 0.2) -> None:
+                 cache_dir: Path | None = None, val_fraction: float = 0.2, test_fraction: float = 0.0) -> None:
         self.source, self.seed, self.limit, self.cache_dir = source, seed, limit, cache_dir
-        self.val_fraction = val_fraction
+        self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self._data: dict[int, ImageData] = {}
         probe = self(base_size)
         self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
-        for split, labels in (("training", probe.train_labels), ("validation", probe.val_labels)):
+        splits = [("training", probe.train_labels), ("validation", probe.val_labels)]
+        if test_fraction:
+            splits.append(("test", probe.test_labels))
+        for split, labels in splits:
             counts = torch.bincount(labels, minlength=probe.num_classes)
             if bool((counts == 0).any()):
                 empty = int((counts == 0).nonzero()[0])
@@ -40,5 +43,6 @@ class DataCache:
     def __call__(self, size: int) -> ImageData:
         if size not in self._data:
             self._data[size] = load_dataset(self.source, size, seed=self.seed, cache_dir=self.cache_dir,
-                                            limit=self.limit, val_fraction=self.val_fraction)
+                                            limit=self.limit, val_fraction=self.val_fraction,
+                                            test_fraction=self.test_fraction)
         return self._data[size]

@@ -90,6 +90,7 @@ class TrainResult:
     images_per_second: float  # training images per second of training steps
     predictions: torch.Tensor | None = None  # the last evaluation's predicted class per validation image
     loss_history: tuple[float, ...] = ()  # mean training loss of each epoch
+    test_predictions: torch.Tensor | None = None  # the final network's predicted class per test image, if any
 
 
 def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = TrainConfig(), *,
@@ -121,6 +122,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
 
     history: list[float] = []
     losses: list[float] = []
+    test = None
     train_seconds = eval_seconds = 0.0
     rng_devices = [device] if device.type == "cuda" else []
     # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
@@ -163,6 +165,8 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
                                                   for i in range(0, len(subset) - 1, config.batch_size)))
                 with amp:
                     evaluation = evaluate(model, data, prepare, config.eval_batch_size)
+                    if epoch == config.epochs - 1 and len(data.test_labels):
+                        test = evaluate(model, data, prepare, config.eval_batch_size, split="test")
                 eval_seconds += time.perf_counter() - start
                 accuracy = evaluation.accuracy
                 history.append(accuracy)
@@ -172,7 +176,7 @@ def train_and_evaluate(model: nn.Module, data: ImageData, config: TrainConfig = 
     return TrainResult(
         accuracy=history[-1], balanced_accuracy=evaluation.balanced_accuracy, history=tuple(history),
         loss_history=tuple(losses),
-        predictions=evaluation.predictions,
+        predictions=evaluation.predictions, test_predictions=None if test is None else test.predictions,
         train_seconds=train_seconds, eval_seconds=eval_seconds,
         images_per_second=total_steps * min(config.batch_size, n_train) / train_seconds if train_seconds else 0.0,
     )
@@ -259,15 +263,17 @@ class Evaluation:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageData, prepare: Callable[[torch.Tensor], torch.Tensor],
-             batch_size: int = 256) -> Evaluation:
-    """Evaluate ``model`` (in eval mode) on the validation split; ``prepare`` turns uint8 images into inputs."""
+             batch_size: int = 256, split: str = "val") -> Evaluation:
+    """Evaluate ``model`` (in eval mode) on the validation split (``split="test"``: the test split);
+    ``prepare`` turns uint8 images into inputs."""
     model.eval()
+    images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
     predictions = torch.cat([
-        model(prepare(data.val_images[i:i + batch_size])).argmax(1).cpu()
-        for i in range(0, len(data.val_labels), batch_size)
+        model(prepare(images[i:i + batch_size])).argmax(1).cpu()
+        for i in range(0, len(labels), batch_size)
     ])
-    correct = (predictions == data.val_labels).double()
-    per_class = torch.zeros(data.num_classes, dtype=torch.float64).index_add_(0, data.val_labels, correct)
-    counts = torch.bincount(data.val_labels, minlength=data.num_classes).double()
+    correct = (predictions == labels).double()
+    per_class = torch.zeros(data.num_classes, dtype=torch.float64).index_add_(0, labels, correct)
+    counts = torch.bincount(labels, minlength=data.num_classes).double()
     present = counts > 0
     return Evaluation(correct.mean().item(), (per_class[present] / counts[present]).mean().item(), predictions)

@@ -23,10 +23,16 @@ from mobilenet_search.results.records import (
     CONFIRMS_ATTR,
     INTERVAL_COLUMNS,
     INTERVAL_SEED,
+    LEARNED_NOTHING_ATTR,
     NOISE_SEED_ATTR,
+    TEST_ATTRS,
     VAL_SIZE_ATTR,
+    frame_is_noise_repeat,
     is_feasible,
+    learned_nothing,
     quality_key,
+    study_val_labels,
+    trivial_accuracy,
     unpack_correct,
 )
 from mobilenet_search.results.stats import bootstrap_balanced_accuracy_interval, wilson_interval
@@ -38,7 +44,8 @@ TRIAL_ATTRS = (
     "train_seconds", "time_build", "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome",
     "status_reason", "retry_of", "reference", "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow",
     "zc_jacob_cov", "zc_snip", "zc_grad_norm",
-    *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms",
+    *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms", LEARNED_NOTHING_ATTR,
+    *TEST_ATTRS,
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 HISTORY_ATTRS = ("accuracy_history", "loss_history")  # per-epoch lists
@@ -72,7 +79,20 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     thousands of trials computes none; the packed per-image record stays out of the frame (and
     trials.csv): only the statistics read it, through :func:`records.trial_correct`.
     """
-    return rows_frame([trial_row(trial) for trial in study.get_trials(deepcopy=False)])
+    frame = rows_frame([trial_row(trial) for trial in study.get_trials(deepcopy=False)])
+    return fill_learned_nothing(frame, study_val_labels(study))
+
+
+def fill_learned_nothing(frame: pd.DataFrame, labels: np.ndarray | None) -> pd.DataFrame:
+    """``learned_nothing`` for trials recorded before it was, from their accuracy and the validation ``labels``."""
+    missing = frame[LEARNED_NOTHING_ATTR].isna() & frame["accuracy"].notna() & frame[VAL_SIZE_ATTR].notna()
+    if labels is not None and len(labels) and missing.any():
+        trivial = trivial_accuracy(labels)
+        frame[LEARNED_NOTHING_ATTR] = frame[LEARNED_NOTHING_ATTR].astype(object)
+        frame.loc[missing, LEARNED_NOTHING_ATTR] = [
+            learned_nothing(round(accuracy * size), int(size), trivial)
+            for accuracy, size in frame.loc[missing, ["accuracy", VAL_SIZE_ATTR]].itertuples(index=False)]
+    return frame
 
 
 def interval_attrs(correct: np.ndarray, labels: np.ndarray | None, *, seed: int = INTERVAL_SEED,
@@ -130,14 +150,15 @@ def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:
     """
     frame = trials_frame(study)
     quality = study_quality(study)
-    _write_files(folder, study.study_name, frame, pareto_front(frame, quality=quality), quality)
+    _write_files(folder, study.study_name, frame, pareto_front(frame[~frame_is_noise_repeat(frame)], quality=quality),
+                 quality)
     return frame
 
 
 def _write_files(folder: Path, study_name: str, frame: pd.DataFrame, front: pd.DataFrame, quality: str) -> None:
     atomic_write_text(folder / "trials.csv", frame.to_csv(index=False))
-    records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", quality]].to_json(
-        orient="records"))
+    records = json.loads(front[["number", "arch", "madds", "params", "latency_ms", quality, LEARNED_NOTHING_ATTR]]
+                         .to_json(orient="records"))
     atomic_write_text(folder / "pareto.json", json.dumps({"study": study_name, "pareto": records}, indent=2))
 
 
@@ -249,7 +270,8 @@ class ResultsWriter:
         cost, quality = row["madds"], row[self.quality]
         # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
         new = None
-        if row["state"] == "COMPLETE" and row["feasible"] and pd.notna(cost) and pd.notna(quality):
+        repeat = bool(row["reference"]) and row[NOISE_SEED_ATTR] is not None  # seed noise: on no front
+        if row["state"] == "COMPLETE" and row["feasible"] and pd.notna(cost) and pd.notna(quality) and not repeat:
             new = self._candidates[trial.number] = (float(cost), -float(quality), trial.number)
         if old is not None and old != new:  # a candidate changed (rare): the front again from all of them
             self._front = []

@@ -24,10 +24,17 @@ SUPERNET_ATTR = "mobilenet_search.supernet"  # a supernet study's checkpoint: it
 CONFIRMS_ATTR = "confirms"  # on a trial that retrains a supernet-scored trial from scratch: that trial's number
 WEIGHTS_ATTR = "weights"  # a trial's trained weights saved by the study (safetensors file)
 VAL_LABELS_ATTR = "mobilenet_search.val_labels"  # validation labels, once per study (:func:`pack_labels`)
+TEST_LABELS_ATTR = "mobilenet_search.test_labels"  # test labels, once per study; absent when it has no test split
 
 # Trial user attributes read by the statistics (results/stats.py, results/report.py).
 CORRECT_ATTR = "val_correct"  # which validation images the trial got right (:func:`pack_correct`)
 VAL_SIZE_ATTR = "val_size"  # how many validation images: the length of the unpacked ``val_correct``
+# The same on the test split: scored once after the last epoch, never read by the search (it picks on validation).
+TEST_CORRECT_ATTR = "test_correct"
+TEST_SIZE_ATTR = "test_size"
+TEST_ATTRS = ("test_accuracy", "test_balanced_accuracy", TEST_SIZE_ATTR)
+LEARNED_NOTHING_ATTR = "learned_nothing"  # not better than always answering the most frequent class (see below)
+LEARNED_NOTHING_ALPHA = 0.05  # the one-sided binomial test's level
 # 95 % intervals, recorded with each trained trial (Wilson; seeded bootstrap for balanced accuracy).
 INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
 INTERVAL_SEED = 0  # the bootstrap seed: the same intervals for the same record, run after run
@@ -110,9 +117,58 @@ def frame_counts_toward_target(frame: pd.DataFrame) -> pd.Series:
 
 
 def quality_key(config: dict[str, Any] | None) -> str:
-    """What a study maximises, from its stored settings: ``accuracy``, or ``zc_NAME`` for a zero-cost objective."""
+    """What a study maximises, from its stored settings: ``accuracy``, ``balanced_accuracy`` (``--metric
+    balanced``), or ``zc_NAME`` for a zero-cost objective."""
     kind, _, name = (config or {}).get("objective", "multi").partition(":")
-    return f"zc_{name}" if kind == "zero-cost" else "accuracy"
+    if kind == "zero-cost":
+        return f"zc_{name}"
+    return "balanced_accuracy" if (config or {}).get("metric") == "balanced" else "accuracy"
+
+
+# -- the trivial classifier: where every gain starts ------------------------------------------------
+
+
+def trivial_accuracy(labels: Any) -> float | None:
+    """The accuracy of always answering the most frequent class of ``labels`` (None without labels).
+
+    >>> trivial_accuracy([0, 0, 1, 0])
+    0.75
+    """
+    import numpy as np
+
+    values = np.asarray(labels, dtype=np.int64).ravel()
+    return None if values.size == 0 else float(np.bincount(values).max() / values.size)
+
+
+def trivial_quality(quality: str, labels: Any, num_classes: int | None = None) -> float | None:
+    """The trivial classifier's score in ``quality``: the majority share for accuracy, 1/classes for balanced
+    accuracy (whatever it answers, one class's recall is 1 and the others' 0). None for other qualities.
+
+    >>> trivial_quality("balanced_accuracy", [0, 0, 1, 2, 2, 2])
+    0.3333333333333333
+    """
+    import numpy as np
+
+    if quality.endswith("balanced_accuracy"):
+        classes = num_classes or len(np.unique(np.asarray(labels)))
+        return 1.0 / classes if classes else None
+    return trivial_accuracy(labels) if quality.endswith("accuracy") else None
+
+
+def learned_nothing(correct: int, size: int, trivial: float, alpha: float = LEARNED_NOTHING_ALPHA) -> bool:
+    """Whether ``correct`` right answers of ``size`` are not better than the trivial classifier's accuracy
+    ``trivial``: a one-sided exact binomial test at level ``alpha`` fails to reject "no better".
+
+    >>> learned_nothing(361, 525, 0.688), learned_nothing(420, 525, 0.688)
+    (True, False)
+    """
+    from scipy.stats import binomtest
+
+    if size <= 0:
+        raise ValueError("learned_nothing needs at least one image")
+    if trivial >= 1.0:
+        return True
+    return bool(binomtest(int(correct), int(size), float(trivial), alternative="greater").pvalue >= alpha)
 
 
 # -- per-image validation records ---------------------------------------------------------------
@@ -177,9 +233,11 @@ def unpack_labels(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8).copy()
 
 
-def trial_correct(trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
-    """The trial's per-image validation correctness, or None when it recorded none (old or zero-cost studies)."""
-    text, size = trial.user_attrs.get(CORRECT_ATTR), trial.user_attrs.get(VAL_SIZE_ATTR)
+def trial_correct(trial: optuna.trial.FrozenTrial, split: str = "val") -> np.ndarray | None:
+    """The trial's per-image correctness on the validation split (``split="test"``: the test split), or None when
+    it recorded none (old or zero-cost studies, a study without a test split, weights inherited from a supernet)."""
+    keys = (CORRECT_ATTR, VAL_SIZE_ATTR) if split == "val" else (TEST_CORRECT_ATTR, TEST_SIZE_ATTR)
+    text, size = (trial.user_attrs.get(key) for key in keys)
     if text is None or size is None:
         return None
     return unpack_correct(text, int(size))
@@ -188,6 +246,12 @@ def trial_correct(trial: optuna.trial.FrozenTrial) -> np.ndarray | None:
 def study_val_labels(study: optuna.Study) -> np.ndarray | None:
     """The study's validation labels, or None when it did not record them."""
     text = study.user_attrs.get(VAL_LABELS_ATTR)
+    return None if text is None else unpack_labels(text)
+
+
+def study_test_labels(study: optuna.Study) -> np.ndarray | None:
+    """The study's test labels, or None when it has no test split (made before test splits, or ``--test-fraction 0``)."""
+    text = study.user_attrs.get(TEST_LABELS_ATTR)
     return None if text is None else unpack_labels(text)
 
 

@@ -13,6 +13,7 @@ noise floor, and one sentence that sums it up.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,16 @@ from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
     FIDELITY_ATTR,
-    frame_is_noise_repeat,
     frame_is_confirmation,
+    frame_is_noise_repeat,
     frame_is_reference,
+    learned_nothing,
+    quality_key,
+    study_test_labels,
+    study_val_labels,
     trial_correct,
+    trivial_accuracy,
+    trivial_quality,
 )
 from mobilenet_search.results.stats import (
     Verdict,
@@ -51,29 +58,29 @@ CONFIDENCE = 0.95
 ALPHA = 0.05
 
 
-def hypervolume(frame: pd.DataFrame, reference_madds: float) -> float:
-    """Area dominated by ``frame``'s (accuracy, MAdds) points, in units of accuracy x reference MAdds.
+def hypervolume(frame: pd.DataFrame, reference_madds: float, floor: float = 0.0, quality: str = "accuracy") -> float:
+    """Area dominated by ``frame``'s (``quality``, MAdds) points above ``floor``, in units of quality x reference MAdds.
 
-    Both objectives are measured against the point (accuracy 0, MAdds / reference_madds = 1):
-    points at or beyond the reference MAdds contribute nothing. The result lies in [0, 1].
+    The reference point is (``floor``, MAdds / reference_madds = 1): the trivial classifier's
+    score (:func:`records.trivial_quality`) and the budget. Points at or below the floor, or at or
+    beyond the reference MAdds, contribute nothing: a net that learned nothing adds no area.
     """
-    points = frame[["accuracy", "madds"]].dropna().to_numpy(float)
-    return hypervolume_2d(np.column_stack([points[:, 0], points[:, 1] / reference_madds]), (0.0, 1.0))
+    points = frame[[quality, "madds"]].dropna().to_numpy(float)
+    return hypervolume_2d(np.column_stack([points[:, 0], points[:, 1] / reference_madds]), (floor, 1.0))
 
 
-def _correctness(study: optuna.Study, numbers: pd.Series) -> dict[int, np.ndarray]:
-    """The per-image correctness of the trials ``numbers`` that recorded it; {} unless all vectors are paired."""
+def _correctness(study: optuna.Study, numbers: pd.Series, split: str) -> dict[int, np.ndarray]:
+    """The per-image correctness on ``split`` of the trials ``numbers`` that recorded it; {} unless all are paired."""
     wanted = set(numbers.astype(int))
     vectors = {t.number: v for t in study.get_trials(deepcopy=False)
-               if t.number in wanted and (v := trial_correct(t)) is not None}
-    if len({len(v) for v in vectors.values()}) > 1:  # not the same validation images: nothing is paired
+               if t.number in wanted and (v := trial_correct(t, split)) is not None}
+    if len({len(v) for v in vectors.values()}) > 1:  # not the same images: nothing is paired
         return {}
     return vectors
 
 
-def _interval(row: Any) -> list[float] | None:
-    low, high = row["accuracy_low"], row["accuracy_high"]
-    return None if pd.isna(low) else [float(low), float(high)]
+def _interval(correct: np.ndarray | None) -> list[float] | None:
+    return None if correct is None else list(wilson_interval(int(correct.sum()), len(correct)))
 
 
 def _comparison(prefix: str, verdict: Verdict | None) -> dict[str, Any]:
@@ -82,77 +89,127 @@ def _comparison(prefix: str, verdict: Verdict | None) -> dict[str, Any]:
             f"{prefix}margin": None if verdict is None else verdict.margin}
 
 
-def _reference_row(ref: pd.Series, searched: pd.DataFrame, correct: dict[int, np.ndarray],
-                   seed_sd: float | None, tolerance: float | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Splits:
+    """Where the report picks (``select``: validation) and where it reports (``report``: test, when the study has one).
+
+    Picking on one split and reporting on another keeps the reported figures free of the
+    maximum-over-noise bias of the candidates a search picked.
+    """
+
+    select: dict[int, np.ndarray]
+    report: dict[int, np.ndarray]
+    quality: str  # the column picked on: accuracy or balanced_accuracy
+    reported: str  # the column reported: the same, or test_<it>
+    trivial_accuracy: float | None  # on the report split: where "learned nothing" starts
+
+    def accuracy(self, row: pd.Series) -> float:
+        """The trial's accuracy on the report split: its recorded validation accuracy, or its test vector's mean."""
+        vector = self.report.get(int(row["number"])) if self.reported.startswith("test_") else None
+        return float(row["accuracy"]) if vector is None else float(vector.mean())
+
+    def learned(self, number: int) -> bool:
+        """Whether the trial beat the trivial classifier on the report split (unknown counts as learned)."""
+        vector = self.report.get(number)
+        if vector is None or self.trivial_accuracy is None:
+            return True
+        return not learned_nothing(int(vector.sum()), len(vector), self.trivial_accuracy)
+
+
+def _reference_row(ref: pd.Series, searched: pd.DataFrame, splits: _Splits, seed_sd: float | None,
+                   tolerance: float | None) -> dict[str, Any]:
     """One reference net against the searched candidates at no more MAdds: the best, and the cheapest no worse.
 
-    "No worse": not ``worse`` by :func:`stats.compare`, and no more than ``tolerance`` (the noise
-    floor) less accurate. The second condition matters: on 525 images a net five points less accurate
-    can escape a ``worse`` verdict (p = 0.07), and calling it "the same accuracy" would be wrong.
+    Both are picked on the validation split and tested on the report split. "No worse": not
+    ``worse`` by :func:`stats.compare`, and no more than ``tolerance`` (the noise floor) less
+    accurate. The second condition matters: on 525 images a net five points less accurate can
+    escape a ``worse`` verdict (p = 0.07), and calling it "the same accuracy" would be wrong.
     """
     cheaper = searched[searched["madds"] <= ref["madds"]]
-    best = cheaper.loc[cheaper["accuracy"].idxmax()] if not cheaper.empty else None
-    ref_correct = correct.get(int(ref["number"]))
+    best = cheaper.loc[cheaper[splits.quality].idxmax()] if not cheaper.empty else None
+    number = int(ref["number"])
+    ref_correct, ref_select = splits.report.get(number), splits.select.get(number)
     verdict = None
-    if best is not None and ref_correct is not None and int(best["number"]) in correct:
-        verdict = compare(correct[int(best["number"])], ref_correct, seed_sd=seed_sd, alpha=ALPHA)
+    if best is not None and ref_correct is not None and int(best["number"]) in splits.report:
+        verdict = compare(splits.report[int(best["number"])], ref_correct, seed_sd=seed_sd, alpha=ALPHA)
     cheapest, cheapest_verdict = None, None
-    if ref_correct is not None:
-        for _, candidate in cheaper.sort_values(["madds", "accuracy"], ascending=[True, False]).iterrows():
-            if int(candidate["number"]) in correct:
-                result = compare(correct[int(candidate["number"])], ref_correct, seed_sd=seed_sd, alpha=ALPHA)
-                if result.verdict != "worse" and tolerance is not None and result.margin >= -tolerance:
-                    cheapest, cheapest_verdict = candidate, result
-                    break
+    if ref_select is not None:
+        for _, candidate in cheaper.sort_values(["madds", splits.quality], ascending=[True, False]).iterrows():
+            picked = splits.select.get(int(candidate["number"]))
+            if picked is None or int(candidate["number"]) not in splits.report:
+                continue
+            result = compare(picked, ref_select, seed_sd=seed_sd, alpha=ALPHA)
+            if result.verdict != "worse" and tolerance is not None and result.margin >= -tolerance:
+                cheapest = candidate
+                cheapest_verdict = compare(splits.report[int(candidate["number"])], ref_correct, seed_sd=seed_sd,
+                                           alpha=ALPHA)
+                break
+    # Confirmed on the report split: still not worse and within the noise floor there.
+    confirmed = (cheapest_verdict is not None and cheapest_verdict.verdict != "worse" and tolerance is not None
+                 and cheapest_verdict.margin >= -tolerance and splits.learned(int(cheapest["number"])))
+
+    def interval(row: pd.Series | None) -> list[float] | None:
+        return None if row is None else _interval(splits.report.get(int(row["number"])))
+
+    ref_accuracy = splits.accuracy(ref)
+    best_accuracy = None if best is None else splits.accuracy(best)
     return {
-        "reference_name": ref["reference_name"], "trial": int(ref["number"]), "madds": int(ref["madds"]),
-        "accuracy": float(ref["accuracy"]), "accuracy_interval": _interval(ref),
+        "reference_name": ref["reference_name"], "trial": number, "madds": int(ref["madds"]),
+        "accuracy": ref_accuracy, "accuracy_interval": interval(ref),
+        "reference_learned": splits.learned(number),
         "best_searched_trial": None if best is None else int(best["number"]),
         "best_searched_madds": None if best is None else int(best["madds"]),
-        "best_searched_accuracy": None if best is None else float(best["accuracy"]),
-        "best_searched_accuracy_interval": None if best is None else _interval(best),
-        "accuracy_gain": None if best is None else float(best["accuracy"] - ref["accuracy"]),
+        "best_searched_accuracy": best_accuracy,
+        "best_searched_accuracy_interval": interval(best),
+        "best_searched_learned": None if best is None else splits.learned(int(best["number"])),
+        "accuracy_gain": None if best is None else float(best_accuracy - ref_accuracy),
         **_comparison("", verdict),
         "searched_only_correct": None if verdict is None else verdict.b10,
         "reference_only_correct": None if verdict is None else verdict.b01,
         "cheapest_no_worse_trial": None if cheapest is None else int(cheapest["number"]),
         "cheapest_no_worse_madds": None if cheapest is None else int(cheapest["madds"]),
-        "cheapest_no_worse_accuracy": None if cheapest is None else float(cheapest["accuracy"]),
+        "cheapest_no_worse_accuracy": None if cheapest is None else splits.accuracy(cheapest),
         **_comparison("cheapest_no_worse_", cheapest_verdict),
+        "cheapest_no_worse_confirmed": confirmed,
         "madds_ratio": None if cheapest is None else float(ref["madds"] / cheapest["madds"]),
     }
 
 
-def _noise(refs: pd.DataFrame, repeats: pd.DataFrame, fallback: pd.DataFrame,
-           correct: dict[int, np.ndarray]) -> dict[str, Any]:
-    """Seed-to-seed sd from the noise repeats, next to the validation split's own noise at a typical accuracy.
+def _noise(refs: pd.DataFrame, repeats: pd.DataFrame, fallback: pd.DataFrame, splits: _Splits) -> dict[str, Any]:
+    """Seed-to-seed sd from the noise repeats, next to the report split's own noise at a typical accuracy.
 
     The typical accuracy is the reference nets' mean (``fallback``'s, the searched front, without
     references): where the report's comparisons are made.
     """
     runs = pd.concat([refs, repeats])
     names = sorted(repeats["reference_name"].dropna().unique())
-    seed_runs = {name: [float(a) for a in runs.loc[runs["reference_name"] == name, "accuracy"]] for name in names}
+
+    seed_runs = {name: [splits.accuracy(row) for _, row in runs[runs["reference_name"] == name].iterrows()]
+                 for name in names}
     seed_sd = seed_noise(seed_runs)
-    size = len(next(iter(correct.values()))) if correct else None
+    size = len(next(iter(splits.report.values()))) if splits.report else None
     noise = {"seed_sd": seed_sd, "seed_runs": seed_runs,
              "noise_margin": None if seed_sd is None else seed_noise_margin(seed_sd, ALPHA),
              "val_size": size, "at_accuracy": None, "validation_se": None, "validation_half_width": None,
              "floor": None}
     typical = refs if not refs.empty else fallback
     if size and not typical.empty:
-        noise.update(validation_noise(float(typical["accuracy"].mean()), size, seed_sd, CONFIDENCE))
+        noise.update(validation_noise(float(np.mean([splits.accuracy(row) for _, row in typical.iterrows()])), size,
+                                      seed_sd, CONFIDENCE))
     return noise
 
 
 def _hypervolume_intervals(searched: pd.DataFrame, refs: pd.DataFrame, correct: dict[int, np.ndarray],
-                           reference_madds: float) -> dict[str, list[float] | None]:
+                           reference_madds: float, floor: float,
+                           labels: np.ndarray | None) -> dict[str, list[float] | None]:
     """Bootstrap intervals of both fronts' hypervolumes; None unless every trial of both recorded correctness."""
     none = {"searched_interval": None, "reference_interval": None, "difference_interval": None}
     groups = [group[group["madds"].notna()] for group in (searched, refs)]
     if not correct or any(int(n) not in correct for group in groups for n in group["number"]):
         return none
     size = len(next(iter(correct.values())))
+    if labels is not None and len(labels) != size:
+        return none
 
     def matrix(group: pd.DataFrame) -> np.ndarray:
         return np.array([correct[int(n)] for n in group["number"]], dtype=bool).reshape(len(group), size)
@@ -160,7 +217,7 @@ def _hypervolume_intervals(searched: pd.DataFrame, refs: pd.DataFrame, correct: 
     intervals = bootstrap_hypervolume_interval(
         matrix(groups[0]), groups[0]["madds"].to_numpy(float) / reference_madds,
         matrix(groups[1]), groups[1]["madds"].to_numpy(float) / reference_madds,
-        seed=REPORT_SEED, resamples=RESAMPLES, confidence=CONFIDENCE)
+        seed=REPORT_SEED, resamples=RESAMPLES, confidence=CONFIDENCE, reference_point=(floor, 1.0), labels=labels)
     return {"searched_interval": list(intervals.searched), "reference_interval": list(intervals.reference),
             "difference_interval": list(intervals.difference)}
 
@@ -174,10 +231,11 @@ def _beyond(noise: dict[str, Any]) -> str:
 def _verdict(rows: list[dict[str, Any]], hv: dict[str, Any], noise: dict[str, Any]) -> tuple[str | None, str | None]:
     """What the report's comparisons add up to: a gain kind and one plain sentence (None, None without data).
 
-    ``more_accurate``: some searched net is ``better`` than a reference net at no more MAdds, by the
-    paired test and beyond seed noise when measured. Else ``fewer_madds``: some searched net is no
-    worse than a reference net (see :func:`_reference_row`) at fewer MAdds; the largest saving is
-    named. Else ``none``.
+    ``more_accurate``: some searched net that learned something is ``better`` than a reference net
+    at no more MAdds, by the paired test on the report split and beyond seed noise when measured.
+    Else ``fewer_madds``: some searched net that learned something, picked on validation as no
+    worse than a reference net at fewer MAdds, is still no worse on the report split; the largest
+    saving is named. Else ``none``. A net no better than the trivial classifier is never a gain.
     """
     if not rows or noise["val_size"] is None:  # nothing to compare, or no per-image records to compare with
         return None, None
@@ -187,15 +245,17 @@ def _verdict(rows: list[dict[str, Any]], hv: dict[str, Any], noise: dict[str, An
     tail = ""
     if hv["difference_interval"] is not None:
         low, high = hv["difference_interval"]
-        tail = f"; hypervolume difference {hv['difference']:+.4f} (95 % interval {low:+.4f} to {high:+.4f})"
-    better = [row for row in tested if row["verdict"] == "better"]
+        tail = f"; hypervolume difference above the trivial classifier {hv['difference']:+.4f} (95 % interval " \
+               f"{low:+.4f} to {high:+.4f})"
+    better = [row for row in tested if row["verdict"] == "better" and row["best_searched_learned"]]
     if better:
         row = max(better, key=lambda r: r["margin"])
         return "more_accurate", (
             f"The search beat hand scaling {_beyond(noise)}: trial {row['best_searched_trial']} is more accurate "
             f"than {row['reference_name']} at no more MAdds, {row['best_searched_accuracy']:.3f} vs "
             f"{row['accuracy']:.3f} (McNemar p = {row['p_value']:.2g}){tail}.")
-    cheaper = [row for row in tested if row["madds_ratio"] is not None and row["madds_ratio"] > 1]
+    cheaper = [row for row in tested if row["madds_ratio"] is not None and row["madds_ratio"] > 1
+               and row["cheapest_no_worse_confirmed"]]
     if cheaper:
         row = max(cheaper, key=lambda r: r["madds_ratio"])
         return "fewer_madds", (
@@ -203,29 +263,36 @@ def _verdict(rows: list[dict[str, Any]], hv: dict[str, Any], noise: dict[str, An
             f"{row['cheapest_no_worse_trial']} matches {row['reference_name']} within noise at "
             f"{row['madds_ratio']:.1f}x fewer MAdds, {row['cheapest_no_worse_accuracy']:.3f} vs {row['accuracy']:.3f} "
             f"(McNemar p = {row['cheapest_no_worse_p_value']:.2g}){tail}.")
-    return "none", (f"The search did not beat hand scaling {_beyond(noise)}: no searched net is more accurate than a "
-                    f"reference net at no more MAdds, nor as accurate at fewer{tail}.")
+    return "none", (f"The search did not beat hand scaling {_beyond(noise)}: no searched net that learned something "
+                    f"is more accurate than a reference net at no more MAdds, nor as accurate at fewer{tail}.")
 
 
 def search_gain(study: optuna.Study) -> dict[str, Any]:
     """The study's search gain over its reference family, and how sure it is, as a JSON-ready dict.
 
-    ``hypervolume``: of the searched front and of the reference front, same reference point
-    (the budget's MAdds bound if it has one, else 1.1 x the largest trained MAdds), their
-    ``difference``, and bootstrap intervals over validation images (``*_interval``).
+    Candidates are picked on the validation split (the front, the best searched net under each
+    reference, the cheapest one no worse) and every figure is reported on the test split when the
+    study has one (``split``: ``test``; ``validation`` for a study without, whose figures then
+    carry the bias of a maximum over noise).
+
+    ``hypervolume``: of the searched front and of the reference front above the trivial classifier
+    (reference point ``(trivial, budget MAdds)``, see :func:`hypervolume`), their ``difference``, and
+    bootstrap intervals over the report split's images (``*_interval``).
     ``references``: for each reference net (noise repeats excluded), the most accurate searched
     trial with no more MAdds and the accuracy gain (None when no searched trial is that cheap);
     its paired comparison (``verdict``, ``p_value``, ``margin``, see :func:`stats.compare`); and the
     cheapest searched trial at no more MAdds that is not ``worse`` and at most one noise floor less
     accurate, with the MAdds ratio it saves (``madds_ratio``, reference MAdds / its MAdds).
-    ``noise``: seed-to-seed sd from the noise repeats, the validation split's standard error and
+    ``trivial``: the trivial classifier's accuracy and how many nets did not beat it.
+    ``noise``: seed-to-seed sd from the noise repeats, the report split's standard error and
     interval half-width at the reference nets' mean accuracy, and the larger of the two (``floor``).
     ``gain`` and ``verdict``: what it adds up to, a kind and one sentence.
     Everything that needs per-image correctness (``val_correct``) is None when trials lack it.
     """
-    frame = trained(trials_frame(study))
-    is_ref, is_repeat, confirmed = frame_is_reference(frame), frame_is_noise_repeat(frame), frame_is_confirmation(frame)
     config = study.user_attrs.get(CONFIG_ATTR, {})
+    quality = quality_key(config) if quality_key(config).endswith("accuracy") else "accuracy"
+    frame = trained(trials_frame(study), quality)
+    is_ref, is_repeat, confirmed = frame_is_reference(frame), frame_is_noise_repeat(frame), frame_is_confirmation(frame)
     # A supernet study's inherited accuracies come from other weights than the references' training: only its
     # confirmations (the Pareto candidates retrained from scratch, the same way) are compared with them.
     supernet = config.get("strategy") == "supernet"
@@ -234,27 +301,47 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None
     largest = frame["madds"].max()  # NaN when nothing trained yet
     reference_madds = float(limit.bound) if limit is not None else 1.1 * float(largest) if largest > 0 else 1.0
-    correct = _correctness(study, frame["number"])
-    searched_front = searched[pareto_mask(searched)]
-    noise = _noise(refs, repeats, searched_front, correct)
 
-    rows = [_reference_row(ref, searched, correct, noise["seed_sd"], noise["floor"])
+    test_labels = study_test_labels(study)
+    split = "test" if test_labels is not None else "validation"
+    labels = test_labels if test_labels is not None else study_val_labels(study)
+    select = _correctness(study, frame["number"], "val")
+    report = _correctness(study, frame["number"], "test") if split == "test" else select
+    splits = _Splits(select, report, quality, f"test_{quality}" if split == "test" else quality,
+                     None if labels is None else trivial_accuracy(labels))
+    floor = (trivial_quality(quality, labels) if labels is not None else None) or 0.0
+
+    searched_front = searched[pareto_mask(searched, quality=quality)]  # picked on validation
+    reference_front = refs[pareto_mask(refs, quality=quality)]
+    noise = _noise(refs, repeats, searched_front, splits)
+    rows = [_reference_row(ref, searched, splits, noise["seed_sd"], noise["floor"])
             for _, ref in refs.sort_values("madds").iterrows()]
-    searched_hv = hypervolume(searched_front, reference_madds)
-    reference_hv = hypervolume(refs[pareto_mask(refs)], reference_madds)
+    if split == "test":  # the fronts stay as picked; the bootstrap re-scores them on test images
+        fronts = (searched_front, reference_front)
+        scored = [front.assign(**{quality: front[splits.reported]}) for front in fronts]
+    else:  # every trial that could be on the front, the front recomputed in each replicate
+        fronts, scored = (searched, refs), (searched_front, reference_front)
+    searched_hv = hypervolume(scored[0], reference_madds, floor, quality)
+    reference_hv = hypervolume(scored[1], reference_madds, floor, quality)
     hv = {
-        "reference_point": {"accuracy": 0.0, "madds": reference_madds},
+        "reference_point": {quality: floor, "madds": reference_madds}, "quality": quality,
         "searched": searched_hv, "reference": reference_hv, "difference": searched_hv - reference_hv,
-        **_hypervolume_intervals(searched, refs, correct, reference_madds),
+        **_hypervolume_intervals(*fronts, report, reference_madds, floor,
+                                 labels if quality == "balanced_accuracy" else None),
     }
     gain, verdict = _verdict(rows, hv, noise)
+    nothing = {group: sum(not splits.learned(int(n)) for n in frame_["number"])
+               for group, frame_ in (("searched", searched), ("reference", refs))}
     return {
         "study": study.study_name,
+        "split": {"picked_on": "validation", "reported_on": split,
+                  "images": None if labels is None else int(len(labels))},
         "trained": {"searched": int(len(searched)), "reference": int(len(refs)), "noise_repeats": int(len(repeats)),
                     "inherited": int((~is_ref & ~confirmed).sum()) if supernet else 0},
         "compared": "confirmed (retrained from scratch)" if supernet else "proxy-trained",
         "statistics": {"confidence": CONFIDENCE, "alpha": ALPHA, "bootstrap_seed": REPORT_SEED,
                        "resamples": RESAMPLES},
+        "trivial": {"accuracy": splits.trivial_accuracy, "floor": floor, "learned_nothing": nothing},
         "hypervolume": hv,
         "references": rows,
         "noise": noise,
@@ -273,36 +360,51 @@ def format_gain(gain: dict[str, Any]) -> str:
     inherited = gain["trained"].get("inherited")
     searched = (f"{gain['trained']['searched']} confirmed of {inherited} scored with inherited weights" if inherited
                 else f"{gain['trained']['searched']} searched")
-    lines = [
-        f"search gain ({searched}, {gain['trained']['reference']} reference nets trained):",
-        f"  hypervolume (accuracy x MAdds, up to {hv['reference_point']['madds'] / 1e6:.1f}M MAdds): "
-        f"searched {hv['searched']:.4f}{_span(hv.get('searched_interval'), 4)}, "
-        f"hand-scaled references {hv['reference']:.4f}{_span(hv.get('reference_interval'), 4)}",
-    ]
+    split = gain.get("split") or {"reported_on": "validation"}
+    where = ("picked on the validation split, reported on the test split" if split["reported_on"] == "test"
+             else "picked and reported on the validation split: the study has no test split")
+    lines = [f"search gain ({searched}, {gain['trained']['reference']} reference nets trained; {where}):"]
+    trivial = gain.get("trivial") or {}
+    quality = hv.get("quality", "accuracy")
+    floor = hv["reference_point"].get(quality, 0.0)
+    if inherited == 0 and gain["trained"]["searched"] == 0 and gain.get("compared", "").startswith("confirmed"):
+        lines.append("  no candidate was confirmed (--confirm 0, or the search ended first): nothing to compare")
+    else:
+        lines.append(
+            f"  hypervolume ({quality.replace('_', ' ')} above the trivial classifier's {floor:.3f} x MAdds, up to {hv['reference_point']['madds'] / 1e6:.1f}M MAdds): "
+            f"searched {hv['searched']:.4f}{_span(hv.get('searched_interval'), 4)}, "
+            f"hand-scaled references {hv['reference']:.4f}{_span(hv.get('reference_interval'), 4)}")
     for row in gain["references"]:
+        nothing = "" if row.get("reference_learned", True) else " (learned nothing)"
         head = f"  {row['reference_name']:24s} {row['accuracy']:.3f}{_span(row.get('accuracy_interval'))} at " \
-               f"{row['madds'] / 1e6:.1f}M"
+               f"{row['madds'] / 1e6:.1f}M{nothing}"
         if row["best_searched_trial"] is None:
             lines.append(f"{head}: no searched candidate as cheap")
             continue
+        learned = "" if row.get("best_searched_learned", True) else ", learned nothing"
         lines.append(
             f"{head}; best searched at no more MAdds: trial {row['best_searched_trial']} "
             f"{row['best_searched_accuracy']:.3f}{_span(row.get('best_searched_accuracy_interval'))} at "
-            f"{row['best_searched_madds'] / 1e6:.1f}M ({row['accuracy_gain']:+.3f})")
+            f"{row['best_searched_madds'] / 1e6:.1f}M ({row['accuracy_gain']:+.3f}{learned})")
         if row.get("verdict") is not None:
             lines.append(f"    paired test: {row['verdict']} (McNemar p = {row['p_value']:.2g}, "
                          f"margin {row['margin']:+.3f})")
         if row.get("cheapest_no_worse_trial") is not None:
+            held = "holds on the test split" if row.get("cheapest_no_worse_confirmed") else "not confirmed"
             lines.append(f"    cheapest not worse: trial {row['cheapest_no_worse_trial']} "
                          f"{row['cheapest_no_worse_accuracy']:.3f} at {row['cheapest_no_worse_madds'] / 1e6:.1f}M, "
                          f"{row['madds_ratio']:.1f}x fewer MAdds ({row['cheapest_no_worse_verdict']}, "
-                         f"p = {row['cheapest_no_worse_p_value']:.2g})")
+                         f"p = {row['cheapest_no_worse_p_value']:.2g}; {held})")
     if not gain["references"]:
         lines.append("  no reference network was trained in this study")
+    if trivial.get("accuracy") is not None:
+        counts = trivial["learned_nothing"]
+        lines.append(f"  trivial classifier {trivial['accuracy']:.3f} (always the most frequent class); learned nothing "
+                     f"(one-sided binomial test, 5 %): {counts['searched']} searched, {counts['reference']} reference")
     noise = gain.get("noise") or {}
     if noise.get("floor") is not None:
         seed = "not measured" if noise["seed_sd"] is None else f"{noise['seed_sd']:.4f}"
-        lines.append(f"  noise floor {noise['floor']:.4f}: seed-to-seed sd {seed}, validation se "
+        lines.append(f"  noise floor {noise['floor']:.4f}: seed-to-seed sd {seed}, split se "
                      f"{noise['validation_se']:.4f} (95 % half-width {noise['validation_half_width']:.4f} on "
                      f"{noise['val_size']} images at accuracy {noise['at_accuracy']:.3f})")
     if gain.get("verdict"):

@@ -331,14 +331,21 @@ def hypervolume_2d(points: Any, reference_point: Sequence[float]) -> float:
     return float(_hypervolumes(array[:, 0], array[:, 1], reference_point))
 
 
-def _bootstrap_accuracies(correct: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Each trial's accuracy in each replicate (replicates x trials)."""
-    return counts @ correct.T.astype(float) / counts.shape[1]
+def _bootstrap_accuracies(correct: np.ndarray, counts: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """Each trial's accuracy in each replicate (replicates x trials); with ``labels``, its balanced accuracy
+    (each class's recall over that class's drawn images, averaged over the classes)."""
+    if labels is None:
+        return counts @ correct.T.astype(float) / counts.shape[1]
+    classes = np.unique(labels)
+    recalls = [counts[:, labels == c] @ correct[:, labels == c].T.astype(float)
+               / counts[:, labels == c].sum(1, keepdims=True) for c in classes]
+    return np.mean(recalls, axis=0)
 
 
 def bootstrap_hypervolume_interval(searched_correct: Any, searched_cost: Any, reference_correct: Any,
                                    reference_cost: Any, *, seed: int, reference_point: Sequence[float] = (0.0, 1.0),
-                                   resamples: int = 1000, confidence: float = 0.95) -> HypervolumeIntervals:
+                                   resamples: int = 1000, confidence: float = 0.95,
+                                   labels: Any = None) -> HypervolumeIntervals:
     """Bootstrap intervals of the searched and the reference fronts' hypervolumes and of their difference.
 
     ``*_correct`` are correctness matrices (trials x images, the same images for every row) of every
@@ -347,6 +354,8 @@ def bootstrap_hypervolume_interval(searched_correct: Any, searched_cost: Any, re
     replacement once and applies the draw to every trial, which keeps the pairing between trials;
     each trial's accuracy, hence each front and its hypervolume, is recomputed from it. Costs are
     exact and stay fixed. Validation noise only: seed-to-seed noise is not in these intervals.
+    With ``labels`` (one per image) the fronts are of balanced accuracy, and images are drawn within
+    each class (a stratified bootstrap, as for :func:`bootstrap_balanced_accuracy_interval`).
     """
     searched = np.asarray(searched_correct, dtype=bool)
     reference = np.asarray(reference_correct, dtype=bool)
@@ -358,14 +367,18 @@ def bootstrap_hypervolume_interval(searched_correct: Any, searched_cost: Any, re
     if width == 0:
         raise ValueError("no validation images to resample")
     rng = np.random.default_rng(seed)
-    counts = rng.multinomial(width, np.full(width, 1 / width), size=resamples).astype(float)
+    if labels is None:
+        counts = rng.multinomial(width, np.full(width, 1 / width), size=resamples).astype(float)
+    else:
+        labels = np.asarray(labels).ravel()
+        counts = _stratified_counts(labels, rng, resamples).astype(float)
     searched_hv, reference_hv = np.empty(resamples), np.empty(resamples)
     step = max(1, _CHUNK * _CHUNK // max(1, len(searched)))  # replicates x trials stays about 1,000 x 1,000
     for start in range(0, resamples, step):
         block = slice(start, start + step)
-        searched_hv[block] = _hypervolumes(_bootstrap_accuracies(searched, counts[block]), searched_cost,
+        searched_hv[block] = _hypervolumes(_bootstrap_accuracies(searched, counts[block], labels), searched_cost,
                                            reference_point)
-        reference_hv[block] = _hypervolumes(_bootstrap_accuracies(reference, counts[block]), reference_cost,
+        reference_hv[block] = _hypervolumes(_bootstrap_accuracies(reference, counts[block], labels), reference_cost,
                                             reference_point)
     return HypervolumeIntervals(*(Interval(*map(float, _percentiles(values, confidence)))
                                   for values in (searched_hv, reference_hv, searched_hv - reference_hv)))

@@ -19,6 +19,7 @@ OBJECTIVES = ("multi", "accuracy")
 SAMPLERS = ("tpe", "nsga2", "random", "grid")
 STRATEGIES = ("scratch", "supernet")
 REFERENCE_CHOICES = ("default", "all", "none")
+METRICS = ("accuracy", "balanced")
 MAX_PROXY_SIZE = 512  # decoded images are kept in memory: 512 px is already 0.7 GB per 2,624 grey images
 
 
@@ -43,7 +44,9 @@ class SearchConfig:
     seed: int = 0
     latency_batch: int = 1
     references: str = "default"  # the papers' scaling family trained alongside: default (<= 2), all, none
-    val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded)
+    val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded): ranks candidates
+    test_fraction: float = 0.2  # share held out for the test split: reports the final figures, never ranks
+    metric: str = "accuracy"  # what a candidate is ranked by: accuracy, or balanced accuracy (imbalanced data)
     noise_repeats: int = 1  # the cheapest reference net retrained with this many other seeds: the seed noise
     strategy: str = "scratch"  # how a candidate gets its accuracy: scratch training, or a weight-sharing supernet
     supernet_epochs: int = 24  # supernet training epochs (strategy supernet): 3x the 8-epoch proxy
@@ -55,7 +58,8 @@ class SearchConfig:
             raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)} or "
                             f"zero-cost:NAME with NAME one of {', '.join(PROXIES)}")
         for name, value, choices in (("references", self.references, REFERENCE_CHOICES),
-                                     ("sampler", self.sampler, SAMPLERS), ("strategy", self.strategy, STRATEGIES)):
+                                     ("sampler", self.sampler, SAMPLERS), ("strategy", self.strategy, STRATEGIES),
+                                     ("metric", self.metric, METRICS)):
             if value not in choices:
                 raise UserError(f"invalid --{name} {value!r}: expected one of {', '.join(choices)}")
         ranges = {"epochs": (1, None), "batch_size": (2, None), "proxy_size": (32, MAX_PROXY_SIZE),
@@ -72,6 +76,13 @@ class SearchConfig:
             raise UserError(f"invalid --lr {self.lr!r}: expected a positive finite number")
         if not 0 < self.val_fraction < 1:
             raise UserError(f"invalid --val-fraction {self.val_fraction!r}: expected a number in (0, 1)")
+        if not 0 <= self.test_fraction < 1:
+            raise UserError(f"invalid --test-fraction {self.test_fraction!r}: expected a number in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise UserError(f"invalid --val-fraction {self.val_fraction!r} with --test-fraction {self.test_fraction!r}:"
+                            " together they must leave at least 5 % of the images for training")
+        if self.metric == "balanced" and self.zero_cost is not None:
+            raise UserError("--metric balanced ranks by balanced accuracy; a zero-cost objective trains nothing")
         if self.strategy == "supernet" and self.objective != "multi":
             raise UserError(f"--strategy supernet scores with inherited weights; it takes --objective multi, "
                             f"not {self.objective!r}")
@@ -87,9 +98,11 @@ class SearchConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SearchConfig:
-        """The settings stored in a study; fields added since it was created take their defaults."""
+        """The settings stored in a study; fields added since it was created take their defaults, except that a
+        study made before test splits existed has none (``test_fraction`` 0), so its split stays the same."""
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        legacy = {} if "test_fraction" in data else {"test_fraction": 0.0}
+        return cls(**{**legacy, **{k: v for k, v in data.items() if k in known}})
 
     def train_config(self, device: str, **changes: Any) -> TrainConfig:
         """The proxy training of one candidate (``changes`` override, e.g. another seed or more epochs).

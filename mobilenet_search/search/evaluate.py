@@ -35,7 +35,18 @@ from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, input_
 from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
 from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
 from mobilenet_search.results.frame import interval_attrs
-from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, Outcome, pack_correct
+from mobilenet_search.results.records import (
+    CORRECT_ATTR,
+    LEARNED_NOTHING_ATTR,
+    TEST_CORRECT_ATTR,
+    TEST_SIZE_ATTR,
+    VAL_SIZE_ATTR,
+    Outcome,
+    learned_nothing,
+    pack_correct,
+    trivial_accuracy,
+)
+from mobilenet_search.results.stats import balanced_accuracy
 
 ZERO_COST_BATCH = 64  # images in the fixed mini-batch the zero-cost proxies score
 OnEpoch = Callable[[int, float | None], None]  # (epoch counted from 0, validation accuracy or None if not evaluated)
@@ -71,6 +82,7 @@ class Scored:
     balanced_accuracy: float
     predictions: torch.Tensor | None  # the predicted class of every validation image, in the split's order
     attrs: dict[str, Any] = field(default_factory=dict)  # what else to record (history, seconds per phase)
+    test_predictions: torch.Tensor | None = None  # the predicted class of every test image, when scored there
 
 
 class AccuracySource(Protocol):
@@ -122,7 +134,7 @@ class ScratchTraining:
         return Scored(result.accuracy, result.balanced_accuracy, result.predictions, {
             "accuracy_history": list(result.history), "loss_history": list(result.loss_history),
             "train_seconds": result.train_seconds,
-            "time_train": result.train_seconds, "time_eval": result.eval_seconds})
+            "time_train": result.train_seconds, "time_eval": result.eval_seconds}, result.test_predictions)
 
 
 class Pipeline:
@@ -131,19 +143,21 @@ class Pipeline:
     ``accuracy=None`` scores with the zero-cost proxy ``search_zero_cost`` instead of training
     (``--objective zero-cost:NAME``). ``latency(model, shape, device=...)`` returns a
     :class:`Latency`. ``seed`` seeds initial weights (through :func:`init_seed`) and the
-    zero-cost mini-batch.
+    zero-cost mini-batch. ``metric`` is what a trial's quality is: ``accuracy`` or ``balanced``
+    (balanced accuracy, fairer on imbalanced data).
     """
 
     def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
                  seed: int = 0, device: str = "cpu", latency_batch: int = 1,
                  latency: Callable[..., Latency] = measure_latency, search_zero_cost: str | None = None,
                  zero_cost: Sequence[str] = PROXIES,
-                 predict_latency: Callable[[ArchSpec], float] | None = None) -> None:
+                 predict_latency: Callable[[ArchSpec], float] | None = None, metric: str = "accuracy") -> None:
         if accuracy is None and search_zero_cost is None:
             raise ValueError("a pipeline needs an accuracy source or a zero-cost proxy to search on")
         self.budget, self.data, self.accuracy = budget, data, accuracy
         self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
         self.latency, self.search_zero_cost, self.predict_latency = latency, search_zero_cost, predict_latency
+        self.metric = metric
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -198,9 +212,17 @@ class Pipeline:
         record.model = model if accuracy.strategy == "scratch" else None
         if scored.predictions is not None:  # per-image correctness: intervals and paired tests
             correct = (scored.predictions == data.val_labels).numpy()
-            record.attrs.update({CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: len(correct)},
+            record.attrs.update({CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: len(correct),
+                                 LEARNED_NOTHING_ATTR: learned_nothing(int(correct.sum()), len(correct),
+                                                                       trivial_accuracy(data.val_labels.numpy()))},
                                 **interval_attrs(correct, data.val_labels.numpy()))
-        record.outcome, record.quality = Outcome.TRAINED, scored.accuracy
+        if scored.test_predictions is not None:  # scored once on the test split; the search never reads it
+            correct = (scored.test_predictions == data.test_labels).numpy()
+            record.attrs.update({TEST_CORRECT_ATTR: pack_correct(correct), TEST_SIZE_ATTR: len(correct),
+                                 "test_accuracy": float(correct.mean()),
+                                 "test_balanced_accuracy": balanced_accuracy(correct, data.test_labels.numpy())})
+        record.outcome = Outcome.TRAINED
+        record.quality = scored.balanced_accuracy if self.metric == "balanced" else scored.accuracy
         return record
 
     def _latency(self, model: torch.nn.Module, spec: ArchSpec, record: Record) -> float:

@@ -57,7 +57,9 @@ def checkpoint_tag(config: SearchConfig, space: SearchSpace) -> str:
     """What a supernet checkpoint depends on, hashed: the space's choices, the data and the training."""
     return supernet_tag(space=dict(space.parameters), family=space.family, dataset=config.dataset,
                         dataset_limit=config.dataset_limit, val_fraction=config.val_fraction,
-                        proxy_size=config.proxy_size, training=supernet_config(config, device="cpu"))
+                        proxy_size=config.proxy_size, training=supernet_config(config, device="cpu"),
+                        # the training images a test split leaves (a tag made before test splits stays the same)
+                        **({"test_fraction": config.test_fraction} if config.test_fraction else {}))
 
 
 def default_checkpoint(results_dir: Path, tag: str) -> Path:

@@ -33,6 +33,7 @@ from mobilenet_search.results.records import (
     NOISE_SEED_ATTR,
     REFERENCES_ATTR,
     SUPERNET_ATTR,
+    TEST_LABELS_ATTR,
     VAL_LABELS_ATTR,
     is_confirmation,
     pack_labels,
@@ -226,13 +227,14 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
         predict = functools.partial(predict_latency_ms, table=table)
     return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=accuracy, proxy_size=config.proxy_size,
                     seed=config.seed, device=device, latency_batch=config.latency_batch, latency=latency,
-                    search_zero_cost=config.zero_cost, predict_latency=predict)
+                    search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric)
 
 
 def make_data(config: SearchConfig, results_dir: Path) -> DataCache:
     """The study's datasets, decoded on first use and cached under ``results_dir/cache``."""
     return DataCache(config.dataset, config.proxy_size, seed=config.seed, limit=config.dataset_limit,
-                     cache_dir=Path(results_dir) / "cache", val_fraction=config.val_fraction)
+                     cache_dir=Path(results_dir) / "cache", val_fraction=config.val_fraction,
+                     test_fraction=config.test_fraction)
 
 
 def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: int, timeout: float | None = None,
@@ -271,6 +273,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     if created:  # only the creator: two creators racing must not queue each reference twice
         # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
         study.set_user_attr(VAL_LABELS_ATTR, pack_labels(data(config.proxy_size).val_labels.numpy()))
+        if config.test_fraction:  # and the test split's: the report's figures and its trivial floor
+            study.set_user_attr(TEST_LABELS_ATTR, pack_labels(data(config.proxy_size).test_labels.numpy()))
         references = reference_candidates(config, space, data.num_classes, data.in_channels)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)

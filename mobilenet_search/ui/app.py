@@ -184,7 +184,8 @@ with frontier_tab:
         shaded = indistinguishable(url, study_name, token, cost, budget) if shading else []
         figure = frontier_figure(frame, cost=cost, quality=quality, color=color, budget=budget,
                                  show_unfinished=show_unfinished, show_references=show_references,
-                                 selected=st.session_state["trial"], shaded=shaded)
+                                 selected=st.session_state["trial"], shaded=shaded,
+                                 trivial=data.trivial.get(quality))
         st.plotly_chart(figure, key="frontier", on_select=select_from_chart, selection_mode="points")
         inside = board.front_candidates(frame, cost, quality, budget)
         st.caption(f"{int(pareto_mask(inside, cost, quality).sum())} Pareto-optimal of {len(inside)} trained trials"

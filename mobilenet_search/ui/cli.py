@@ -214,8 +214,9 @@ def _search(args: argparse.Namespace) -> int:
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
         objective=args.objective, sampler=args.sampler, seed=args.seed, latency_batch=args.latency_batch,
-        references=args.references, val_fraction=args.val_fraction, noise_repeats=args.noise_repeats,
-        strategy=args.strategy, supernet_epochs=args.supernet_epochs, confirm=args.confirm,
+        references=args.references, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+        metric=args.metric, noise_repeats=args.noise_repeats, strategy=args.strategy,
+        supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
     device = resolve_device(args.device)
     study_name = check_study_name(args.study or default_study_name(config))
@@ -449,10 +450,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "which take milliseconds, do not count); counted across runs, so a resumed study "
                              "continues up to it")
     search.add_argument("--dataset", default="embedded",
-                        help="embedded (elpv solar cells), elpv, mnist, cifar10:ROOT, imagefolder:ROOT, "
+                        help="embedded (elpv solar cells), elpv, mnist, fashion-mnist (Debian's dataset-fashion-mnist)"
+                             ", fashion-mnist:DIR (its four idx files in DIR), cifar10:ROOT, imagefolder:ROOT, "
                              "or synthetic[:N] (generated, for tests)")
     search.add_argument("--dataset-limit", type=int, default=None,
-                        help="use a seeded stratified subset of this many images (quick runs)")
+                        help="use a seeded stratified subset of this many images (quick runs); for fashion-mnist, "
+                             "of the 60,000 training images (validation and test keep 5,000 each)")
     search.add_argument("--epochs", type=int, default=8, help="proxy training epochs per candidate")
     search.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
     search.add_argument("--proxy-size", type=int, default=64,
@@ -476,8 +479,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="also train the paper's width x resolution networks that fit the budget, under the "
                              "same proxy: default the cheapest and the largest (2), all, or none")
     search.add_argument("--val-fraction", type=float, default=0.2,
-                        help="share of the images held out (stratified, seeded) to score candidates on; a larger "
+                        help="share of the images held out (stratified, seeded) to rank candidates on; a larger "
                              "split narrows every accuracy's interval")
+    search.add_argument("--test-fraction", type=float, default=0.2,
+                        help="share held out for the test split, which never ranks a candidate and reports the "
+                             "final figures (the front, the search gain); 0 reports on the validation split. "
+                             "fashion-mnist splits its official test set in halves instead of both fractions")
+    search.add_argument("--metric", default="accuracy",
+                        help="accuracy, or balanced: rank candidates by balanced accuracy (mean per-class recall), "
+                             "for imbalanced data where always answering the most frequent class scores high")
     search.add_argument("--noise-repeats", type=int, default=1,
                         help="retrain the cheapest reference net with this many other seeds, so the report can "
                              "tell seed noise from a real gain")

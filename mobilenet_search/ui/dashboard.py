@@ -36,18 +36,29 @@ from optuna.trial import TrialState
 from mobilenet_search.arch.cost import format_count, stage_table
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
-from mobilenet_search.results.frame import FRAME_COLUMNS, TRIAL_ATTRS, pareto_mask, trained, trials_frame
+from mobilenet_search.results.frame import (
+    FRAME_COLUMNS,
+    TRIAL_ATTRS,
+    fill_learned_nothing,
+    pareto_mask,
+    trained,
+    trials_frame,
+)
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
     CONFIRMS_ATTR,
     CORRECT_ATTR,
     FIDELITY_ATTR,
+    VAL_LABELS_ATTR,
     VAL_SIZE_ATTR,
     frame_is_confirmation,
     frame_is_noise_repeat,
     frame_is_reference,
     is_feasible,
+    study_val_labels,
     trial_correct,
+    trivial_quality,
+    unpack_labels,
 )
 from mobilenet_search.results.stats import compare, seed_noise, validation_noise
 from mobilenet_search.search.storage import make_storage, redact
@@ -74,6 +85,14 @@ class StudyData:
     config: dict[str, Any] = field(default_factory=dict)  # the SearchConfig the study was created with
     fidelity: dict[str, Any] | None = None  # what `mobilenet-search fidelity` stored, once measured
     source: str = "sql"  # "sql" (Optuna's tables read directly) or "optuna" (the Optuna API)
+    trivial: dict[str, float] = field(default_factory=dict)  # the trivial classifier's score per quality
+
+
+def trivial_scores(labels: np.ndarray | None) -> dict[str, float]:
+    """The trivial classifier's accuracy and balanced accuracy on the validation labels ({} without them)."""
+    if labels is None or len(labels) == 0:
+        return {}
+    return {quality: trivial_quality(quality, labels) for quality in ("accuracy", "balanced_accuracy")}
 
 
 # -- storages and studies ---------------------------------------------------------------------
@@ -208,7 +227,7 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
                      config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
-                     fidelity=study.user_attrs.get(FIDELITY_ATTR))
+                     fidelity=study.user_attrs.get(FIDELITY_ATTR), trivial=trivial_scores(study_val_labels(study)))
 
 
 class _UnknownSchema(Exception):
@@ -288,7 +307,10 @@ def _load_sql(url: str, study_name: str) -> StudyData:
     frame = frame[list(FRAME_COLUMNS)]
     config = next((json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR), {})
     fidelity = next((json.loads(text) for key, text in study_attrs if key == FIDELITY_ATTR), None)
+    labels = next((unpack_labels(json.loads(text)) for key, text in study_attrs if key == VAL_LABELS_ATTR), None)
+    frame = fill_learned_nothing(frame, labels)
     return StudyData(name=study_name, frame=frame, config=config, source="sql", fidelity=fidelity,
+                     trivial=trivial_scores(labels),
                      directions=tuple(str(d).lower() for (d,) in directions))
 
 

@@ -31,7 +31,7 @@ COLORS = {"latency_ms": "latency (ms)", "params": "parameters", "madds": "MAdds"
 HOVER = ("accuracy", "accuracy_low", "accuracy_high", "balanced_accuracy", "balanced_accuracy_low",
          "balanced_accuracy_high", "strategy", "confirms", "noise_seed", "madds", "params", "latency_ms",
          "latency_device", "latency_batch", "proxy_resolution", "epochs", "train_seconds", "duration_s", "outcome",
-         "status_reason", "reference_name")
+         "status_reason", "reference_name", "learned_nothing")
 _NOT_METRICS = {"number", "state", "feasible", "arch", "spec", "accuracy_history", "loss_history", "retry_of",
                 "reference", "val_size"}
 _FORMATS = {"madds": ":,.0f", "params": ":,.0f", "accuracy": ":.4f", "balanced_accuracy": ":.4f",
@@ -40,6 +40,8 @@ _FORMATS = {"madds": ":,.0f", "params": ":,.0f", "accuracy": ":.4f", "balanced_a
 WEBGL_ABOVE = 2000  # more markers than this are drawn with WebGL: SVG gets slow in the browser
 PARETO_COLOR = "#d62728"
 OVER_BUDGET, FAILED = "over budget (not trained)", "failed / pruned"
+LEARNED_NOTHING = "learned nothing (not above the trivial classifier)"
+TRIVIAL_COLOR = "#b8860b"
 REFERENCE_COLOR = "#444444"
 GREY = "#8a8a8a"
 TRIAL_COLOR = "#636efa"  # what plotly gave the first trace before the halo could come first
@@ -117,7 +119,7 @@ def _confirmation_links(confirmed: pd.DataFrame, inherited: pd.DataFrame, cost: 
 def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = "accuracy",
                     color: str | None = "latency_ms", budget: float | None = None, show_unfinished: bool = True,
                     show_references: bool = True, selected: int | None = None, shaded: Collection[int] = (),
-                    title: str | None = None, height: int = 600) -> go.Figure:
+                    title: str | None = None, height: int = 600, trivial: float | None = None) -> go.Figure:
     """``quality`` (accuracy or balanced accuracy) against ``cost`` for every trial, the Pareto-optimal ones joined
     as a step line.
 
@@ -134,7 +136,9 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
     the point it confirms, with the front of the confirmed accuracies. Trials in ``shaded`` (numbers,
     see :func:`mobilenet_search.ui.dashboard.indistinguishable_from_front`) get a halo. Each marker's
     ``customdata`` starts with the trial number; its hover lists the architecture and every
-    recorded metric.
+    recorded metric. ``trivial`` (the trivial classifier's score in ``quality``) is drawn as a
+    horizontal line, where every gain starts, and trials that learned nothing (``learned_nothing``:
+    not better than it by a one-sided binomial test) are crossed out.
     """
     if cost not in COSTS:
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
@@ -243,6 +247,14 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
                              error_y=_error_y(front, quality, PARETO_COLOR), customdata=data,
                              hovertemplate=template), **top)
 
+    if "learned_nothing" in frame:
+        nothing = pd.concat([good, everything, confirmed])
+        nothing = nothing[nothing["learned_nothing"].fillna(False).astype(bool)]
+        if not nothing.empty:
+            cross = dict(symbol="x-thin-open", size=12, line=dict(width=2, color=TRIVIAL_COLOR))
+            fig.add_trace(go.Scatter(x=nothing[cost], y=nothing[quality], mode="markers", name=LEARNED_NOTHING,
+                                     marker=cross, hoverinfo="skip"), **top)
+
     if selected is not None:
         chosen = pd.concat([good, everything, confirmed])
         chosen = chosen[chosen["number"] == selected]
@@ -256,6 +268,10 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
         fig.add_vline(x=budget, line=dict(color="#555555", dash="dot", width=1.5), row="all", col=1)
         fig.add_annotation(x=budget, y=1, yref="y domain", text=f"budget {_short(budget, cost)}", showarrow=False,
                            xanchor="right", yanchor="top", font=dict(size=11, color="#555555"))
+    if trivial is not None:
+        fig.add_hline(y=trivial, line=dict(color=TRIVIAL_COLOR, dash="dash", width=1.5), row=1, col=1)
+        fig.add_annotation(x=0, xref="x domain", y=trivial, yref="y", text=f"trivial classifier {trivial:.3f}",
+                           showarrow=False, xanchor="left", yanchor="bottom", font=dict(size=11, color=TRIVIAL_COLOR))
     fig.update_layout(
         title=title, template="plotly_white", height=height, hovermode="closest", clickmode="event+select",
         legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0),

@@ -36,6 +36,7 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float | None:
 def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> str:
     """One line for a finished trial: number, outcome, quality, balanced accuracy, costs, time."""
     attrs = trial.user_attrs
+    quality = "accuracy" if quality == "balanced_accuracy" else quality  # balanced accuracy follows anyway
     state = outcome(trial) or trial.state.name.lower()
     parts = [f"trial {trial.number:>3d}", f"{state:<11s}"]
     value = attrs.get(quality)
@@ -53,6 +54,8 @@ def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> st
     if attrs.get("reference_name"):
         seed = attrs.get("noise_seed")
         parts.append(f"[{attrs['reference_name']}" + (f", seed {seed}]" if seed is not None else "]"))
+    if attrs.get("learned_nothing"):
+        parts.append("learned nothing")
     if state in (Outcome.FAILED.value, Outcome.OVER_BUDGET.value) and attrs.get("status_reason"):
         parts.append(f"({attrs['status_reason']})")
     return "  ".join(parts)

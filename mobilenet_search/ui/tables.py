@@ -10,7 +10,15 @@ import pandas as pd
 
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.results.frame import pareto_front
-from mobilenet_search.results.records import CONFIG_ATTR, CONFIRMS_ATTR, frame_is_confirmation, study_val_labels
+from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    CONFIRMS_ATTR,
+    LEARNED_NOTHING_ATTR,
+    frame_is_confirmation,
+    frame_is_noise_repeat,
+    study_val_labels,
+    trivial_accuracy,
+)
 
 # The parts of an architecture string every member of a shipped space shares: dropped in tables.
 _CONSTANT_PARTS = re.compile(r"^mnv[12]_|_stem\d+|_head\d+|_(relu6|relu)|_(linear|nonlinear)|_(fc|conv1x1)"
@@ -54,22 +62,24 @@ def front_table(study: optuna.Study, frame: pd.DataFrame, quality: str, budget: 
     """
     supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
     confirmations = frame[frame_is_confirmation(frame)]
-    front = pareto_front(frame[~frame_is_confirmation(frame)], quality=quality)
+    front = pareto_front(frame[~frame_is_confirmation(frame) & ~frame_is_noise_repeat(frame)], quality=quality)
     if front.empty:
         return "no evaluated candidate inside the budget yet"
-    label = "inherited" if supernet else quality
+    shown = "accuracy" if quality == "balanced_accuracy" else quality  # balanced accuracy has its own column
+    label = "inherited" if supernet else shown
     balanced = quality == "accuracy" and imbalanced(study)
+    balanced = balanced or quality == "balanced_accuracy"
     header = [f"{'trial':>5s}", f"{'MAdds':>8s}", f"{'params':>8s}", f"{'latency':>9s}", f"{label:>20s}"]
     if balanced:
         header.append(f"{'balanced':>20s}")
     if supernet:
         header.append(f"{'confirmed':>20s}")
-    note = ", 95 % intervals in brackets" if quality == "accuracy" else ""
+    note = ", 95 % intervals in brackets" if shown == "accuracy" else ""
     lines = [f"\nPareto-optimal candidates ({quality} vs MAdds), budget {budget}{note}:", " ".join(header) + "  arch"]
     confirmed = {int(row[CONFIRMS_ATTR]): row for _, row in confirmations.iterrows() if pd.notna(row["accuracy"])}
     for _, row in front.iterrows():
         latency = "-" if pd.isna(row["latency_ms"]) else f"{row['latency_ms']:.2f}ms"
-        value = _with_interval(row, "accuracy") if quality == "accuracy" else f"{row[quality]:.4g}"
+        value = _with_interval(row, "accuracy") if shown == "accuracy" else f"{row[quality]:.4g}"
         cells = [f"{int(row['number']):5d}", f"{format_count(row['madds']):>8s}", f"{format_count(row['params']):>8s}",
                  f"{latency:>9s}", f"{value:>20s}"]
         if balanced:
@@ -78,5 +88,10 @@ def front_table(study: optuna.Study, frame: pd.DataFrame, quality: str, budget: 
             twin = confirmed.get(int(row["number"]))
             cells.append(f"{'-' if twin is None else _with_interval(twin, 'accuracy'):>20s}")
         name = f"  [{row['reference_name']}]" if isinstance(row["reference_name"], str) else ""
-        lines.append(" ".join(cells) + f"  {short_arch(row['arch'])}{name}")
+        nothing = "  LEARNED NOTHING" if row.get(LEARNED_NOTHING_ATTR) is True else ""
+        lines.append(" ".join(cells) + f"  {short_arch(row['arch'])}{name}{nothing}")
+    labels = study_val_labels(study)
+    if labels is not None and len(labels) and shown == "accuracy":
+        lines.append(f"trivial classifier (always the most frequent class): accuracy {trivial_accuracy(labels):.3f}; "
+                     "LEARNED NOTHING marks a net not better than it (one-sided binomial test, 5 %)")
     return "\n".join(lines)
