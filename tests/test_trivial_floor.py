@@ -107,6 +107,21 @@ def test_majority_class_searched_nets_cannot_beat_references_that_learned():
     assert gain["hypervolume"]["difference_interval"][1] < 0
     assert gain["trivial"]["learned_nothing"] == {"searched": 3, "reference": 0}
     assert gain["gain"] == "none" and "did not beat hand scaling" in gain["verdict"]
+    assert gain["next"].startswith("Every searched net learned nothing") and "next: Every" in format_gain(gain)
+
+
+def test_the_next_step_names_a_plateau_and_too_few_candidates():
+    rng = np.random.default_rng(6)
+    val_labels, test_labels = _labels(rng), _labels(rng)
+    refs = [_trial(_net(val_labels, rng, 0.80), _net(test_labels, rng, 0.80), madds, reference=name)
+            for madds, name in ((20, "ref_small"), (90, "ref_big"))]
+    searched = [_trial(_net(val_labels, rng, 0.78), _net(test_labels, rng, 0.78), 60)]
+    gain = search_gain(_study(val_labels, test_labels, refs + searched))
+    assert gain["gain"] == "none" and "stopped rising with size" in gain["next"]  # 20M and 90M within noise
+    refs[1] = _trial(_net(val_labels, rng, 0.92), _net(test_labels, rng, 0.92), 90, reference="ref_big")
+    gain = search_gain(_study(val_labels, test_labels, refs + searched))
+    assert gain["gain"] == "none" and "1 searched candidates are too few" in gain["next"]
+    assert "--trials 50" in gain["next"]
 
 
 def test_the_old_artefact_cheap_majority_nets_against_references_below_the_floor_is_no_gain():
@@ -214,6 +229,12 @@ def test_a_search_records_test_figures_the_floor_and_ranks_by_the_chosen_metric(
     assert frame["learned_nothing"].notna().all()
     csv = (tmp_path / "s" / "trials.csv").read_text().splitlines()[0].split(",")
     assert {"learned_nothing", "test_accuracy", "test_balanced_accuracy"} <= set(csv) and "test_correct" not in csv
+    from mobilenet_search.ui import dashboard as board
+
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    fast, slow = board.load_study_data(url, "s"), board.load_study_data(url, "s", fast=False)
+    assert fast.source == "sql" and slow.source == "optuna"
+    assert fast.trivial == slow.trivial == pytest.approx({"accuracy": 6 / 24, "balanced_accuracy": 0.25})
     gain = search_gain(study)
     assert gain["split"]["reported_on"] == "test" and gain["hypervolume"]["quality"] == "balanced_accuracy"
     assert gain["hypervolume"]["reference_point"]["balanced_accuracy"] == pytest.approx(0.25)

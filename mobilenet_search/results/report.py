@@ -347,7 +347,40 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
         "noise": noise,
         "gain": gain,
         "verdict": verdict,
+        "next": next_step(gain, rows, noise, nothing, int(len(searched)), supernet),
     }
+
+
+#: Below this many searched candidates a study is a first look, not a search.
+FEW_CANDIDATES = 20
+
+
+def next_step(gain: str | None, rows: list[dict[str, Any]], noise: dict[str, Any], nothing: dict[str, int],
+              searched: int, supernet: bool) -> str | None:
+    """What a user should do next, in one sentence, from what the report found (None when it found nothing)."""
+    if gain is None:
+        return None
+    if gain != "none":
+        return ("Export the net the verdict names (mobilenet-search export --study NAME --trial N) and check it "
+                "on your own held-out data.")
+    if searched and nothing["searched"] == searched:
+        return ("Every searched net learned nothing: train longer (--epochs), on larger images (--proxy-size), or on "
+                "more data before searching.")
+    floor = noise.get("floor")
+    accuracies = [(row["madds"], row["accuracy"]) for row in rows]
+    if floor is not None and len(accuracies) >= 2:
+        (cheap_madds, cheap), (dear_madds, dear) = min(accuracies), max(accuracies)
+        if dear - cheap <= 2 * floor:
+            return (f"The reference nets from {cheap_madds / 1e6:.0f}M to {dear_madds / 1e6:.0f}M MAdds lie within "
+                    f"twice the noise floor of each other ({cheap:.3f} vs {dear:.3f}): on this data accuracy has "
+                    "stopped rising with size, so no search can show a gain; take the cheapest net that is good "
+                    "enough, or search on data where accuracy still rises with MAdds.")
+    if searched < FEW_CANDIDATES:
+        more = 200 if supernet else 50
+        return (f"{searched} searched candidates are too few to beat a hand-scaled family: run the same command "
+                f"with --trials {more} (the study resumes) and read this verdict again.")
+    return ("The search found nothing better than hand scaling at this proxy: check the proxy's fidelity "
+            "(mobilenet-search fidelity --study NAME) before searching longer.")
 
 
 def _span(interval: list[float] | None, digits: int = 3) -> str:
@@ -409,6 +442,8 @@ def format_gain(gain: dict[str, Any]) -> str:
                      f"{noise['val_size']} images at accuracy {noise['at_accuracy']:.3f})")
     if gain.get("verdict"):
         lines.append(f"  verdict: {gain['verdict']}")
+    if gain.get("next"):
+        lines.append(f"  next: {gain['next']}")
     return "\n".join(lines)
 
 
