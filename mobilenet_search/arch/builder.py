@@ -13,25 +13,12 @@ from collections.abc import Mapping
 
 import torch
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
 from mobilenet_search.arch.spec import ArchSpec, Block
 
-_ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
-
-
-class ConvBNAct(nn.Sequential):
-    """Convolution without bias, BatchNorm, then the activation (omitted when ``act`` is None)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, act: type[nn.Module] | None = nn.ReLU6) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
-                      groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-        ]
-        if act is not None:
-            layers.append(act(inplace=True))
-        super().__init__(*layers)
+#: The module of each :data:`~mobilenet_search.arch.spec.ACTIVATIONS` name.
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 
 
 class InvertedResidual(nn.Module):
@@ -46,14 +33,16 @@ class InvertedResidual(nn.Module):
         super().__init__()
         self.use_res_connect = block.residual
         layers: list[nn.Module] = []
+        # Conv2dNormActivation: convolution without bias, BatchNorm, activation (torchvision's MobileNetV2 layers).
         if block.expansion != 1:
-            layers.append(ConvBNAct(block.in_channels, block.hidden, 1, act=act))
-        layers.append(ConvBNAct(block.hidden, block.hidden, 3, block.stride, groups=block.hidden, act=act))
+            layers.append(Conv2dNormActivation(block.in_channels, block.hidden, 1, activation_layer=act))
+        layers.append(Conv2dNormActivation(block.hidden, block.hidden, 3, block.stride, groups=block.hidden,
+                                           activation_layer=act))
         if linear:
             # Conv and BN directly in this sequence: torchvision's key layout (conv.N, conv.N+1).
             layers += [nn.Conv2d(block.hidden, block.out_channels, 1, bias=False), nn.BatchNorm2d(block.out_channels)]
         else:
-            layers.append(ConvBNAct(block.hidden, block.out_channels, 1, act=act))
+            layers.append(Conv2dNormActivation(block.hidden, block.out_channels, 1, activation_layer=act))
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,12 +56,11 @@ class MobileNet(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        act = _ACTIVATIONS[spec.activation]
-        linear = spec.linear_bottleneck and spec.family == "mobilenet_v2"
-        features: list[nn.Module] = [ConvBNAct(spec.in_channels, spec.stem_out, 3, 2, act=act)]
-        features += [InvertedResidual(block, act, linear) for block in spec.blocks()]
+        act = ACTIVATION_LAYERS[spec.activation]
+        features: list[nn.Module] = [Conv2dNormActivation(spec.in_channels, spec.stem_out, 3, 2, activation_layer=act)]
+        features += [InvertedResidual(block, act, spec.linear_projection) for block in spec.blocks()]
         if spec.head_out is not None:
-            features.append(ConvBNAct(spec.stages_out, spec.head_out, 1, act=act))
+            features.append(Conv2dNormActivation(spec.stages_out, spec.head_out, 1, activation_layer=act))
         self.features = nn.Sequential(*features)
         width = spec.features_out
         if spec.head == "fc":
