@@ -10,12 +10,14 @@ linear weight reshaped to ``(k, C, 1, 1)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from mobilenet_search.arch.spec import ArchSpec, Block
+from mobilenet_search.files import load_weights
 
 #: The module of each :data:`~mobilenet_search.arch.spec.ACTIVATIONS` name.
 ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
@@ -112,12 +114,21 @@ def build_model(spec: ArchSpec, seed: int | None = None) -> MobileNet:
         return MobileNet(spec)
 
 
-def build_with_weights(spec: ArchSpec, state: Mapping[str, torch.Tensor]) -> MobileNet:
-    """``build_model(spec)`` with ``state`` loaded strictly (every key, every shape); a :class:`ValueError`
-    naming the first mismatch when it does not fit. Callers say whose weights they were."""
+def build_with_weights(spec: ArchSpec, weights: Mapping[str, torch.Tensor] | Path) -> MobileNet:
+    """``build_model(spec)`` with ``weights`` loaded strictly (every key, every shape): a state dict, or the
+    safetensors file :func:`~mobilenet_search.files.save_weights` wrote.
+
+    Weights that do not fit are a one-line :class:`ValueError` naming the first mismatch; callers say whose
+    weights they were. A file that cannot be read is a :class:`~mobilenet_search.errors.UserError`.
+    """
     model = build_model(spec, seed=0)
     try:
-        model.load_state_dict(state, strict=True)
+        if isinstance(weights, Mapping):
+            model.load_state_dict(weights, strict=True)
+        else:
+            load_weights(model, weights)
     except RuntimeError as exc:
-        raise ValueError(str(exc).strip().splitlines()[0]) from None
+        # torch's message: a header line ("Error(s) in loading state_dict for MobileNet:"), then one line a problem.
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        raise ValueError(lines[1] if len(lines) > 1 else lines[0]) from None
     return model
