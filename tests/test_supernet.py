@@ -21,7 +21,13 @@ def _randomised_supernet(space_name: str) -> tuple[Supernet, object]:
     """A supernet whose BatchNorm layers have non-trivial weights and running statistics (fixed seed)."""
     space = load_space(space_name)
     net = Supernet(supernet_envelope(space, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS), seed=0)
-    generator = torch.Generator().manual_seed(1)
+    _randomise_batchnorm(net, seed=1)
+    return net.eval(), space
+
+
+def _randomise_batchnorm(net: nn.Module, seed: int) -> None:
+    """Non-trivial BatchNorm weights and running statistics, and classifier bias (fixed seed)."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -30,7 +36,6 @@ def _randomised_supernet(space_name: str) -> tuple[Supernet, object]:
                 module.running_mean.normal_(0, 0.2, generator=generator)
                 module.running_var.uniform_(0.5, 2.0, generator=generator)
         net.classifier[1].bias.normal_(0, 0.2, generator=generator)
-    return net.eval(), space
 
 
 def _random_members(space, count: int, seed: int) -> list[ArchSpec]:
@@ -190,19 +195,6 @@ def test_an_envelope_refuses_a_varying_structural_field(field, values):
                          "stages": [{"expansion": [1, 6], "channels": 16, "repeats": 1, "stride": 1}]})
     with pytest.raises(UserError, match=r"stage1\.expansion varies \(1, 6\)"):
         supernet_envelope(fixed, num_classes=2, in_channels=1)
-
-
-def _randomise_batchnorm(net: nn.Module, seed: int) -> None:
-    """Non-trivial BatchNorm weights and running statistics, and classifier bias (fixed seed)."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in net.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                module.weight.uniform_(0.5, 1.5, generator=generator)
-                module.bias.normal_(0, 0.2, generator=generator)
-                module.running_mean.normal_(0, 0.2, generator=generator)
-                module.running_var.uniform_(0.5, 2.0, generator=generator)
-        net.classifier[1].bias.normal_(0, 0.2, generator=generator)
 
 
 @pytest.mark.parametrize("family", ["mobilenet_v2", "mobilenet_v1"])
