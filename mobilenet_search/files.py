@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -107,20 +108,26 @@ def check_safe_name(name: str, what: str) -> str:
 
 def save_weights(model: Any, path: Path) -> Path:
     """A network's state dict as a safetensors file (tensors only, never a pickle), written atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_model
 
-    state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     with atomic_path(Path(path)) as tmp:
-        save_file(state, str(tmp))
+        mode = stat.S_IMODE(tmp.stat().st_mode)  # 0o666 less the umask (see _create_temporary)
+        save_model(model, str(tmp))  # moves tensors to the CPU, makes them contiguous
+        os.chmod(tmp, mode)  # safetensors leaves a 0o600 file whatever the umask
     return Path(path)
 
 
-def load_weights(path: Path) -> dict[str, Any]:
-    """The state dict :func:`save_weights` wrote; a missing or corrupt file is one :class:`UserError` line."""
+def load_weights(model: Any, path: Path) -> Any:
+    """``model`` with the weights :func:`save_weights` wrote loaded strictly (every key, every shape).
+
+    A missing or corrupt file is one :class:`UserError` line; weights that do not fit ``model``
+    raise the :class:`RuntimeError` of ``load_state_dict``.
+    """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load_model
 
     try:
-        return load_file(str(path))
+        load_model(model, str(path), strict=True)
     except (OSError, SafetensorError) as exc:
         raise UserError(f"cannot read weights {str(path)!r}: {exc}") from None
+    return model

@@ -6,9 +6,10 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
-from mobilenet_search.arch.builder import build_model
-from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.arch.builder import ACTIVATION_LAYERS, build_model
+from mobilenet_search.arch.spec import ACTIVATIONS, ArchSpec
 
 # Small nets for layout checks: builds in milliseconds and still has every kind of block.
 SMALL_V2 = ArchSpec.mobilenet_v2(0.35, 64, num_classes=10)
@@ -234,3 +235,51 @@ def test_a_seed_fixes_the_initial_weights_and_leaves_the_global_generator_alone(
     assert all(torch.equal(a[key], b[key]) for key in a)
     c = build_model(spec, seed=4).state_dict()
     assert not torch.equal(a["features.0.0.weight"], c["features.0.0.weight"])
+
+
+class _OldConvBNAct(nn.Sequential):
+    """The builder's own conv-BN-activation layer before torchvision's Conv2dNormActivation replaced it (issue 23)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 groups: int = 1, act: type[nn.Module] | None = nn.ReLU6) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
+                      groups=groups, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        if act is not None:
+            layers.append(act(inplace=True))
+        super().__init__(*layers)
+
+
+def test_conv2d_norm_activation_is_the_old_conv_bn_act_layer_for_layer_on_random_shapes() -> None:
+    generator = torch.Generator().manual_seed(0)
+    cases = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        pick = lambda *options: options[int(torch.randint(len(options), (1,), generator=cases))]  # noqa: E731
+        channels, kernel, stride = pick(1, 3, 8, 16), pick(1, 3), pick(1, 2)
+        out, groups = (channels, channels) if kernel == 3 and pick(True, False) else (pick(4, 8, 24), 1)
+        act = pick(nn.ReLU6, nn.ReLU, None)
+        old = _OldConvBNAct(channels, out, kernel, stride, groups, act)
+        new = Conv2dNormActivation(channels, out, kernel, stride, groups=groups, activation_layer=act)
+        # Same modules with the same settings (padding, bias, groups, in-place activation), hence the same keys.
+        assert [(type(m), m.extra_repr()) for m in old] == [(type(m), m.extra_repr()) for m in new]
+        randomize_bn(old, seed=int(torch.randint(1000, (1,), generator=cases)))
+        new.load_state_dict(old.state_dict(), strict=True)
+        x = torch.randn(2, channels, 9, 9, generator=generator)
+        with torch.no_grad():
+            torch.testing.assert_close(new.eval()(x), old.eval()(x), rtol=0, atol=0)
+
+
+def test_activation_layers_cover_every_activation_a_spec_accepts() -> None:
+    assert tuple(ACTIVATION_LAYERS) == ACTIVATIONS
+
+
+@pytest.mark.parametrize(("family", "linear_bottleneck", "linear"),
+                         [("mobilenet_v2", True, True), ("mobilenet_v2", False, False),
+                          ("mobilenet_v1", True, False), ("mobilenet_v1", False, False)])
+def test_only_a_v2_linear_bottleneck_leaves_the_projection_without_activation(family, linear_bottleneck, linear):
+    spec = ArchSpec(family=family, width_mult=0.25, resolution=32, linear_bottleneck=linear_bottleneck,
+                    stages=((1, 16, 1, 1), (1, 24, 2, 2)))
+    assert spec.linear_projection is linear
+    assert {last for _, last in activations_per_block(spec)} == {nn.BatchNorm2d if linear else nn.ReLU6}

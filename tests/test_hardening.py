@@ -30,9 +30,9 @@ import pytest
 from PIL import Image
 from synthetic import create_synthetic_study
 
-from mobilenet_search import ArchSpec
+from mobilenet_search import ArchSpec, build_model
 from mobilenet_search.errors import UserError
-from mobilenet_search.files import atomic_path, atomic_write_text
+from mobilenet_search.files import atomic_path, atomic_write_text, save_weights
 from mobilenet_search.measure.data import load_dataset
 from mobilenet_search.results import library
 from mobilenet_search.search.storage import check_storage_writable, make_storage
@@ -82,11 +82,12 @@ def test_written_files_get_the_mode_open_would_give_under_the_umask(tmp_path, um
         atomic_write_text(tmp_path / "result.json", "{}")
         with atomic_path(tmp_path / "model.onnx") as tmp:
             tmp.write_bytes(b"onnx")
+        save_weights(build_model(ArchSpec.mobilenet_v1(0.25, 32, num_classes=2)), tmp_path / "net.safetensors")
         with open(tmp_path / "plain.txt", "w") as f:  # what the two should match
             f.write("x")
     finally:
         os.umask(old)
-    for name in ("result.json", "model.onnx", "plain.txt"):
+    for name in ("result.json", "model.onnx", "net.safetensors", "plain.txt"):
         assert (tmp_path / name).stat().st_mode & 0o777 == mode, name
 
 

@@ -21,7 +21,13 @@ def _randomised_supernet(space_name: str) -> tuple[Supernet, object]:
     """A supernet whose BatchNorm layers have non-trivial weights and running statistics (fixed seed)."""
     space = load_space(space_name)
     net = Supernet(supernet_envelope(space, num_classes=NUM_CLASSES, in_channels=IN_CHANNELS), seed=0)
-    generator = torch.Generator().manual_seed(1)
+    _randomise_batchnorm(net, seed=1)
+    return net.eval(), space
+
+
+def _randomise_batchnorm(net: nn.Module, seed: int) -> None:
+    """Non-trivial BatchNorm weights and running statistics, and classifier bias (fixed seed)."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, nn.BatchNorm2d):
@@ -30,7 +36,6 @@ def _randomised_supernet(space_name: str) -> tuple[Supernet, object]:
                 module.running_mean.normal_(0, 0.2, generator=generator)
                 module.running_var.uniform_(0.5, 2.0, generator=generator)
         net.classifier[1].bias.normal_(0, 0.2, generator=generator)
-    return net.eval(), space
 
 
 def _random_members(space, count: int, seed: int) -> list[ArchSpec]:
@@ -190,3 +195,39 @@ def test_an_envelope_refuses_a_varying_structural_field(field, values):
                          "stages": [{"expansion": [1, 6], "channels": 16, "repeats": 1, "stride": 1}]})
     with pytest.raises(UserError, match=r"stage1\.expansion varies \(1, 6\)"):
         supernet_envelope(fixed, num_classes=2, in_channels=1)
+
+
+@pytest.mark.parametrize("family", ["mobilenet_v2", "mobilenet_v1"])
+@pytest.mark.parametrize("activation", ["relu6", "relu"])
+@pytest.mark.parametrize("linear_bottleneck", [True, False])
+@pytest.mark.parametrize("head", ["fc", "conv1x1"])
+@pytest.mark.parametrize("head_channels", [None, 96])
+def test_every_layer_type_run_in_place_equals_the_built_member_with_inherited_weights(
+        family, activation, linear_bottleneck, head, head_channels):
+    # Supernet.forward is its own implementation of the builder's forward pass: this holds the two together for
+    # every kind of layer the builder makes: stem, blocks without (t = 1) and with an expansion layer, linear and
+    # non-linear projections, residual and plain blocks (a stride-1 first block with matching widths too), each
+    # activation, a head layer or none, and either classifier. Eval mode, then training mode (batch statistics,
+    # running statistics updated in place), where the built member updates its own.
+    t = 1 if family == "mobilenet_v1" else 6
+    envelope = ArchSpec(family=family, width_mult=1.0, resolution=64, activation=activation,
+                        linear_bottleneck=linear_bottleneck, head=head, head_channels=head_channels, dropout=0.0,
+                        stages=((1, 16, 1, 1), (t, 24, 2, 2), (t, 24, 2, 1), (t, 32, 2, 2)),
+                        stem_channels=16, num_classes=3, in_channels=2)
+    net = Supernet(envelope, seed=0)
+    _randomise_batchnorm(net, seed=1)
+    rng = random.Random(2)
+    x = torch.randn(4, 2, 24, 24, generator=torch.Generator().manual_seed(3))
+    members = [envelope] + [envelope.replace(
+        width_mult=rng.choice([0.5, 0.75, 1.0]),
+        stages=[(1, 16, 1, 1)] + [(rng.choice([t, max(1, t // 2)]), stage.channels, rng.randint(1, stage.repeats),
+                                   stage.stride) for stage in envelope.stages[1:]]) for _ in range(4)]
+    for spec in members:
+        assert net.covers(spec), spec
+        subnet = net.eval().subnet(spec)
+        with torch.no_grad():
+            torch.testing.assert_close(net(x, spec), subnet(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(net.train()(x, spec), subnet.train()(x), rtol=1e-5, atol=1e-5)
+        updated = net.subnet(spec).state_dict()
+        for key, value in subnet.state_dict().items():
+            torch.testing.assert_close(updated[key], value, rtol=1e-6, atol=1e-6, msg=f"{spec}: {key}")

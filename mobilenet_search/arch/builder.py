@@ -10,28 +10,17 @@ linear weight reshaped to ``(k, C, 1, 1)``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision.ops import Conv2dNormActivation
 
 from mobilenet_search.arch.spec import ArchSpec, Block
+from mobilenet_search.files import load_weights
 
-_ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
-
-
-class ConvBNAct(nn.Sequential):
-    """Convolution without bias, BatchNorm, then the activation (omitted when ``act`` is None)."""
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, stride: int = 1,
-                 groups: int = 1, act: type[nn.Module] | None = nn.ReLU6) -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, (kernel_size - 1) // 2,
-                      groups=groups, bias=False),
-            nn.BatchNorm2d(out_channels),
-        ]
-        if act is not None:
-            layers.append(act(inplace=True))
-        super().__init__(*layers)
+#: The module of each :data:`~mobilenet_search.arch.spec.ACTIVATIONS` name.
+ACTIVATION_LAYERS: dict[str, type[nn.Module]] = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 
 
 class InvertedResidual(nn.Module):
@@ -46,14 +35,16 @@ class InvertedResidual(nn.Module):
         super().__init__()
         self.use_res_connect = block.residual
         layers: list[nn.Module] = []
+        # Conv2dNormActivation: convolution without bias, BatchNorm, activation (torchvision's MobileNetV2 layers).
         if block.expansion != 1:
-            layers.append(ConvBNAct(block.in_channels, block.hidden, 1, act=act))
-        layers.append(ConvBNAct(block.hidden, block.hidden, 3, block.stride, groups=block.hidden, act=act))
+            layers.append(Conv2dNormActivation(block.in_channels, block.hidden, 1, activation_layer=act))
+        layers.append(Conv2dNormActivation(block.hidden, block.hidden, 3, block.stride, groups=block.hidden,
+                                           activation_layer=act))
         if linear:
             # Conv and BN directly in this sequence: torchvision's key layout (conv.N, conv.N+1).
             layers += [nn.Conv2d(block.hidden, block.out_channels, 1, bias=False), nn.BatchNorm2d(block.out_channels)]
         else:
-            layers.append(ConvBNAct(block.hidden, block.out_channels, 1, act=act))
+            layers.append(Conv2dNormActivation(block.hidden, block.out_channels, 1, activation_layer=act))
         self.conv = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,12 +58,11 @@ class MobileNet(nn.Module):
     def __init__(self, spec: ArchSpec) -> None:
         super().__init__()
         self.spec = spec
-        act = _ACTIVATIONS[spec.activation]
-        linear = spec.linear_bottleneck and spec.family == "mobilenet_v2"
-        features: list[nn.Module] = [ConvBNAct(spec.in_channels, spec.stem_out, 3, 2, act=act)]
-        features += [InvertedResidual(block, act, linear) for block in spec.blocks()]
+        act = ACTIVATION_LAYERS[spec.activation]
+        features: list[nn.Module] = [Conv2dNormActivation(spec.in_channels, spec.stem_out, 3, 2, activation_layer=act)]
+        features += [InvertedResidual(block, act, spec.linear_projection) for block in spec.blocks()]
         if spec.head_out is not None:
-            features.append(ConvBNAct(spec.stages_out, spec.head_out, 1, act=act))
+            features.append(Conv2dNormActivation(spec.stages_out, spec.head_out, 1, activation_layer=act))
         self.features = nn.Sequential(*features)
         width = spec.features_out
         if spec.head == "fc":
@@ -124,12 +114,21 @@ def build_model(spec: ArchSpec, seed: int | None = None) -> MobileNet:
         return MobileNet(spec)
 
 
-def build_with_weights(spec: ArchSpec, state: Mapping[str, torch.Tensor]) -> MobileNet:
-    """``build_model(spec)`` with ``state`` loaded strictly (every key, every shape); a :class:`ValueError`
-    naming the first mismatch when it does not fit. Callers say whose weights they were."""
+def build_with_weights(spec: ArchSpec, weights: Mapping[str, torch.Tensor] | Path) -> MobileNet:
+    """``build_model(spec)`` with ``weights`` loaded strictly (every key, every shape): a state dict, or the
+    safetensors file :func:`~mobilenet_search.files.save_weights` wrote.
+
+    Weights that do not fit are a one-line :class:`ValueError` naming the first mismatch; callers say whose
+    weights they were. A file that cannot be read is a :class:`~mobilenet_search.errors.UserError`.
+    """
     model = build_model(spec, seed=0)
     try:
-        model.load_state_dict(state, strict=True)
+        if isinstance(weights, Mapping):
+            model.load_state_dict(weights, strict=True)
+        else:
+            load_weights(model, weights)
     except RuntimeError as exc:
-        raise ValueError(str(exc).strip().splitlines()[0]) from None
+        # torch's message: a header line ("Error(s) in loading state_dict for MobileNet:"), then one line a problem.
+        lines = [line.strip() for line in str(exc).strip().splitlines()]
+        raise ValueError(lines[1] if len(lines) > 1 else lines[0]) from None
     return model

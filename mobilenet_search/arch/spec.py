@@ -225,6 +225,14 @@ class ArchSpec:
         head = self.head_out
         return head if head is not None else self.stages_out
 
+    @property
+    def linear_projection(self) -> bool:
+        """Whether each block's 1x1 projection has no activation (the linear bottleneck).
+
+        Only MobileNetV2 has one; MobileNetV1's depthwise-separable layers always end with the activation.
+        """
+        return self.linear_bottleneck and self.family == "mobilenet_v2"
+
     def stage_blocks(self) -> Iterator[tuple[Block, Block | None]]:
         """Per stage, its first block and the block it then repeats ``n - 1`` times (None if n = 1).
 

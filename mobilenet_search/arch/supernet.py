@@ -30,11 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mobilenet_search.arch.builder import MobileNet, build_model
+from mobilenet_search.arch.builder import ACTIVATION_LAYERS, MobileNet, build_model
 from mobilenet_search.arch.spec import ArchSpec, Block
 from mobilenet_search.errors import UserError
-
-_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu6": F.relu6, "relu": F.relu}
 
 
 class _Placed(NamedTuple):
@@ -91,7 +89,7 @@ class Supernet(nn.Module):
         for name in ("family", "in_channels", "num_classes", "activation", "head"):
             if getattr(spec, name) != getattr(env, name):
                 return f"{name} is {getattr(spec, name)!r}, the supernet's is {getattr(env, name)!r}"
-        if _linear(spec) != _linear(env):
+        if spec.linear_projection != env.linear_projection:
             return f"linear_bottleneck is {spec.linear_bottleneck}, the supernet's is {env.linear_bottleneck}"
         if (spec.head_channels is None) != (env.head_channels is None):
             return (f"head_channels is {spec.head_channels}, the supernet's is {env.head_channels} "
@@ -139,10 +137,10 @@ class Supernet(nn.Module):
         """Logits of the subnet ``spec`` (default: the envelope) for inputs ``x``, on the shared weights."""
         spec = self.envelope if spec is None else spec
         self.check(spec)
-        act = _ACTIVATIONS[spec.activation]
+        act = ACTIVATION_LAYERS[spec.activation]()  # a module used as a function, out of place
         x = _conv_bn_act(self.features[0], x, spec.in_channels, spec.stem_out, act)
         for placed in self._placed(spec):
-            x = _block(self.features[placed.envelope_index], placed.block, x, act, _linear(spec))
+            x = _block(self.features[placed.envelope_index], placed.block, x, act, spec.linear_projection)
         if spec.head_out is not None:
             x = _conv_bn_act(self.features[-1], x, spec.stages_out, spec.head_out, act)
         x = F.adaptive_avg_pool2d(x, 1)
@@ -181,11 +179,6 @@ class Supernet(nn.Module):
         model.load_state_dict(state)  # copies
         device = self.classifier[1].weight.device
         return model.to(device).train(self.training)
-
-
-def _linear(spec: ArchSpec) -> bool:
-    """Whether the projection has no activation, as the builder decides it."""
-    return spec.linear_bottleneck and spec.family == "mobilenet_v2"
 
 
 def _prefix(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:

@@ -93,14 +93,15 @@ class Entry(NamedTuple):
     def module(self) -> nn.Module:
         """The PyTorch module this entry times, made of the builder's own layers."""
         from torch import nn
+        from torchvision.ops import Conv2dNormActivation
 
-        from mobilenet_search.arch.builder import _ACTIVATIONS, ConvBNAct, InvertedResidual
+        from mobilenet_search.arch.builder import ACTIVATION_LAYERS, InvertedResidual
 
-        act = _ACTIVATIONS.get(self.activation)
+        act = ACTIVATION_LAYERS.get(self.activation)
         if self.kind == "stem":
-            return ConvBNAct(self.in_channels, self.out_channels, 3, self.stride, act=act)
+            return Conv2dNormActivation(self.in_channels, self.out_channels, 3, self.stride, activation_layer=act)
         if self.kind == "head":
-            return ConvBNAct(self.in_channels, self.out_channels, 1, act=act)
+            return Conv2dNormActivation(self.in_channels, self.out_channels, 1, activation_layer=act)
         if self.kind == "block":
             block = Block(0, self.in_channels, self.in_channels * self.expansion, self.out_channels, self.stride,
                           self.expansion, self.residual)
@@ -125,8 +126,7 @@ def spec_entries(spec: ArchSpec) -> list[tuple[Entry, int]]:
     then its repeated block ``n - 1`` times.
     """
     activation = spec.activation
-    # As the builder: MobileNetV1's depthwise-separable layers always end with the activation.
-    variant = "linear" if spec.linear_bottleneck and spec.family == "mobilenet_v2" else "nonlinear"
+    variant = "linear" if spec.linear_projection else "nonlinear"
     size = spec.resolution
     entries = [(Entry("stem", size, spec.in_channels, spec.stem_out, 2, 1, False, activation), 1)]
     size = conv_out(size, 2)

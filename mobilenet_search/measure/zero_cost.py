@@ -42,13 +42,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mobilenet_search.arch.builder import ACTIVATION_LAYERS
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.data import ImageData, channel_stats, stratified_subset
 
 PROXIES = ("synflow", "jacob_cov", "snip", "grad_norm")
 _BATCH_PROXIES = ("jacob_cov", "snip", "grad_norm")  # share one forward (and backward) pass
 _WEIGHTED = (nn.Conv2d, nn.Linear)  # the layers whose weights the scores sum over
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6)  # jacob_cov's binary codes come from these units
+_ACTIVATIONS = tuple(ACTIVATION_LAYERS.values())  # jacob_cov's binary codes come from these units
 
 
 def scores(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,

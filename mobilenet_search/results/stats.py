@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
@@ -28,7 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-# scipy.stats is imported inside the two functions that need it (McNemar's binomial, Kendall's tau):
+# scipy.stats is imported inside the functions that need it (Wilson, McNemar's binomial, Kendall's tau):
 # the trials frame imports this module, and scipy.stats would add about a second to every start.
 
 #: What :func:`compare` answers.
@@ -109,7 +110,7 @@ def _percentiles(values: np.ndarray, confidence: float, axis: int = 0) -> tuple[
 
 
 def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interval:
-    """Wilson score interval of a binomial proportion (no continuity correction).
+    """Wilson score interval of a binomial proportion (no continuity correction), as scipy's ``binomtest`` gives it.
 
     Unlike the normal-approximation interval it stays inside [0, 1] and keeps close to its nominal
     coverage near 0 and 1 and for small ``n``.
@@ -118,15 +119,14 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> Interva
     >>> round(low, 4), round(high, 4)
     (0.7117, 0.7856)
     """
+    from scipy import stats
+
     if n <= 0 or not 0 <= successes <= n:
         raise ValueError(f"need 0 <= successes <= n and n > 0, not {successes} of {n}")
-    z = _z(confidence)
-    p = successes / n
-    denominator = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
-    # At 0 or n successes one bound is exactly 0 or 1; the formula leaves a rounding error there.
-    return Interval(0.0 if successes == 0 else centre - half, 1.0 if successes == n else centre + half)
+    if not 0 < confidence < 1:  # scipy answers NaN bounds there
+        raise ValueError(f"confidence must lie strictly between 0 and 1, not {confidence}")
+    low, high = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return Interval(float(low), float(high))
 
 
 def _stratified_counts(labels: np.ndarray, rng: np.random.Generator, resamples: int) -> np.ndarray:
@@ -204,7 +204,7 @@ def mcnemar_exact(a_correct: Any, b_correct: Any) -> McNemar:
         raise ValueError(f"paired vectors differ in length: {len(a)} and {len(b)} images")
     b01, b10 = int(np.count_nonzero(~a & b)), int(np.count_nonzero(a & ~b))
     discordant = b01 + b10
-    p_value = 1.0 if discordant == 0 else min(1.0, 2 * float(stats.binom.cdf(min(b01, b10), discordant, 0.5)))
+    p_value = 1.0 if discordant == 0 else float(stats.binomtest(b10, discordant, 0.5).pvalue)
     return McNemar(p_value, b01, b10)
 
 
@@ -390,9 +390,10 @@ def bootstrap_hypervolume_interval(searched_correct: Any, searched_cost: Any, re
 def kendall_tau_interval(x: Any, y: Any, *, seed: int, resamples: int = 1000, confidence: float = 0.95) -> Estimate:
     """Kendall's tau-b of ``x`` and ``y`` with a percentile-bootstrap interval over candidates.
 
-    Candidates (pairs ``x[i], y[i]``) are drawn with replacement; replicates whose tau is undefined
-    (all of one variable tied) are left out. For proxy fidelity: how well a cheap score ranks the
-    candidates that a longer training ranks, and how sure that is with a dozen candidates.
+    Candidates (pairs ``x[i], y[i]``) are drawn with replacement (``scipy.stats.bootstrap``, paired);
+    replicates whose tau is undefined (all of one variable tied) are left out. For proxy fidelity: how
+    well a cheap score ranks the candidates that a longer training ranks, and how sure that is with a
+    dozen candidates.
 
     >>> estimate = kendall_tau_interval([1, 2, 3, 4, 5], [1, 3, 2, 4, 5], seed=0, resamples=200)
     >>> round(estimate.value, 2), estimate.low <= estimate.value <= estimate.high
@@ -404,8 +405,14 @@ def kendall_tau_interval(x: Any, y: Any, *, seed: int, resamples: int = 1000, co
     if len(x) != len(y) or len(x) < 3:
         raise ValueError(f"need at least 3 paired values, not {len(x)} and {len(y)}")
     value = float(stats.kendalltau(x, y).statistic)
-    draws = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
-    replicates = np.array([stats.kendalltau(x[rows], y[rows]).statistic for rows in draws], dtype=float)
+    with warnings.catch_warnings():
+        # A replicate with one variable all tied has no tau (NaN), and then neither has scipy's own interval,
+        # which it says with a warning; the interval below leaves those replicates out instead.
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)
+        result = stats.bootstrap((x, y), lambda a, b: stats.kendalltau(a, b).statistic, paired=True,
+                                 vectorized=False, n_resamples=resamples, method="percentile",
+                                 rng=np.random.default_rng(seed))
+    replicates = result.bootstrap_distribution
     replicates = replicates[~np.isnan(replicates)]
     if len(replicates) == 0:
         return Estimate(value, math.nan, math.nan)

@@ -208,14 +208,13 @@ def _confirmation_of(study: optuna.Study, number: int) -> optuna.trial.FrozenTri
 
 def _saved(trial: optuna.trial.FrozenTrial, spec: ArchSpec, source: str) -> TrainedWeights:
     from mobilenet_search.arch.builder import build_with_weights
-    from mobilenet_search.files import load_weights
 
     path = Path(trial.user_attrs[records.WEIGHTS_ATTR])
     if not path.is_file():
         raise UserError(f"trial {trial.number}'s weights {str(path)!r} are missing (moved with the results "
                         "folder?); export without weights (--no-weights) or restore the file")
     try:
-        model = build_with_weights(spec, load_weights(path))
+        model = build_with_weights(spec, path)
     except ValueError as exc:
         raise UserError(f"weights {str(path)!r} do not fit trial {trial.number}'s architecture ({exc})") from None
     return TrainedWeights(model.eval(), source, trial)
