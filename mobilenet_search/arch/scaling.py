@@ -15,9 +15,9 @@ to the nearest member of a search space (the search layer passes it in), among t
 budget ``admits``. Nothing here builds a network.
 
 >>> base = ArchSpec.mobilenet_v2(0.35, 96, num_classes=10)
->>> point = solve(base, "width", 2 * count_madds(base))
->>> round(point.madds / point.target_madds, 2)
-1.0
+>>> point = solve(base, "width", 4 * count_madds(base))
+>>> point.spec.width_mult, round(point.miss, 3)
+(0.825, 1.008)
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def coefficient_grid(depths: tuple[float, ...] = (1.0, 1.2, 1.4), widths: tuple[
     ``alpha beta^2 gamma^2 = 2``, kept where gamma >= 1 (no dimension shrinks).
 
     >>> [tuple(round(v, 3) for v in m) for m in coefficient_grid((1.2,), (1.1,))]
-    [(1.2, 1.1, 1.173)]
+    [(1.2, 1.1, 1.174)]
     """
     grid = []
     for alpha in depths:
