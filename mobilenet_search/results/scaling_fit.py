@@ -29,6 +29,7 @@ MIN_POINTS = 3  # three parameters: fewer distinct MAdds cannot fit the curve
 RESAMPLES = 200
 SEED = 0
 CONFIDENCE = 0.95
+KNEE_CAP = 1000  # knees are capped at this many times the largest measured MAdds
 _STARTS = (0.3, 1.0, 2.5)  # starting exponents c: the fit is not convex in c
 
 
@@ -144,6 +145,8 @@ def fit_direction(points: Sequence[Point], base_madds: float, *, floor: float, n
         return float((c.predict(top) - c.predict(base_madds)) / doublings) if doublings > 0 else 0.0
 
     knee = curve.knee(noise)
+    # A replicate whose curve barely bends puts its knee astronomically far: capped, as "far beyond the data".
+    cap = KNEE_CAP * top
     return {
         "curve": {"plateau": curve.plateau, "b": curve.b, "c": curve.c, "base_madds": base_madds},
         "points": [{"madds": p.madds, "accuracy": p.accuracy, "seeds": len(p.correct)} for p in points],
@@ -152,7 +155,7 @@ def fit_direction(points: Sequence[Point], base_madds: float, *, floor: float, n
         "gain_first_doubling": curve.gain_per_doubling(),
         "gain_first_doubling_interval": _interval([r.gain_per_doubling() for r in replicates]),
         "gain_per_doubling": mean_gain(curve), "gain_per_doubling_interval": _interval(map(mean_gain, replicates)),
-        "knee": knee, "knee_interval": _interval([r.knee(noise) for r in replicates]),
+        "knee": knee, "knee_interval": _interval([min(r.knee(noise), cap) for r in replicates]),
         "knee_measured": knee <= top,  # beyond the largest measured net the knee is an extrapolation
         "band": {"madds": grid.tolist(), "accuracy": curve.predict(grid).tolist(),
                  "low": np.percentile(predictions, (1 - CONFIDENCE) / 2 * 100, axis=0).tolist(),
