@@ -54,7 +54,8 @@ class Curve(NamedTuple):
         """The cheapest MAdds (at least the base's) whose predicted accuracy is within ``noise`` of the plateau."""
         if self.b <= noise:
             return float(self.base_madds)
-        return float(self.base_madds * (self.b / noise) ** (1 / self.c))
+        doublings = math.log2(self.b / noise) / self.c
+        return math.inf if doublings > 1000 else float(self.base_madds * 2 ** doublings)  # a curve that never bends
 
 
 class Point(NamedTuple):
@@ -144,9 +145,9 @@ def fit_direction(points: Sequence[Point], base_madds: float, *, floor: float, n
         doublings = math.log2(top / base_madds)
         return float((c.predict(top) - c.predict(base_madds)) / doublings) if doublings > 0 else 0.0
 
-    knee = curve.knee(noise)
-    # A replicate whose curve barely bends puts its knee astronomically far: capped, as "far beyond the data".
+    # A curve that barely bends puts its knee astronomically far: capped, as "far beyond the data" (JSON has no inf).
     cap = KNEE_CAP * top
+    knee = min(curve.knee(noise), cap)
     return {
         "curve": {"plateau": curve.plateau, "b": curve.b, "c": curve.c, "base_madds": base_madds},
         "points": [{"madds": p.madds, "accuracy": p.accuracy, "seeds": len(p.correct)} for p in points],
