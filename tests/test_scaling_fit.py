@@ -70,6 +70,8 @@ def test_the_knee_is_where_the_prediction_comes_within_the_noise_floor_of_the_pl
     assert curve.plateau - curve.predict(0.99 * knee) > 0.02  # cheaper nets are further from it
     assert Curve(0.8, 0.01, 1.0, BASE).knee(0.02) == BASE  # already within noise at the base
     assert Curve(0.8, 0.5, 0.001, BASE).knee(0.01) == float("inf")  # a curve that never bends has no knee
+    flat = fit_curve(MADDS, [1.0] * len(MADDS), BASE)  # every image right at every size: nothing to gain
+    assert flat.knee(0.001) == BASE and flat.plateau == pytest.approx(1.0)
 
 
 def test_predict_gives_the_curve_and_an_interval_around_it():

@@ -52,8 +52,10 @@ class Curve(NamedTuple):
 
     def knee(self, noise: float) -> float:
         """The cheapest MAdds (at least the base's) whose predicted accuracy is within ``noise`` of the plateau."""
-        if self.b <= noise:
+        if self.b <= max(noise, 1e-9):  # below 1e-9: the optimiser's rounding of a flat curve
             return float(self.base_madds)
+        if noise <= 0:
+            return math.inf
         doublings = math.log2(self.b / noise) / self.c
         return math.inf if doublings > 1000 else float(self.base_madds * 2 ** doublings)  # a curve that never bends
 

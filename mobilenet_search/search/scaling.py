@@ -256,14 +256,18 @@ def _coefficient_candidates(study: optuna.Study, plan: dict[str, Any]) -> list[t
 
 def noise_floor(study: optuna.Study) -> dict[str, Any]:
     """The study's noise floor, as the report defines it: the larger of the seed-to-seed sd (pooled over every
-    network trained with several seeds) and the validation split's binomial standard error at the mean accuracy."""
+    network trained with several seeds) and the validation split's binomial standard error at the mean accuracy;
+    at least one image's worth of accuracy (``1 / images``)."""
     measured = _measured(study)
     if not measured:
         raise UserError(f"study {study.study_name!r} has no trained network with per-image records: nothing to fit")
     seed_sd = seed_noise({arch: point.correct.mean(axis=1).tolist() for arch, point in measured.items()})
     size = next(iter(measured.values())).correct.shape[1]
     accuracy = float(np.mean([p.accuracy for p in measured.values()]))
-    return {"seed_sd": seed_sd, **validation_noise(accuracy, size, seed_sd), "val_size": size}
+    noise = validation_noise(accuracy, size, seed_sd)
+    # At accuracy 0 or 1 the binomial se is 0, yet no split measures a difference finer than one image.
+    noise["floor"] = max(noise["floor"], 1 / size)
+    return {"seed_sd": seed_sd, **noise, "val_size": size}
 
 
 def analyse(study: optuna.Study, *, resamples: int = RESAMPLES) -> dict[str, Any]:
