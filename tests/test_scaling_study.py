@@ -163,3 +163,24 @@ def test_the_default_base_is_the_cheapest_paper_network_the_space_holds():
     space = load_space("mobilenetv2")
     assert resolve_base(None, space, num_classes=10, in_channels=3).to_string().startswith("mnv2_w0.35_r96_")
     assert resolve_base(None, SPACE, num_classes=4, in_channels=1) == BASE  # no paper net in tiny: its cheapest
+
+
+def test_past_the_knee_the_recommendation_names_the_cheapest_net_on_the_plateau():
+    import numpy as np
+
+    from mobilenet_search.results.scaling_fit import Curve, Point, fit_direction, plateau_summary
+    from mobilenet_search.search.scaling import recommend
+
+    truth = Curve(0.9, 0.1, 3.0, 124416)  # within 0.02 of its plateau from 5^(1/3) = 1.7x the base: 213K MAdds
+    rng = np.random.default_rng(0)
+    points = [Point(m, rng.random((2, 3000)) < truth.predict(m)) for m in (124416, 279616, 496896)]
+    fit = fit_direction(points, 124416, floor=0.25, noise=0.02, resamples=30)
+    analysis = {"base": {"arch": BASE.to_string(), "madds": 124416}, "coefficients": {"fitted": None},
+                "directions": {"resolution": {"fit": fit}}, "plateau": plateau_summary({"resolution": fit}, 0.02)}
+    knee = analysis["plateau"]["knee"]
+    assert 124416 < knee < 279616
+    answer = recommend(analysis, 490e3, SPACE, admits=lambda spec: count_madds(spec) < 491e3)
+    assert answer["madds"] == 279616 and answer["direction"] == "resolution"  # r64 (496.9K) is over 490K
+    cheapest = answer["plateau"]["cheapest"]
+    assert cheapest["past_knee"] and cheapest["madds"] == 279616  # r48: the first member at or past the knee
+    assert recommend(analysis, 0.9 * knee, SPACE, admits=lambda spec: count_madds(spec) < knee)["plateau"] is None

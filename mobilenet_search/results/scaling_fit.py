@@ -3,7 +3,7 @@
 Per direction, accuracy is fitted against MAdds with ``acc = a - b * x^(-c)``, ``x = MAdds / base
 MAdds``, by :func:`scipy.optimize.least_squares` within bounds: the plateau ``a`` no lower than
 the trivial classifier's accuracy and at most 1, ``b >= 0`` (accuracy never falls with MAdds in
-the model), ``c`` in ``(0, 5]``. From the fit:
+the model), ``c`` in ``[0.1, 5]`` (see :data:`MIN_EXPONENT`). From the fit:
 
 - the **gain per doubling**: ``f(2 x) - f(x)`` at the base, and the mean gain per doubling over the
   measured range;
@@ -26,6 +26,9 @@ import numpy as np
 from scipy.optimize import least_squares
 
 MIN_POINTS = 3  # three parameters: fewer distinct MAdds cannot fit the curve
+# A slower curve (c < 0.1) reaches its plateau only after hundreds of doublings: over the few doublings of a
+# scaling grid it cannot be told from a straight line in log MAdds, and its fitted plateau is arbitrary (often 1).
+MIN_EXPONENT = 0.1
 RESAMPLES = 200
 SEED = 0
 CONFIDENCE = 0.95
@@ -74,7 +77,7 @@ class Point(NamedTuple):
 
 def fit_curve(madds: Sequence[float], accuracy: Sequence[float], base_madds: float, floor: float = 0.0) -> Curve:
     """Least-squares fit of ``acc = a - b x^(-c)`` to the points, ``a`` in ``[floor, 1]``, ``b >= 0``, ``c`` in
-    ``(0, 5]``; the best of a few starting exponents. Needs :data:`MIN_POINTS` distinct MAdds.
+    ``[0.1, 5]``; the best of a few starting exponents. Needs :data:`MIN_POINTS` distinct MAdds.
 
     >>> x = [1e6, 2e6, 4e6, 8e6, 16e6]
     >>> curve = fit_curve(x, [0.8 - 0.3 * (m / 1e6) ** -0.7 for m in x], 1e6)
@@ -91,7 +94,7 @@ def fit_curve(madds: Sequence[float], accuracy: Sequence[float], base_madds: flo
         a0 = min(max(y.max() + 0.01, floor + 1e-6), 1.0)
         start = (a0, max(a0 - y[np.argmin(x)], 1e-6), c0)
         result = least_squares(lambda p: p[0] - p[1] * x ** (-p[2]) - y, start,
-                               bounds=([floor, 0.0, 1e-3], [1.0, 2.0, 5.0]))
+                               bounds=([floor, 0.0, MIN_EXPONENT], [1.0, 2.0, 5.0]))
         if best is None or result.cost < best.cost - 1e-15:
             best = result
     a, b, c = (float(v) for v in best.x)

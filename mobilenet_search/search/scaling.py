@@ -323,8 +323,9 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
     covering = {name: fit for name, fit in fits.items() if fit["measured_madds"][1] >= madds}
     direction = max(covering, key=lambda name: predict(covering[name], madds)[0])
 
-    def net(direction: str, target: float) -> dict[str, Any]:
-        point = solve(base, direction, target, coefficients=coefficients, snap=space.nearest, admits=admits)
+    def net(direction: str, target: float, least: float = 0.0) -> dict[str, Any]:
+        point = solve(base, direction, target, coefficients=coefficients, snap=space.nearest,
+                      admits=lambda spec: admits(spec) and count_madds(spec) >= least)
         accuracy, interval = predict(fits[direction], point.madds)
         return {"direction": direction, "arch": point.spec.to_string(), "madds": point.madds,
                 "multipliers": multipliers_of(point.spec, base)._asdict(), "accuracy": accuracy, "interval": interval}
@@ -332,8 +333,12 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
     answer = {"at_madds": madds, **net(direction, madds), "plateau": None}
     plateau = analysis["plateau"]
     if plateau and plateau["knee_measured"] and madds >= plateau["knee"]:
-        answer["plateau"] = {"knee": plateau["knee"],
-                             "cheapest": net(plateau["cheapest_direction"], plateau["knee"])}
+        try:  # the cheapest network at or past the knee, within the budget asked about
+            cheapest = {**net(plateau["cheapest_direction"], plateau["knee"], least=plateau["knee"]), "past_knee": True}
+        except ValueError:  # the space has none between the knee and the budget: the answer's own network
+            cheapest = {**{key: answer[key] for key in ("direction", "arch", "madds", "multipliers", "accuracy",
+                                                        "interval")}, "past_knee": False}
+        answer["plateau"] = {"knee": plateau["knee"], "cheapest": cheapest}
     return answer
 
 

@@ -74,8 +74,10 @@ def format_recommendation(answer: dict[str, Any]) -> str:
              f"  {answer['arch']}"]
     if answer["plateau"] is not None:
         cheapest = answer["plateau"]["cheapest"]
-        lines.append(f"beyond {_m(answer['plateau']['knee'])} MAdds nothing measurable is gained; the cheapest net at "
-                     f"the plateau is {cheapest['arch']} ({cheapest['direction']}, {_m(cheapest['madds'])} MAdds, "
+        which = ("the cheapest net at the plateau is" if cheapest["past_knee"] else
+                 "the space has no net between the knee and this budget; the nearest below it is")
+        lines.append(f"beyond {_m(answer['plateau']['knee'])} MAdds nothing measurable is gained; {which} "
+                     f"{cheapest['arch']} ({cheapest['direction']}, {_m(cheapest['madds'])} MAdds, "
                      f"predicted {cheapest['accuracy']:.3f}{_span(cheapest['interval'])})")
     return "\n".join(lines)
 
