@@ -100,3 +100,15 @@ def test_targets_are_doublings_then_the_budget():
     assert madds_targets(10e6, 15e6) == [15000000]
     assert madds_targets(10e6, 12e6) == []
     assert madds_targets(10e6, 80e6) == [20000000, 40000000, 80000000]
+
+
+def test_the_scaling_space_holds_the_paper_net_scaled_with_enough_points_in_every_direction():
+    space = load_space("mobilenetv2_scaling")
+    base = ArchSpec.mobilenet_v2(0.35, 96, num_classes=10)
+    assert space.params_of(base) is not None and space.params_of(ArchSpec.mobilenet_v2(num_classes=10)) is not None
+    points = scaling_grid(base, 300e6, snap=space.nearest, admits=lambda s: count_madds(s) < 301e6)
+    for direction in DIRECTIONS:
+        specs = {p.spec for p in points if p.direction in (direction, "base")}
+        assert len({count_madds(s) for s in specs}) >= 3, direction  # enough distinct networks to fit a curve
+        for spec in specs:  # t and c stay the paper's: only width, resolution and depth move
+            assert [(s.expansion, s.channels) for s in spec.stages] == [(s.expansion, s.channels) for s in base.stages]

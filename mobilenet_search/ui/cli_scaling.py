@@ -155,7 +155,8 @@ def _experiment(args: argparse.Namespace):
     # Membership does not depend on the classes: a base outside the space is refused before any data is read.
     resolve_base(args.base, space, num_classes=1000, in_channels=3)
     device = resolve_device(args.device)
-    study_name = check_study_name(args.study or f"scaling-{default_study_name(config)}")
+    name = default_study_name(config)
+    study_name = check_study_name(args.study or (name if "scaling" in name else f"scaling-{name}"))
     results_dir = check_results_dir(Path(args.results_dir))
     data = make_data(config, results_dir)
     base = resolve_base(args.base, space, num_classes=data.num_classes, in_channels=data.in_channels)
@@ -203,7 +204,7 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
                     "bootstrap intervals: the gain per doubling, the plateau and the knee. --study NAME alone "
                     "analyses an existing scaling study; --at M recommends the net for a budget of M MAdds.",
         epilog=f"Examples: {PROG} scaling --budget 300M-madds --dataset fashion-mnist --dataset-limit 6000;  "
-               f"{PROG} scaling --study scaling-mobilenetv2-300M-madds --at 150M-madds",
+               f"{PROG} scaling --study mobilenetv2_scaling-300M-madds-fashion-mnist --at 150M-madds",
     )
     parser.add_argument("--budget", default=None,
                         help="the largest MAdds to scale to, e.g. 300M-madds (optionally ,4M-params); without it, "
@@ -216,8 +217,9 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
                         help="recommend the scaled net for this budget, e.g. 150M-madds (within the fitted range)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train every network with this many seeds (2 or more measure the seed noise)")
-    parser.add_argument("--space", default="mobilenetv2",
-                        help="the space the scaled networks are members of (a shipped name or a .yaml path)")
+    parser.add_argument("--space", default="mobilenetv2_scaling",
+                        help="the space the scaled networks are members of (a shipped name or a .yaml path); the "
+                             "default holds MobileNetV2 scaled by width 0.35-2.0, resolution 96-320 and depth x1-4")
     parser.add_argument("--dataset", default="embedded", help="as for search (embedded, fashion-mnist, ...)")
     parser.add_argument("--dataset-limit", type=int, default=None, help="as for search")
     parser.add_argument("--epochs", type=int, default=8, help="proxy training epochs per network")
@@ -229,7 +231,8 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.2, help="as for search")
     parser.add_argument("--resamples", type=int, default=200, help="bootstrap replicates of each fit")
     parser.add_argument("--study", default=None,
-                        help="study name (default scaling-SPACE-BUDGET[-DATASET]); an existing one resumes")
+                        help="study name (default SPACE-BUDGET[-DATASET], prefixed scaling- unless the space's name "
+                             "says it); an existing one resumes")
     parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///RESULTS_DIR/STUDY.db)")
     parser.add_argument("--results-dir", default="results", help="where studies and results go")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
