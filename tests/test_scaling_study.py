@@ -184,3 +184,13 @@ def test_past_the_knee_the_recommendation_names_the_cheapest_net_on_the_plateau(
     cheapest = answer["plateau"]["cheapest"]
     assert cheapest["past_knee"] and cheapest["madds"] == 279616  # r48: the first member at or past the knee
     assert recommend(analysis, 0.9 * knee, SPACE, admits=lambda spec: count_madds(spec) < knee)["plateau"] is None
+
+
+def test_resuming_with_another_base_is_refused(study_dir):
+    from mobilenet_search.errors import UserError
+
+    other = SPACE.nearest(BASE.replace(resolution=48))
+    grid = Grid(other, SPACE, madds_limit("600K-madds", "--budget"), 2)
+    with pytest.raises(UserError, match="was made with other scaling settings \\(base="):
+        run_scaling(_config(), grid, storage=f"sqlite:///{study_dir / 's.db'}", study_name="s", results_dir=study_dir)
+    assert len(_load(study_dir, "s").trials) == planned_trials(_load(study_dir, "s").user_attrs[SCALING_ATTR])
