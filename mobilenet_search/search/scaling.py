@@ -105,6 +105,11 @@ def resolve_base(text: str | None, space: SearchSpace, *, num_classes: int, in_c
     return base
 
 
+def admitted(budget: Budget, spec: ArchSpec) -> bool:
+    """Whether ``budget`` admits ``spec`` by its MAdds and parameters (a scaling budget has no latency)."""
+    return budget.reason(madds=count_madds(spec), params=count_params(spec)) is None
+
+
 class Grid:
     """The scaling plan of one study: its base, budget, seeds, and the points of each phase."""
 
@@ -121,7 +126,7 @@ class Grid:
 
     def admits(self, spec: ArchSpec) -> bool:
         """Whether the budget admits ``spec`` (MAdds and parameters)."""
-        return self.budget.reason(madds=count_madds(spec), params=count_params(spec)) is None
+        return admitted(self.budget, spec)
 
     def _solve(self, direction: str, target: float, coefficients: Multipliers, step: int) -> ScaledPoint:
         return solve(self.base, direction, target, coefficients=coefficients, snap=self.space.nearest,

@@ -86,8 +86,9 @@ def _scaling(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.files import atomic_write_text
+    from mobilenet_search.results.records import CONFIG_ATTR
     from mobilenet_search.search.config import check_results_dir, check_study_name, default_storage
-    from mobilenet_search.search.scaling import analyse, madds_limit, nominal_madds, recommend
+    from mobilenet_search.search.scaling import admitted, analyse, madds_limit, nominal_madds, recommend
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.study import open_study
 
@@ -109,12 +110,12 @@ def _scaling(args: argparse.Namespace) -> int:
     else:
         storage = args.storage or default_storage(results_dir, check_study_name(args.study))
         study, _ = open_study(storage, args.study, None, load_only=True)
-    config = study.user_attrs.get("mobilenet_search.config") or {}
+    config = study.user_attrs.get(CONFIG_ATTR) or {}
     analysis = analyse(study, resamples=args.resamples)
     answer = None
     if at is not None:
         space = load_space(config.get("space", "mobilenetv2"))
-        answer = recommend(analysis, nominal_madds(at), space, admits=lambda spec: _admits(at, spec))
+        answer = recommend(analysis, nominal_madds(at), space, admits=lambda spec: admitted(at, spec))
     folder = check_results_dir(results_dir) / study.study_name
     atomic_write_text(folder / "scaling.json", json.dumps({**analysis, "recommendation": answer}, indent=2))
     print(format_analysis(analysis))
@@ -122,12 +123,6 @@ def _scaling(args: argparse.Namespace) -> int:
         print("\n" + format_recommendation(answer))
     print(f"\nwritten to {folder / 'scaling.json'}", file=sys.stderr)
     return 0
-
-
-def _admits(budget, spec) -> bool:
-    from mobilenet_search.arch.cost import count_madds, count_params
-
-    return budget.reason(madds=count_madds(spec), params=count_params(spec)) is None
 
 
 def _experiment(args: argparse.Namespace):
