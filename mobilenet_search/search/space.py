@@ -96,6 +96,22 @@ class SearchSpace:
             return None
         return {name: candidate[name] for name in self.searched}
 
+    def nearest(self, spec: ArchSpec) -> ArchSpec:
+        """The member of the space nearest ``spec``: each searched number at the choice nearest its value in
+        ratio (a scaled network snapped into the space), every other parameter as in ``spec``'s own member.
+
+        ``spec`` must agree with the space wherever a choice is not a number (activation, head, ...).
+        """
+        params = {}
+        for name, values in self.searched.items():
+            value = _value_of(spec, name)
+            numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0]
+            if isinstance(value, (int, float)) and value > 0 and len(numbers) == len(values):
+                params[name] = min(values, key=lambda v, x=value: (abs(math.log(v / x)), v))
+            else:
+                params[name] = value
+        return self.spec(params, num_classes=spec.num_classes, in_channels=spec.in_channels)
+
     def members(self) -> Iterator[dict[str, Any]]:
         """Every assignment of the searched parameters (use only on small spaces)."""
         names = list(self.searched)

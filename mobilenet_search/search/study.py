@@ -243,7 +243,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                on_epoch: Callable[[int, int], None] | None = None, accuracy: AccuracySource | None = None,
                latency: Callable[..., Any] = measure_latency, supernet: Path | None = None,
                on_supernet_step: OnStep | None = None,
-               on_start: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
+               on_start: Callable[[optuna.Study], None] | None = None,
+               on_create: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
     ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten (atomically, complete)
@@ -259,7 +260,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     candidates (up to ``config.confirm``) are retrained from scratch, as the reference nets are.
 
     ``on_start(study)`` runs once every check has passed and the study is open (the CLI prints
-    its header and starts its progress bar there, so bad input prints one line).
+    its header and starts its progress bar there, so bad input prints one line). ``on_create(study)`` runs
+    before it, once, in the process that created the study (the scaling experiment queues its grid there).
     """
     # Everything that can refuse the run (data, space, budget, sampler, weight sharing) is checked before the
     # study exists.
@@ -278,6 +280,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
         references = reference_candidates(config, space, data.num_classes, data.in_channels)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)
+        if on_create is not None:
+            on_create(study)
     if on_start is not None:
         on_start(study)
     objective = make_objective(config, space, data, study, device=device, results_dir=results_dir,

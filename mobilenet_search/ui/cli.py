@@ -26,6 +26,7 @@ from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
+from mobilenet_search.ui.cli_scaling import add_scaling_command
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 4
@@ -586,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_commands(sub)
     add_dashboard_command(sub)
     add_latency_commands(sub)
+    add_scaling_command(sub)
     return parser
 
 
