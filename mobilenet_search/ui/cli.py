@@ -120,6 +120,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (what a scheduler or ``docker stop`` sends) stops a run the way Ctrl-C does: the running
     trial is recorded as interrupted and queued again when the study resumes."""
     def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -205,11 +206,11 @@ def _search(args: argparse.Namespace) -> int:
     )
     from mobilenet_search.search.storage import check_storage_writable, redact
     from mobilenet_search.search.study import run_search
+    from mobilenet_search.ui.cli_workers import check_workers
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
     _check_run_options(args)
-    if args.workers < 1:
-        raise UserError(f"invalid --workers {args.workers}: expected an integer >= 1")
+    check_workers(args.workers)
     config = SearchConfig(
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
@@ -243,19 +244,23 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, device: str):
-    """Run ``--workers`` worker processes on the study and show their joint progress."""
-    import subprocess
-    import time
-
+    """Run up to ``--workers`` worker processes on the study (one per trial left) and show their joint progress."""
     import torch
     from tqdm.auto import tqdm
 
     from mobilenet_search.search.coordination import evaluated_count
     from mobilenet_search.search.study import open_study
+    from mobilenet_search.ui.cli_workers import run_workers, workers_for
 
+    study, _ = open_study(storage, study_name, None, load_only=True)
+    left = args.trials - evaluated_count(study)
+    count = workers_for(args.workers, left)
+    if count < args.workers:
+        print(f"{PROG}: note: starting {count} of --workers {args.workers}: the study has {max(left, 0)} trial"
+              f"{'' if left == 1 else 's'} left", file=sys.stderr)
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     commands = []
-    for index in range(args.workers):
+    for index in range(count):
         worker_device = f"cuda:{index % gpus}" if gpus > 1 else device  # one worker per GPU, round robin
         command = [sys.executable, "-m", "mobilenet_search.ui.cli", "worker", "--storage", storage, "--study",
                    study_name, "--trials", str(args.trials), "--device", worker_device, "--results-dir",
@@ -263,22 +268,19 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
         if args.timeout is not None:
             command += ["--timeout", str(args.timeout)]
         commands.append(command)
-    study, _ = open_study(storage, study_name, None, load_only=True)
     env = dict(os.environ)
-    if gpus == 0 and "OMP_NUM_THREADS" not in env:
+    if gpus == 0 and "OMP_NUM_THREADS" not in env and count:
         # Share the CPU cores: more compute threads than cores makes PyTorch's threads spin-wait on each other.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
-    processes = [subprocess.Popen(command, env=env) for command in commands]
-    with tqdm(total=args.trials, desc=f"{study_name} ({args.workers} workers)", unit="trial") as bar:
-        while any(p.poll() is None for p in processes):
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+    with tqdm(total=args.trials, desc=f"{study_name} ({count} workers)", unit="trial") as bar:
+        def tick() -> None:
             bar.n = min(evaluated_count(study), args.trials)
             bar.refresh()
-            time.sleep(1.0)
-        bar.n = min(evaluated_count(study), args.trials)
-    failed = [p.returncode for p in processes if p.returncode != 0]
+
+        codes = run_workers(commands, env, tick)
+    failed = [code for code in codes if code != 0]
     if failed:
-        raise UserError(f"{len(failed)} of {args.workers} workers failed (exit codes {failed}); see their messages "
-                        "above")
+        raise UserError(f"{len(failed)} of {count} workers failed (exit codes {failed}); see their messages above")
     return study
 
 
@@ -289,9 +291,11 @@ def _worker(args: argparse.Namespace) -> int:
     from mobilenet_search.search.config import check_results_dir
     from mobilenet_search.search.coordination import evaluated_count
     from mobilenet_search.search.study import run_worker
+    from mobilenet_search.ui.cli_workers import exit_with_parent
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _check_run_options(args)
+    exit_with_parent()  # started by `search --workers N`: go when that process goes
     study = _run_with_progress(run_worker, args.study, args.storage, args.trials, quiet=args.quiet,
                                timeout=args.timeout, device=resolve_device(args.device),
                                results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat,
@@ -499,7 +503,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
     search.add_argument("--workers", type=int, default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
-                             "use PostgreSQL for more, or for several machines: see `worker`)")
+                             "use PostgreSQL for more, or for several machines: see `worker`); at most one per CPU "
+                             "core, and one per trial left (more are not started); Ctrl-C or SIGTERM stops them all, "
+                             "and they stop when this process dies")
     _add_run_options(search)
     search.set_defaults(run=_search)
 
