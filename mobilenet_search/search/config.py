@@ -122,11 +122,19 @@ def default_storage(results_dir: Path, study_name: str) -> str:
     return f"sqlite:///{Path(results_dir) / f'{check_study_name(study_name)}.db'}"
 
 
-def check_results_dir(results_dir: Path) -> Path:
-    """The results folder must be a folder (created when missing); one line naming it otherwise."""
+def check_results_dir(results_dir: Path | str, *, create: bool = False) -> Path:
+    """The results folder: a folder, or one that can be created (created only with ``create``); one line
+    naming it otherwise. Without ``create`` nothing is written, so a run refused later leaves no folder."""
+    if str(results_dir).strip() == "":
+        raise UserError("invalid --results-dir '': expected a folder")
     results_dir = Path(results_dir)
     if results_dir.exists() and not results_dir.is_dir():
         raise UserError(f"invalid --results-dir {str(results_dir)!r}: it is a file, not a folder")
+    if not create:
+        existing = next(folder for folder in (results_dir, *results_dir.absolute().parents) if folder.exists())
+        if not existing.is_dir():
+            raise UserError(f"invalid --results-dir {str(results_dir)!r}: {str(existing)!r} is a file, not a folder")
+        return results_dir
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

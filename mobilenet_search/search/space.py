@@ -257,3 +257,27 @@ def supernet_envelope(space: SearchSpace, *, num_classes: int, in_channels: int)
                             f"({', '.join(map(str, values))}); a supernet needs it fixed")
     largest = {name: max(values) for name, values in space.searched.items()}
     return space.spec(largest, num_classes=num_classes, in_channels=in_channels)
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """A space's content as JSON-able data (what a study stores, so an edited file cannot change it)."""
+    return {"name": space.name, "family": space.family, "description": space.description,
+            "num_stages": space.num_stages, "choices": [[name, list(values)] for name, values in space.choices]}
+
+
+def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
+    """The space :func:`space_to_dict` stored."""
+    return SearchSpace(name=data["name"], family=data["family"], num_stages=int(data["num_stages"]),
+                       choices=tuple((name, tuple(values)) for name, values in data["choices"]),
+                       description=data.get("description", ""))
+
+
+def changed_fields(old: SearchSpace, new: SearchSpace) -> list[str]:
+    """The parameters (and ``family``) whose choices differ between two spaces, in file order; [] if none."""
+    changed = ["family"] if old.family != new.family else []
+    before, after = old.parameters, new.parameters
+    # JSON keeps lists, never tuples, and a stored 1.0 may come back as 1: compare the values' text.
+    for name in [*before, *(n for n in after if n not in before)]:
+        if [repr(v) for v in before.get(name, ())] != [repr(v) for v in after.get(name, ())]:
+            changed.append(name)
+    return changed

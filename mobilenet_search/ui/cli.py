@@ -204,7 +204,7 @@ def _search(args: argparse.Namespace) -> int:
         default_storage,
         default_study_name,
     )
-    from mobilenet_search.search.storage import check_storage_writable, redact
+    from mobilenet_search.search.storage import check_storage_url, check_storage_writable, redact
     from mobilenet_search.search.study import run_search
     from mobilenet_search.ui.cli_workers import check_workers
 
@@ -220,9 +220,11 @@ def _search(args: argparse.Namespace) -> int:
     )
     device = resolve_device(args.device)
     study_name = check_study_name(args.study or default_study_name(config))
-    results_dir = check_results_dir(Path(args.results_dir))
-    storage = args.storage or default_storage(results_dir, study_name)
-    check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
+    results_dir = check_results_dir(args.results_dir)  # created once every check that needs no data has passed
+    storage = default_storage(results_dir, study_name) if args.storage is None else args.storage
+    check_storage_url(storage)
+    if args.storage is not None or results_dir.is_dir():
+        check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
     several = args.workers > 1 and args.trials > 0
     header = None if several else (
         f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
@@ -290,15 +292,18 @@ def _worker(args: argparse.Namespace) -> int:
     from mobilenet_search.measure.latency import resolve_device
     from mobilenet_search.search.config import check_results_dir
     from mobilenet_search.search.coordination import evaluated_count
+    from mobilenet_search.search.storage import check_storage_url, check_storage_writable
     from mobilenet_search.search.study import run_worker
     from mobilenet_search.ui.cli_workers import exit_with_parent
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     _check_run_options(args)
     exit_with_parent()  # started by `search --workers N`: go when that process goes
+    check_storage_url(args.storage)
+    check_storage_writable(args.storage)  # a read-only study would fail at its first trial, after result files
     study = _run_with_progress(run_worker, args.study, args.storage, args.trials, quiet=args.quiet,
                                timeout=args.timeout, device=resolve_device(args.device),
-                               results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat,
+                               results_dir=check_results_dir(args.results_dir), heartbeat=args.heartbeat,
                                supernet=Path(args.supernet) if args.supernet else None)
     if not args.quiet:
         print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
