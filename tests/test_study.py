@@ -200,7 +200,7 @@ def test_unreachable_budget_names_the_cheapest_member_and_writes_nothing(tmp_pat
         (["--space", "nope"], "unknown search space 'nope'"),
         (["--sampler", "grid", "--space", "mobilenetv2", "--budget", "2G-madds"], "--sampler grid needs a small space"),
         (["--device", "cuda"], "no CUDA GPU"),
-        (["--trials", "-1"], "invalid --trials -1"),
+        (["--trials", "-1"], "argument --trials: invalid value '-1': expected an integer in [0, 1000000]"),
     ],
 )
 def test_bad_search_options_exit_2(tmp_path, argv, message):

@@ -31,6 +31,7 @@ import yaml
 from mobilenet_search.arch.cost import count_madds
 from mobilenet_search.arch.spec import FAMILIES, ArchSpec, StageSpec
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import read_text_file
 
 # Shipped inside the package, so a wheel install finds them as a checkout does.
 SPACES_DIR = Path(str(resources.files("mobilenet_search") / "spaces"))
@@ -156,10 +157,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         if not path.exists():
             raise UserError(f"unknown search space {str(name_or_path)!r}: choose one of "
                             f"{', '.join(available_spaces())} or give a path to a .yaml file")
-    if not path.is_file():
-        raise UserError(f"search space file {str(path)!r} does not exist")
+    text = read_text_file(path, "search space file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     try:

@@ -167,8 +167,7 @@ def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
     refused, and a file this call created is removed again if opening fails (a full or
     read-only disk leaves no empty ``.db``).
     """
-    if url.startswith(("postgresql", "postgres:")):
-        require("psycopg", "postgres", f"storage {redact(url)}")
+    check_storage_url(url)
     file = storage_file(url)
     if file is not None:
         if must_exist and not file.is_file():
@@ -197,17 +196,11 @@ def _remove_empty(file: Path) -> None:
 def _open(url: str, heartbeat: float | None) -> optuna.storages.BaseStorage:
     import optuna
 
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        if not path:
-            raise UserError("invalid storage 'journal:': expected journal:PATH")
+    if url.startswith("journal:"):  # check_storage_url has refused what is malformed
         try:
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal:"):]))
         except OSError as exc:
             raise UserError(f"cannot open storage {redact(url)}: {exc.strerror or exc}") from None
-    if "://" not in url:
-        raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
-                        "postgresql://USER:PASS@HOST/DB or journal:PATH")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}} if url.startswith("sqlite") else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:

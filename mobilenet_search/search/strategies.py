@@ -22,6 +22,7 @@ from mobilenet_search.arch.cost import count_madds
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import check_not_special
 from mobilenet_search.measure.data import ImageData, proxy_resolution
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.supernet_train import (
@@ -84,6 +85,7 @@ def check_supernet(config: SearchConfig, space: SearchSpace, *, results_dir: Pat
     supernet_envelope(space, num_classes=2, in_channels=1)  # whether it shares weights does not hang on the data
     tag = checkpoint_tag(config, space)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(results_dir, tag)
+    check_not_special(path, "supernet checkpoint")
     epochs = check_checkpoint(path, tag)
     if not train and epochs is None:
         raise UserError(f"supernet checkpoint {str(path)!r} does not exist: run the search (which trains it) first, "

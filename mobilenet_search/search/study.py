@@ -428,6 +428,9 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     the one the study recorded); it never trains one.
     """
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
+    if supernet is not None and config.strategy != "supernet":
+        raise UserError(f"--supernet {str(supernet)!r} applies to supernet studies only; study {study_name!r} trains "
+                        f"each candidate ({config.strategy})")
     space = study_space(study, config)
     check_results_dir(results_dir, create=True)
     data = make_data(config, results_dir)

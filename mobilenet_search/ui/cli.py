@@ -21,11 +21,23 @@ from mobilenet_search.arch.cost import count_madds, count_params, format_count, 
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
+from mobilenet_search.search.bounds import (
+    INT_BOUNDS,
+    MAX_CLASSES,
+    MAX_HEARTBEAT,
+    MAX_LR,
+    MAX_RESOLUTION,
+    MAX_SECONDS,
+    MAX_TOP,
+    MAX_TRIALS,
+    MAX_WIDTH,
+)
 from mobilenet_search.search.space import available_spaces, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
+from mobilenet_search.ui.cli_types import document_bounds, integer, number
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 4
@@ -49,12 +61,14 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _space(args: argparse.Namespace) -> int:
+    if args.list and args.space is not None:
+        raise UserError(f"space --list takes no space (got {args.space!r}): use `space --list` or `space NAME`")
     if args.list:
         for name in available_spaces():
             space = load_space(name)
             print(f"{name:24s} {space.family}, {space.size:,} members")
         return 0
-    space = load_space(args.space)
+    space = load_space(args.space or "mobilenetv2")
     print(f"{space.name}: {space.family}, {space.size:,} members, {len(space.searched)} searched parameters")
     if space.description:
         print(space.description)
@@ -82,15 +96,6 @@ BUDGET_HELP = (
     "candidate whose count rounds down to 300M (below 301,000,000, so MobileNetV2 1.0/224 at 300.8M fits); "
     "300.5M-madds admits below 300.6M; 5ms-latency below 6 ms"
 )
-
-
-def _check_run_options(args: argparse.Namespace) -> None:
-    if args.trials < 0:
-        raise UserError(f"invalid --trials {args.trials}: expected an integer >= 0")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError(f"invalid --timeout {args.timeout}: expected a number of seconds > 0")
-    if args.heartbeat <= 0:
-        raise UserError(f"invalid --heartbeat {args.heartbeat}: expected a number of seconds > 0")
 
 
 def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
@@ -209,7 +214,6 @@ def _search(args: argparse.Namespace) -> int:
     from mobilenet_search.ui.cli_workers import check_workers
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
-    _check_run_options(args)
     check_workers(args.workers)
     config = SearchConfig(
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
@@ -218,8 +222,11 @@ def _search(args: argparse.Namespace) -> int:
         references=args.references, val_fraction=args.val_fraction, noise_repeats=args.noise_repeats,
         strategy=args.strategy, supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
+    if args.supernet is not None and config.strategy != "supernet":
+        raise UserError(f"--supernet {args.supernet!r} applies to --strategy supernet only (this study's strategy is "
+                        f"{config.strategy})")
     device = resolve_device(args.device)
-    study_name = check_study_name(args.study or default_study_name(config))
+    study_name = check_study_name(default_study_name(config) if args.study is None else args.study)
     results_dir = check_results_dir(args.results_dir)  # created once every check that needs no data has passed
     storage = default_storage(results_dir, study_name) if args.storage is None else args.storage
     check_storage_url(storage)
@@ -297,7 +304,6 @@ def _worker(args: argparse.Namespace) -> int:
     from mobilenet_search.ui.cli_workers import exit_with_parent
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    _check_run_options(args)
     exit_with_parent()  # started by `search --workers N`: go when that process goes
     check_storage_url(args.storage)
     check_storage_writable(args.storage)  # a read-only study would fail at its first trial, after result files
@@ -401,16 +407,24 @@ def _fidelity(args: argparse.Namespace) -> int:
     from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
     from mobilenet_search.search.study import open_study
 
+    device = resolve_device(args.device)  # every check before the bar
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)
-    with tqdm(total=args.top, desc="retraining", unit="trial") as bar:
-        def step(index: int, total: int) -> None:
-            bar.total, bar.n = total, index
-            bar.refresh()
+    bars = []  # the bar appears with the first retraining, once run_fidelity has passed its checks
 
-        summary = run_fidelity(study, top=args.top, epochs=args.epochs, device=resolve_device(args.device),
+    def step(index: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="retraining", unit="trial"))
+        bars[0].total, bars[0].n = total, index
+        bars[0].refresh()
+
+    try:
+        summary = run_fidelity(study, top=args.top, epochs=args.epochs, device=device,
                                results_dir=Path(args.results_dir), on_trial=step)
-        bar.n = bar.total
+    finally:
+        for bar in bars:
+            bar.n = bar.total
+            bar.close()
     print(format_fidelity(summary))
     write_report(study, Path(args.results_dir) / args.study)
     print(f"\nstored in the study and in {Path(args.results_dir) / args.study / 'report.json'}")
@@ -419,9 +433,10 @@ def _fidelity(args: argparse.Namespace) -> int:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options every process that runs trials takes: time limit, device, heartbeat."""
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    parser.add_argument("--timeout", type=number(0, MAX_SECONDS, open_low=True), default=None,
+                        help="stop starting new trials after this many seconds")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
-    parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT,
+    parser.add_argument("--heartbeat", type=number(0, MAX_HEARTBEAT, open_low=True), default=DEFAULT_HEARTBEAT,
                         help="seconds between a running trial's heartbeats; a trial silent for twice that is "
                              "marked failed and retried once (SQLite and PostgreSQL storages)")
 
@@ -453,41 +468,46 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--budget", required=True, help=BUDGET_HELP)
     search.add_argument("--space", default="mobilenetv2",
                         help="a search space: a name shipped with the tool (see `space --list`) or a .yaml path")
-    search.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    search.add_argument("--trials", type=integer(0, MAX_TRIALS), default=DEFAULT_TRIALS,
                         help="stop once the study holds this many trained candidates (over-budget rejections, "
                              "which take milliseconds, do not count); counted across runs, so a resumed study "
                              "continues up to it")
     search.add_argument("--dataset", default="embedded",
                         help="embedded (elpv solar cells), elpv, mnist, cifar10:ROOT, imagefolder:ROOT, "
                              "or synthetic[:N] (generated, for tests)")
-    search.add_argument("--dataset-limit", type=int, default=None,
+    search.add_argument("--dataset-limit", type=integer(*INT_BOUNDS['dataset_limit']), default=None,
                         help="use a seeded stratified subset of this many images (quick runs)")
-    search.add_argument("--epochs", type=int, default=8, help="proxy training epochs per candidate")
-    search.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
-    search.add_argument("--proxy-size", type=int, default=64,
+    search.add_argument("--epochs", type=integer(*INT_BOUNDS['epochs']), default=8,
+                        help="proxy training epochs per candidate")
+    search.add_argument("--batch-size", type=integer(*INT_BOUNDS['batch_size']), default=64,
+                        help="proxy training batch size")
+    search.add_argument("--proxy-size", type=integer(*INT_BOUNDS['proxy_size']), default=64,
                         help="proxy training image size for a 224 px candidate; scaled by resolution/224, "
                              "rounded to a multiple of 8, at least 32")
-    search.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    search.add_argument("--lr", type=number(0, MAX_LR, open_low=True), default=2e-3,
+                        help="AdamW learning rate (cosine schedule)")
     search.add_argument("--objective", default="multi",
                         help="multi: maximise accuracy and minimise MAdds; accuracy: accuracy alone under the "
                              "budget (with median pruning); zero-cost:NAME (synflow, jacob_cov, snip, grad_norm): "
                              "that score at initialisation instead of accuracy, no training (pre-screening)")
     search.add_argument("--sampler", choices=["tpe", "nsga2", "random", "grid"], default="tpe",
                         help="Optuna sampler (grid only for small spaces)")
-    search.add_argument("--seed", type=int, default=0, help="seed of the sampler, data split and training")
+    search.add_argument("--seed", type=integer(*INT_BOUNDS['seed']), default=0,
+                        help="seed of the sampler, data split and training")
     search.add_argument("--storage", default=None,
                         help="Optuna storage URL: sqlite:///FILE, postgresql://USER:PASS@HOST/DB or journal:FILE "
                              "(default: sqlite:///RESULTS_DIR/STUDY.db)")
     search.add_argument("--study", default=None,
                         help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
-    search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
+    search.add_argument("--latency-batch", type=integer(*INT_BOUNDS['latency_batch']), default=1,
+                        help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
                              "same proxy: default the cheapest and the largest (2), all, or none")
-    search.add_argument("--val-fraction", type=float, default=0.2,
+    search.add_argument("--val-fraction", type=number(0, 1, open_low=True, open_high=True), default=0.2,
                         help="share of the images held out (stratified, seeded) to score candidates on; a larger "
                              "split narrows every accuracy's interval")
-    search.add_argument("--noise-repeats", type=int, default=1,
+    search.add_argument("--noise-repeats", type=integer(*INT_BOUNDS['noise_repeats']), default=1,
                         help="retrain the cheapest reference net with this many other seeds, so the report can "
                              "tell seed noise from a real gain")
     search.add_argument("--strategy", default="scratch",
@@ -497,16 +517,16 @@ def build_parser() -> argparse.ArgumentParser:
                              "every candidate is scored in seconds with the weights it "
                              "inherits, and the Pareto candidates are retrained from scratch at the end (--confirm) "
                              "to compare with the paper's nets: pick it for hundreds of candidates")
-    search.add_argument("--supernet-epochs", type=int, default=24,
+    search.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS['supernet_epochs']), default=24,
                         help="supernet training epochs (--strategy supernet)")
-    search.add_argument("--confirm", type=int, default=3,
+    search.add_argument("--confirm", type=integer(*INT_BOUNDS['confirm']), default=3,
                         help="Pareto candidates retrained from scratch when a supernet study ends (0: none)")
     search.add_argument("--supernet", default=None, metavar="PATH",
                         help="the supernet checkpoint to train into or score with (default: "
                              "RESULTS_DIR/supernets/TAG.pt, TAG a hash of space, data and settings, so studies with "
                              "the same settings share it); a checkpoint of other settings is refused")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
-    search.add_argument("--workers", type=int, default=1,
+    search.add_argument("--workers", type=integer(None, None), default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
                              "use PostgreSQL for more, or for several machines: see `worker`); at most one per CPU "
                              "core, and one per trial left (more are not started); Ctrl-C or SIGTERM stops them all, "
@@ -525,7 +545,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--storage", required=True, help="the study's Optuna storage URL")
     worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    worker.add_argument("--trials", type=integer(0, MAX_TRIALS), default=DEFAULT_TRIALS,
                         help="study-wide target of trained candidates, counted across all workers")
     worker.add_argument("--results-dir", default="results", help="where this worker writes CSV/JSON results and caches")
     worker.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -554,8 +574,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _add_study_options(fidelity)
-    fidelity.add_argument("--top", type=int, default=12, help="how many trials to retrain")
-    fidelity.add_argument("--epochs", type=int, default=None, help="longer schedule (default: 5x the study's epochs)")
+    fidelity.add_argument("--top", type=integer(1, MAX_TOP), default=12, help="how many trials to retrain")
+    fidelity.add_argument("--epochs", type=integer(*INT_BOUNDS['epochs']), default=None,
+                          help="longer schedule (default: 5x the study's epochs)")
     fidelity.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     fidelity.set_defaults(run=_fidelity)
 
@@ -567,16 +588,19 @@ def build_parser() -> argparse.ArgumentParser:
                f"{PROG} describe 'mnv1_w0.5_r160_...' (an architecture string or JSON)",
     )
     describe.add_argument("arch", help="v2 or v1 (the papers' networks), or an architecture string or JSON")
-    describe.add_argument("--width", type=float, default=1.0, help="width multiplier for v1/v2 (default 1.0)")
-    describe.add_argument("--resolution", type=int, default=224, help="input resolution for v1/v2 (default 224)")
-    describe.add_argument("--classes", type=int, default=1000, help="number of classes for v1/v2 (default 1000)")
+    describe.add_argument("--width", type=number(0, MAX_WIDTH, open_low=True), default=1.0,
+                          help="width multiplier for v1/v2 (default 1.0)")
+    describe.add_argument("--resolution", type=integer(1, MAX_RESOLUTION), default=224,
+                          help="input resolution for v1/v2 (default 224)")
+    describe.add_argument("--classes", type=integer(1, MAX_CLASSES), default=1000,
+                          help="number of classes for v1/v2 (default 1000)")
     describe.set_defaults(run=_describe)
 
     space = sub.add_parser(
         "space", help="describe a search space: its choices, size, cheapest and most expensive member",
         epilog=f"Examples: {PROG} space mobilenetv2;  {PROG} space my_space.yaml;  {PROG} space --list",
     )
-    space.add_argument("space", nargs="?", default="mobilenetv2",
+    space.add_argument("space", nargs="?", default=None,
                        help="a space shipped with the tool (see --list) or a .yaml path (default mobilenetv2)")
     space.add_argument("--list", action="store_true", help="list the search spaces shipped with the tool")
     space.set_defaults(run=_space)
@@ -587,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_commands(sub)
     add_dashboard_command(sub)
     add_latency_commands(sub)
+    document_bounds(parser)
     return parser
 
 
