@@ -237,7 +237,7 @@ def corrupt(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--confirm", "-1"], "invalid --confirm -1: expected an integer >= 0"),
+    (["--objective", "accuracy"], "--strategy supernet scores with inherited weights; it takes --objective multi"),
     (["--strategy", "supernett"], "invalid --strategy 'supernett': expected one of scratch, supernet"),
     pytest.param(["--budget", "300M-madds", "--space", "mobilenetv2_ablations"],
                  "space 'mobilenetv2_ablations' cannot share weights in a supernet: head_channels varies"),
