@@ -131,3 +131,28 @@ def load_weights(model: Any, path: Path) -> Any:
     except (OSError, SafetensorError) as exc:
         raise UserError(f"cannot read weights {str(path)!r}: {exc}") from None
     return model
+
+
+def check_not_special(path: Path, what: str) -> None:
+    """Refuse a ``path`` that exists but is not a regular file: a folder, or a FIFO or device, which would block
+    a reader or never end. A missing path passes (callers say what missing means for them)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {str(path)!r} is a folder, not a file")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{what} {str(path)!r} is not a regular file (a FIFO or device?)")
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A text file's content; a missing, special, unreadable or non-UTF-8 file is one :class:`UserError` line
+    naming ``what`` and the path."""
+    path = Path(path)
+    check_not_special(path, what)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{what} {str(path)!r} does not exist") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {str(path)!r} is not a text file (not UTF-8)") from None
+    except OSError as exc:
+        raise UserError(f"{what} {str(path)!r} cannot be read: {exc.strerror or exc}") from None

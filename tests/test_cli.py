@@ -38,7 +38,7 @@ def test_space_and_references(capsys):
     ("argv", "message"),
     [
         (["describe", "not-an-arch"], "invalid architecture string 'not-an-arch'"),
-        (["describe", "v2", "--width", "-1"], "invalid width_mult=-1.0"),
+        (["describe", "v2", "--width", "-1"], "argument --width: invalid value '-1': expected a number in (0, 10]"),
         (["describe", "v2", "--resolution", "16"], "invalid resolution=16"),
         (["space", "nope"], "unknown search space 'nope'"),
     ],

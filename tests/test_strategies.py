@@ -237,7 +237,7 @@ def corrupt(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize(("argv", "message"), [
-    (["--confirm", "-1"], "invalid --confirm -1: expected an integer >= 0"),
+    (["--objective", "accuracy"], "--strategy supernet scores with inherited weights; it takes --objective multi"),
     (["--strategy", "supernett"], "invalid --strategy 'supernett': expected one of scratch, supernet"),
     pytest.param(["--budget", "300M-madds", "--space", "mobilenetv2_ablations"],
                  "space 'mobilenetv2_ablations' cannot share weights in a supernet: head_channels varies"),
@@ -284,11 +284,9 @@ def test_check_supernet_refuses_what_prepare_would_without_writing(supernet_stud
     from mobilenet_search.errors import UserError
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.strategies import check_supernet
-    from mobilenet_search.search.study import make_data
-
-    data, space = make_data(CONFIG, supernet_study.folder), load_space("tiny")
-    assert check_supernet(CONFIG, space, data, results_dir=supernet_study.folder) == supernet_study.checkpoint
-    assert check_supernet(CONFIG, space, data, results_dir=tmp_path, train=True) == \
+    space = load_space("tiny")  # no data: it runs before the data are read
+    assert check_supernet(CONFIG, space, results_dir=supernet_study.folder) == supernet_study.checkpoint
+    assert check_supernet(CONFIG, space, results_dir=tmp_path, train=True) == \
         tmp_path / "supernets" / f"{supernet_study.tag}.pt"  # absent: to be trained
     cases = [(dict(checkpoint=corrupt(supernet_study.checkpoint, tmp_path / "c.pt")), "cannot be read"),
              (dict(checkpoint=truncated(supernet_study.checkpoint, tmp_path / "t.pt")), "cannot be read"),
@@ -299,7 +297,7 @@ def test_check_supernet_refuses_what_prepare_would_without_writing(supernet_stud
     for change, message in cases:
         arguments = dict(config=CONFIG, space=space, checkpoint=None) | change
         with pytest.raises(UserError, match=message):
-            check_supernet(arguments.pop("config"), arguments.pop("space"), data, results_dir=tmp_path, **arguments)
+            check_supernet(arguments.pop("config"), arguments.pop("space"), results_dir=tmp_path, **arguments)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "t.pt"]
 
 

@@ -183,8 +183,14 @@ def test_malformed_budgets_exit_2_with_one_line(tmp_path, budget):
 def test_unreachable_budget_names_the_cheapest_member_and_writes_nothing(tmp_path):
     result = _cli("--budget", "100K-madds", *FAST, "--results-dir", str(tmp_path), cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no member of space 'tiny' fits budget 100K-madds: the cheapest by madds has 124.4K madds" in result.stderr
-    assert not any(tmp_path.glob("*.db"))
+    # Refused before the data are read, by the cheapest member under any data (2 classes, 1 channel): no file at all.
+    assert ("no member of space 'tiny' fits budget 100K-madds with any data (even 2 classes of 1-channel images): "
+            "the cheapest by madds has 124.3K madds") in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    # Between the bound for any data and the bound for this data (4 classes), it is refused once the data are read.
+    result = _cli("--budget", "124.35K-madds", *FAST, "--results-dir", str(tmp_path / "r"), cwd=tmp_path)
+    assert result.returncode == 2 and "fits budget 124.35K-madds: the cheapest by madds has 124.4K" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # the data cache it wrote and the folder it made are removed
 
 
 @pytest.mark.parametrize(
@@ -194,7 +200,7 @@ def test_unreachable_budget_names_the_cheapest_member_and_writes_nothing(tmp_pat
         (["--space", "nope"], "unknown search space 'nope'"),
         (["--sampler", "grid", "--space", "mobilenetv2", "--budget", "2G-madds"], "--sampler grid needs a small space"),
         (["--device", "cuda"], "no CUDA GPU"),
-        (["--trials", "-1"], "invalid --trials -1"),
+        (["--trials", "-1"], "argument --trials: invalid value '-1': expected an integer in [0, 1000000]"),
     ],
 )
 def test_bad_search_options_exit_2(tmp_path, argv, message):

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from mobilenet_search.arch.cost import conv_out, count_madds
 from mobilenet_search.arch.spec import ArchSpec, Block
 from mobilenet_search.errors import UserError
-from mobilenet_search.files import atomic_write_text
+from mobilenet_search.files import atomic_write_text, read_text_file
 
 if TYPE_CHECKING:
     from torch import nn
@@ -313,12 +313,7 @@ class LatencyTable:
     def load(cls, path: str | Path) -> LatencyTable:
         """Read and validate a table file; a missing, truncated or malformed file is a :class:`UserError`."""
         path = Path(path)
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            raise UserError(f"latency table {str(path)!r} does not exist") from None
-        except OSError as exc:
-            raise UserError(f"latency table {str(path)!r} cannot be read: {exc.strerror}") from None
+        text = read_text_file(path, "latency table")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -92,10 +93,11 @@ class Entry:
 
 def library_dir(library: str | Path | None = None) -> Path:
     """The library directory: ``library`` if given, else ``$MOBILENET_SEARCH_LIBRARY``, else ``./model_library/``."""
-    if library is not None:
-        return Path(library)
     env = os.environ.get(ENV_VAR)
-    return Path(env) if env else DEFAULT_DIR
+    folder = Path(library) if library is not None else Path(env) if env else DEFAULT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"invalid library folder {str(folder)!r}: it is a file, not a folder")
+    return folder
 
 
 def check_name(name: str) -> str:
@@ -168,12 +170,34 @@ def _read(path: Path) -> Entry:
     metadata = data.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise UserError(f"library entry {str(path)!r}: metadata must be a JSON object")
+    problem = _metadata_problem(metadata)
+    if problem:
+        raise UserError(f"library entry {str(path)!r}: {problem}")
     weights = data.get("weights")
     if weights is not None and not (isinstance(weights, dict) and isinstance(weights.get("sha256"), str)
                                     and weights.get("file") == _weights_file(path.stem)):
         raise UserError(f"library entry {str(path)!r}: weights must be an object with file "
                         f"{_weights_file(path.stem)!r} and its sha256")
     return Entry(path.stem, spec, metadata, builtin=False, path=path, weights=weights)
+
+
+# Metadata that readers format as numbers (library list and show): each must be a number or null.
+_NUMBERS = {"metrics": ("accuracy", "latency_ms", "madds", "params", "latency_batch", "epochs", "proxy_resolution"),
+            "weights": ("accuracy", "trial")}
+
+
+def _metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """Why an entry's metadata cannot be shown (a wrong type where readers expect a number or an object), or None."""
+    for key in ("metrics", "weights", "source", "study_config"):
+        if metadata.get(key) is not None and not isinstance(metadata[key], dict):
+            return f"metadata.{key} must be a JSON object, not {json.dumps(metadata[key])[:40]}"
+    for key, fields in _NUMBERS.items():
+        for name in fields:
+            value = (metadata.get(key) or {}).get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                return f"metadata.{key}.{name} must be a number, not {json.dumps(value)[:40]}"
+    return None
 
 
 def _weights_file(name: str) -> str:
@@ -185,6 +209,7 @@ def get(name: str, *, library: str | Path | None = None) -> Entry:
 
     A missing entry is a :class:`UserError` that lists what there is.
     """
+    library_dir(library)  # a file given as the library is refused whatever the name
     specs = _builtins()
     if name in specs:
         spec = specs[name]
@@ -246,8 +271,9 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     if spec.num_classes != entry.spec.num_classes:
         raise UserError(f"library entry {name!r} has trained weights for {entry.spec.num_classes} classes, not "
                         f"{spec.num_classes}: build it with weights=None to train {spec.num_classes} classes")
+    state = _read_weights(entry)  # its own UserError (missing, altered, unreadable): not "do not fit"
     try:
-        model = build_with_weights(spec, _read_weights(entry))
+        model = build_with_weights(spec, state)
     except ValueError as exc:
         raise UserError(f"weights {str(entry.weights_path)!r} do not fit library entry {name!r} ({exc})") from None
     return model.eval()
@@ -282,6 +308,14 @@ def check_writable(name: str, *, force: bool = False, library: str | Path | None
     if name in _builtins():
         raise UserError(f"entry name {name!r} is a built-in (the paper's network) and cannot be replaced: "
                         "choose another --name")
+    shadowed = next((b for b in _builtins() if b.lower() == name.lower()), None)
+    if shadowed is not None:
+        raise UserError(f"entry name {name!r} is the built-in {shadowed!r} but for case (entries are files, and "
+                        "some file systems ignore case): choose another --name")
+    suffix = next((s for s in (".json", ".safetensors") if name.lower().endswith(s)), None)
+    if suffix is not None:
+        raise UserError(f"entry name {name!r} ends in {suffix}: give the name alone ({name[:-len(suffix)]!r}); "
+                        f"the files are NAME.json and NAME.safetensors")
     if path.exists() and not force:
         raise UserError(f"library entry {name!r} already exists ({path}); use --force to replace it")
     return path

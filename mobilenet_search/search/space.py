@@ -31,6 +31,7 @@ import yaml
 from mobilenet_search.arch.cost import count_madds
 from mobilenet_search.arch.spec import FAMILIES, ArchSpec, StageSpec
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import read_text_file
 
 # Shipped inside the package, so a wheel install finds them as a checkout does.
 SPACES_DIR = Path(str(resources.files("mobilenet_search") / "spaces"))
@@ -172,10 +173,9 @@ def load_space(name_or_path: str | Path) -> SearchSpace:
         if not path.exists():
             raise UserError(f"unknown search space {str(name_or_path)!r}: choose one of "
                             f"{', '.join(available_spaces())} or give a path to a .yaml file")
-    if not path.is_file():
-        raise UserError(f"search space file {str(path)!r} does not exist")
+    text = read_text_file(path, "search space file")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     try:
@@ -273,3 +273,27 @@ def supernet_envelope(space: SearchSpace, *, num_classes: int, in_channels: int)
                             f"({', '.join(map(str, values))}); a supernet needs it fixed")
     largest = {name: max(values) for name, values in space.searched.items()}
     return space.spec(largest, num_classes=num_classes, in_channels=in_channels)
+
+
+def space_to_dict(space: SearchSpace) -> dict[str, Any]:
+    """A space's content as JSON-able data (what a study stores, so an edited file cannot change it)."""
+    return {"name": space.name, "family": space.family, "description": space.description,
+            "num_stages": space.num_stages, "choices": [[name, list(values)] for name, values in space.choices]}
+
+
+def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
+    """The space :func:`space_to_dict` stored."""
+    return SearchSpace(name=data["name"], family=data["family"], num_stages=int(data["num_stages"]),
+                       choices=tuple((name, tuple(values)) for name, values in data["choices"]),
+                       description=data.get("description", ""))
+
+
+def changed_fields(old: SearchSpace, new: SearchSpace) -> list[str]:
+    """The parameters (and ``family``) whose choices differ between two spaces, in file order; [] if none."""
+    changed = ["family"] if old.family != new.family else []
+    before, after = old.parameters, new.parameters
+    # JSON keeps lists, never tuples, and a stored 1.0 may come back as 1: compare the values' text.
+    for name in [*before, *(n for n in after if n not in before)]:
+        if [repr(v) for v in before.get(name, ())] != [repr(v) for v in after.get(name, ())]:
+            changed.append(name)
+    return changed

@@ -111,6 +111,53 @@ def check_storage_writable(url: str) -> None:
         raise UserError(f"cannot write storage {redact(url)}: {problem}")
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_storage_url(url: str) -> None:
+    """Refuse, before anything is written, a storage URL that cannot hold a study: malformed, in memory
+    (lost at exit), a database driver that is not installed, or a file that is not an SQLite database.
+
+    Servers are not contacted here (:func:`make_storage` says whether they answer).
+
+    >>> check_storage_url("sqlite:///results/study.db")
+    >>> check_storage_url("sqlite://")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    mobilenet_search.errors.UserError: invalid storage 'sqlite://': an in-memory database is lost when ...
+    """
+    if not url.strip():
+        raise UserError("invalid storage '': expected e.g. sqlite:///results/study.db, postgresql://USER:PASS@HOST/DB "
+                        "or journal:PATH")
+    if url.startswith("journal:"):
+        if not url[len("journal:"):]:
+            raise UserError("invalid storage 'journal:': expected journal:PATH")
+        return
+    if "://" not in url:
+        raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
+                        "postgresql://USER:PASS@HOST/DB or journal:PATH")
+    if url.startswith("sqlite") and storage_file(url) is None:
+        raise UserError(f"invalid storage {redact(url)!r}: an in-memory database is lost when the process exits; "
+                        "give a file, e.g. sqlite:///results/study.db")
+    if url.startswith(("postgresql", "postgres:")):
+        require("psycopg", "postgres", f"storage {redact(url)}")
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise UserError(f"cannot open storage {redact(url)}: {clean_message(exc, url)}") from None
+    except ImportError as exc:
+        raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None
+    file = storage_file(url)
+    if file is not None and file.is_file() and file.stat().st_size:
+        with open(file, "rb") as f:
+            header = f.read(len(SQLITE_HEADER))
+        if header != SQLITE_HEADER:
+            raise UserError(f"cannot open storage {redact(url)}: {file} is not an SQLite database")
+
+
 def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
                  must_exist: bool = False) -> optuna.storages.BaseStorage:
     """The storage a URL names (see the module doc); a bad or unreachable URL is a :class:`UserError`.
@@ -120,8 +167,7 @@ def make_storage(url: str, heartbeat: float | None = DEFAULT_HEARTBEAT, *,
     refused, and a file this call created is removed again if opening fails (a full or
     read-only disk leaves no empty ``.db``).
     """
-    if url.startswith(("postgresql", "postgres:")):
-        require("psycopg", "postgres", f"storage {redact(url)}")
+    check_storage_url(url)
     file = storage_file(url)
     if file is not None:
         if must_exist and not file.is_file():
@@ -150,17 +196,11 @@ def _remove_empty(file: Path) -> None:
 def _open(url: str, heartbeat: float | None) -> optuna.storages.BaseStorage:
     import optuna
 
-    if url.startswith("journal:"):
-        path = url[len("journal:"):]
-        if not path:
-            raise UserError("invalid storage 'journal:': expected journal:PATH")
+    if url.startswith("journal:"):  # check_storage_url has refused what is malformed
         try:
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal:"):]))
         except OSError as exc:
             raise UserError(f"cannot open storage {redact(url)}: {exc.strerror or exc}") from None
-    if "://" not in url:
-        raise UserError(f"invalid storage URL {redact(url)!r}: expected e.g. sqlite:///results/study.db, "
-                        "postgresql://USER:PASS@HOST/DB or journal:PATH")
     engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}} if url.startswith("sqlite") else {}
     for attempt in range(SCHEMA_ATTEMPTS):
         try:

@@ -22,6 +22,7 @@ from mobilenet_search.arch.cost import count_madds
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.errors import UserError
+from mobilenet_search.files import check_not_special
 from mobilenet_search.measure.data import ImageData, proxy_resolution
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.supernet_train import (
@@ -75,17 +76,18 @@ def random_member(space: SearchSpace, generator: torch.Generator, *, num_classes
     return space.spec(params, num_classes=num_classes, in_channels=in_channels)
 
 
-def check_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, *, results_dir: Path,
+def check_supernet(config: SearchConfig, space: SearchSpace, *, results_dir: Path,
                    checkpoint: Path | None = None, train: bool = True) -> Path:
     """Everything :func:`prepare_supernet` would refuse, checked without training or writing: the space
     shares weights, and the checkpoint (``checkpoint``, else the default of this tag) is absent (with
     ``train``) or a readable one of these settings (finished, without ``train``). Returns its path.
 
-    A search calls it before creating its study, so that bad input leaves nothing behind.
+    A search calls it before reading its data or creating its study, so that bad input leaves nothing behind.
     """
-    supernet_envelope(space, num_classes=data.num_classes, in_channels=data.in_channels)
+    supernet_envelope(space, num_classes=2, in_channels=1)  # whether it shares weights does not hang on the data
     tag = checkpoint_tag(config, space)
     path = Path(checkpoint) if checkpoint is not None else default_checkpoint(results_dir, tag)
+    check_not_special(path, "supernet checkpoint")
     epochs = check_checkpoint(path, tag)
     if not train and epochs is None:
         raise UserError(f"supernet checkpoint {str(path)!r} does not exist: run the search (which trains it) first, "

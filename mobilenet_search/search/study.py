@@ -11,9 +11,10 @@ progress belong to the caller (the CLI passes its callbacks in).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from mobilenet_search.results.records import (
     pack_labels,
 )
 from mobilenet_search.results.report import write_report
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, check_results_dir
 from mobilenet_search.search.coordination import (
     Slots,
     StopAfter,
@@ -50,8 +51,14 @@ from mobilenet_search.search.coordination import (
 )
 from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
-from mobilenet_search.search.space import SearchSpace, load_space
-from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact
+from mobilenet_search.search.space import (
+    SearchSpace,
+    changed_fields,
+    load_space,
+    space_from_dict,
+    space_to_dict,
+)
+from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact, storage_file
 from mobilenet_search.search.strategies import (
     InheritedWeights,
     OnStep,
@@ -64,6 +71,9 @@ from mobilenet_search.search.strategies import (
 
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
+SPACE_ATTR = "mobilenet_search.space"  # the space's content (space_to_dict): an edited file cannot change a study
+# The fewest classes and channels a dataset can have: the cheapest member under any data, checked before decoding it.
+MIN_CLASSES, MIN_CHANNELS = 2, 1
 GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigger spaces
 # The cheapest and the largest net the budget admits; more would take the quick start past minutes on 2 CPU cores.
 DEFAULT_REFERENCES = 2
@@ -85,8 +95,13 @@ def make_sampler(config: SearchConfig, space: SearchSpace, offset: int = 0) -> o
     return optuna.samplers.GridSampler({k: list(v) for k, v in space.searched.items()}, seed=seed)
 
 
-def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int) -> None:
-    """Refuse a study whose space has no member inside the budget (MAdds and parameters)."""
+def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int, *,
+                           any_data: bool = False) -> None:
+    """Refuse a study whose space has no member inside the budget (MAdds and parameters).
+
+    With ``any_data`` the counts are the fewest a dataset can have (checked before the data are read),
+    and the message says so.
+    """
     budget = Budget.parse(config.budget)
     for kind, cost in (("madds", count_madds), ("params", count_params)):
         if budget.get(kind) is None:
@@ -94,8 +109,31 @@ def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes
         cheapest = space.extreme(cost, num_classes=num_classes, in_channels=in_channels)
         value = cost(cheapest)
         if not budget.get(kind).admits(value):
-            raise UserError(f"no member of space {space.name!r} fits budget {config.budget}: the cheapest by "
+            data = f" with any data (even {num_classes} classes of {in_channels}-channel images)" if any_data else ""
+            raise UserError(f"no member of space {space.name!r} fits budget {config.budget}{data}: the cheapest by "
                             f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
+
+
+@contextlib.contextmanager
+def _undone_on_refusal(results_dir: Path) -> Iterator[None]:
+    """Create ``results_dir`` for the block; if the block refuses (:class:`UserError`), remove what it added
+    there: new files in its data cache, and the folders it created while they are empty."""
+    results_dir = Path(results_dir)
+    missing = [folder for folder in (results_dir, *results_dir.parents) if not folder.exists()]
+    cache = results_dir / "cache"
+    cached = set(cache.iterdir()) if cache.is_dir() else set()
+    cache_existed = cache.is_dir()
+    check_results_dir(results_dir, create=True)
+    try:
+        yield
+    except UserError:
+        for file in set(cache.iterdir()) - cached if cache.is_dir() else ():
+            with contextlib.suppress(OSError):
+                file.unlink()
+        for folder in ([] if cache_existed else [cache]) + missing:  # innermost first
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only while empty
+        raise
 
 
 def _pruner() -> optuna.pruners.BasePruner:
@@ -115,8 +153,11 @@ def open_study(storage: str, study_name: str, config: SearchConfig | None, *, lo
 
 
 def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, load_only: bool,
-                heartbeat: float | None) -> tuple[optuna.Study, SearchConfig, bool]:
-    """:func:`open_study`, and whether this call created the study (exactly one racing creator does)."""
+                heartbeat: float | None, space: SearchSpace | None = None) -> tuple[optuna.Study, SearchConfig, bool]:
+    """:func:`open_study`, and whether this call created the study (exactly one racing creator does).
+
+    ``space`` is ``config``'s space as loaded now; a new study stores its content (:data:`SPACE_ATTR`).
+    """
     backend = make_storage(storage, heartbeat=None if load_only else heartbeat,
                            must_exist=config is None or load_only)
     created = False
@@ -124,15 +165,16 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
         if config is None or load_only:
             study = optuna.load_study(study_name=study_name, storage=backend)
         else:
+            space = space or load_space(config.space)
             directions = ["maximize"] if config.objective == "accuracy" else ["maximize", "minimize"]
-            sampler = make_sampler(config, load_space(config.space))
+            sampler = make_sampler(config, space)
             try:  # the storage's unique study name decides which of several racing creators creates it
                 study = optuna.create_study(study_name=study_name, storage=backend, directions=directions,
                                             sampler=sampler, pruner=_pruner())
                 created = True
             except optuna.exceptions.DuplicatedStudyError:  # resumed, or created by a racing process
                 study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler, pruner=_pruner())
-                study.sampler = make_sampler(config, load_space(config.space), sampler_offset(study, worker=False))
+                study.sampler = make_sampler(config, space, sampler_offset(study, worker=False))
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(storage)}") from None
     except ValueError as exc:  # e.g. an existing study with other directions
@@ -144,19 +186,63 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
         if config is None or load_only:
             raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        study.set_user_attr(SPACE_ATTR, space_to_dict(space))
         return study, config, created
     stored_config = SearchConfig.from_dict(stored)
-    if config is not None and stored_config != config:
-        differ = [k for k, v in config.to_dict().items() if stored.get(k) != v]
-        raise UserError(f"study {study_name!r} already exists with other settings ({', '.join(differ)}: "
-                        f"{', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); use another --study name "
-                        "or the same settings to resume it")
+    if config is not None and not load_only:
+        stored_config = check_same_settings(study_name, study.user_attrs, config, space)
+        if SPACE_ATTR not in study.user_attrs:  # a study from before spaces were stored: its space from now on
+            study.set_user_attr(SPACE_ATTR, space_to_dict(space))
     if config is None and not load_only:
         # A worker: its sampler and pruner come from the stored settings (samplers are not stored).
         study = optuna.load_study(study_name=study_name, storage=backend, pruner=_pruner())
         offset = sampler_offset(study, worker=True)
-        study.sampler = make_sampler(stored_config, load_space(stored_config.space), offset)
+        study.sampler = make_sampler(stored_config, study_space(study, stored_config), offset)
     return study, stored_config, created
+
+
+def study_space(study: optuna.Study, config: SearchConfig) -> SearchSpace:
+    """The space a study was created with: the content it stored, whatever became of the file since
+    (studies from before spaces were stored read ``config.space`` again)."""
+    stored = study.user_attrs.get(SPACE_ATTR)
+    return space_from_dict(stored) if stored else load_space(config.space)
+
+
+def check_same_settings(study_name: str, user_attrs: dict[str, Any], config: SearchConfig,
+                        space: SearchSpace) -> SearchConfig:
+    """The settings to resume an existing study with (its stored ones), once ``config`` is found to match them.
+
+    The space compares by content: the same file under another path resumes, an edited one is refused
+    with the parameters that changed. Any other setting that differs is refused, naming it.
+    """
+    stored = user_attrs[CONFIG_ATTR]
+    stored_config = SearchConfig.from_dict(stored)
+    stored_space = user_attrs.get(SPACE_ATTR)
+    if stored_space is not None:
+        changed = changed_fields(space_from_dict(stored_space), space)
+        if changed:
+            raise UserError(f"study {study_name!r} was created with another content of space {config.space!r}: "
+                            f"{', '.join(changed)} changed; restore the file, or use another --study name")
+    same_space = stored_space is not None or stored.get("space") == config.space
+    differ = [k for k, v in config.to_dict().items() if stored.get(k) != v and not (k == "space" and same_space)]
+    if differ:
+        raise UserError(f"study {study_name!r} already exists with other settings ({', '.join(differ)}: "
+                        f"{', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); use another --study name "
+                        "or the same settings to resume it")
+    return stored_config
+
+
+def stored_attrs(storage: str, study_name: str) -> dict[str, Any] | None:
+    """An existing study's user attributes, read without creating anything; None when there is no such study
+    (or no storage file yet)."""
+    file = storage_file(storage)
+    if file is not None and not file.is_file():
+        return None
+    backend = make_storage(storage, heartbeat=None, must_exist=True)
+    try:
+        return backend.get_study_user_attrs(backend.get_study_id_from_name(study_name))
+    except KeyError:
+        return None
 
 
 def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: int,
@@ -206,7 +292,7 @@ def enqueue_noise_repeats(study: optuna.Study, references: dict[str, dict[str, A
 
 def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
                   accuracy: AccuracySource | None = None, latency: Callable[..., Any] = measure_latency,
-                  results_dir: Path | None = None) -> Pipeline:
+                  results_dir: Path | None = None, space: SearchSpace | None = None) -> Pipeline:
     """The evaluation pipeline of a study's settings; ``accuracy`` defaults to scratch training
     (zero-cost studies have none). This device's latency table under ``results_dir``, when one has
     been built (``mobilenet-search latency-table build``), predicts every candidate's latency from its
@@ -216,7 +302,7 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
     predict = None
     table = load_table_for(device, batch=config.latency_batch, results_dir=results_dir) if results_dir else None
     if table is not None:
-        space = load_space(config.space)
+        space = space or load_space(config.space)
         probe = space.extreme(num_classes=data.num_classes, in_channels=data.in_channels)
         try:
             predict_latency_ms(probe, table)
@@ -263,15 +349,22 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     its header and starts its progress bar there, so bad input prints one line). ``on_create(study)`` runs
     before it, once, in the process that created the study (the scaling experiment queues its grid there).
     """
-    # Everything that can refuse the run (data, space, budget, sampler, weight sharing) is checked before the
-    # study exists.
+    # Everything that can refuse the run is checked before the study exists: first what needs no data (space,
+    # budget, sampler, weight sharing, the settings of a study resumed), before anything is written.
     space = load_space(config.space)
-    data = make_data(config, results_dir)
-    check_budget_reachable(config, space, data.num_classes, data.in_channels)
+    check_budget_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
     make_sampler(config, space)
     if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
-        check_supernet(config, space, data, results_dir=results_dir, checkpoint=supernet)
-    study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat)
+        check_supernet(config, space, results_dir=results_dir, checkpoint=supernet)
+    existing = stored_attrs(storage, study_name)
+    if existing is not None and CONFIG_ATTR in existing:
+        check_same_settings(study_name, existing, config, space)
+    with _undone_on_refusal(results_dir):  # then what needs the data: nothing written is left if it refuses
+        data = make_data(config, results_dir)
+        check_budget_reachable(config, space, data.num_classes, data.in_channels)
+        study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat,
+                                             space=space)
+    space = study_space(study, config)
     if created:  # only the creator: two creators racing must not queue each reference twice
         # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
         study.set_user_attr(VAL_LABELS_ATTR, pack_labels(data(config.proxy_size).val_labels.numpy()))
@@ -314,7 +407,8 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
         record_supernet(study, path, tag, time.perf_counter() - started if steps else None)
         accuracy = InheritedWeights(net, seed=config.seed, device=device)
         scratch = ScratchTraining(config.train_config(device))
-    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir)
+    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir,
+                             space=space)
     return Objective(config, space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,
                      weights_dir=Path(results_dir) / study.study_name / "weights")
 
@@ -342,7 +436,12 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     the one the study recorded); it never trains one.
     """
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
-    space, data = load_space(config.space), make_data(config, results_dir)
+    if supernet is not None and config.strategy != "supernet":
+        raise UserError(f"--supernet {str(supernet)!r} applies to supernet studies only; study {study_name!r} trains "
+                        f"each candidate ({config.strategy})")
+    space = study_space(study, config)
+    check_results_dir(results_dir, create=True)
+    data = make_data(config, results_dir)
     recorded = (study.user_attrs.get(SUPERNET_ATTR) or {}).get("checkpoint")
     objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
                                latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),

@@ -21,12 +21,24 @@ from mobilenet_search.arch.cost import count_madds, count_params, format_count, 
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
+from mobilenet_search.search.bounds import (
+    INT_BOUNDS,
+    MAX_CLASSES,
+    MAX_HEARTBEAT,
+    MAX_LR,
+    MAX_RESOLUTION,
+    MAX_SECONDS,
+    MAX_TOP,
+    MAX_TRIALS,
+    MAX_WIDTH,
+)
 from mobilenet_search.search.space import available_spaces, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
 from mobilenet_search.ui.cli_scaling import add_scaling_command
+from mobilenet_search.ui.cli_types import document_bounds, integer, number
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 4
@@ -50,12 +62,14 @@ def _describe(args: argparse.Namespace) -> int:
 
 
 def _space(args: argparse.Namespace) -> int:
+    if args.list and args.space is not None:
+        raise UserError(f"space --list takes no space (got {args.space!r}): use `space --list` or `space NAME`")
     if args.list:
         for name in available_spaces():
             space = load_space(name)
             print(f"{name:24s} {space.family}, {space.size:,} members")
         return 0
-    space = load_space(args.space)
+    space = load_space(args.space or "mobilenetv2")
     print(f"{space.name}: {space.family}, {space.size:,} members, {len(space.searched)} searched parameters")
     if space.description:
         print(space.description)
@@ -85,15 +99,6 @@ BUDGET_HELP = (
 )
 
 
-def _check_run_options(args: argparse.Namespace) -> None:
-    if args.trials < 0:
-        raise UserError(f"invalid --trials {args.trials}: expected an integer >= 0")
-    if args.timeout is not None and args.timeout <= 0:
-        raise UserError(f"invalid --timeout {args.timeout}: expected a number of seconds > 0")
-    if args.heartbeat <= 0:
-        raise UserError(f"invalid --heartbeat {args.heartbeat}: expected a number of seconds > 0")
-
-
 def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
     """The end of a run: trial counts, the Pareto-optimal candidates, the search gain, where results are."""
     from mobilenet_search.results.frame import study_quality, trials_frame
@@ -121,6 +126,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM (what a scheduler or ``docker stop`` sends) stops a run the way Ctrl-C does: the running
     trial is recorded as interrupted and queued again when the study resumes."""
     def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, interrupt)
@@ -204,13 +210,12 @@ def _search(args: argparse.Namespace) -> int:
         default_storage,
         default_study_name,
     )
-    from mobilenet_search.search.storage import check_storage_writable, redact
+    from mobilenet_search.search.storage import check_storage_url, check_storage_writable, redact
     from mobilenet_search.search.study import run_search
+    from mobilenet_search.ui.cli_workers import check_workers
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # the progress bar and summary say it all
-    _check_run_options(args)
-    if args.workers < 1:
-        raise UserError(f"invalid --workers {args.workers}: expected an integer >= 1")
+    check_workers(args.workers)
     config = SearchConfig(
         budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
         epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
@@ -219,11 +224,16 @@ def _search(args: argparse.Namespace) -> int:
         metric=args.metric, noise_repeats=args.noise_repeats, strategy=args.strategy,
         supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
+    if args.supernet is not None and config.strategy != "supernet":
+        raise UserError(f"--supernet {args.supernet!r} applies to --strategy supernet only (this study's strategy is "
+                        f"{config.strategy})")
     device = resolve_device(args.device)
-    study_name = check_study_name(args.study or default_study_name(config))
-    results_dir = check_results_dir(Path(args.results_dir))
-    storage = args.storage or default_storage(results_dir, study_name)
-    check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
+    study_name = check_study_name(default_study_name(config) if args.study is None else args.study)
+    results_dir = check_results_dir(args.results_dir)  # created once every check that needs no data has passed
+    storage = default_storage(results_dir, study_name) if args.storage is None else args.storage
+    check_storage_url(storage)
+    if args.storage is not None or results_dir.is_dir():
+        check_storage_writable(storage)  # before decoding any data: a bad folder is refused at once
     several = args.workers > 1 and args.trials > 0
     header = None if several else (
         f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
@@ -245,19 +255,23 @@ def _search(args: argparse.Namespace) -> int:
 
 
 def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, device: str):
-    """Run ``--workers`` worker processes on the study and show their joint progress."""
-    import subprocess
-    import time
-
+    """Run up to ``--workers`` worker processes on the study (one per trial left) and show their joint progress."""
     import torch
     from tqdm.auto import tqdm
 
     from mobilenet_search.search.coordination import evaluated_count
     from mobilenet_search.search.study import open_study
+    from mobilenet_search.ui.cli_workers import run_workers, workers_for
 
+    study, _ = open_study(storage, study_name, None, load_only=True)
+    left = args.trials - evaluated_count(study)
+    count = workers_for(args.workers, left)
+    if count < args.workers:
+        print(f"{PROG}: note: starting {count} of --workers {args.workers}: the study has {max(left, 0)} trial"
+              f"{'' if left == 1 else 's'} left", file=sys.stderr)
     gpus = torch.cuda.device_count() if device.startswith("cuda") else 0
     commands = []
-    for index in range(args.workers):
+    for index in range(count):
         worker_device = f"cuda:{index % gpus}" if gpus > 1 else device  # one worker per GPU, round robin
         command = [sys.executable, "-m", "mobilenet_search.ui.cli", "worker", "--storage", storage, "--study",
                    study_name, "--trials", str(args.trials), "--device", worker_device, "--results-dir",
@@ -265,22 +279,19 @@ def _launch_workers(args: argparse.Namespace, storage: str, study_name: str, dev
         if args.timeout is not None:
             command += ["--timeout", str(args.timeout)]
         commands.append(command)
-    study, _ = open_study(storage, study_name, None, load_only=True)
     env = dict(os.environ)
-    if gpus == 0 and "OMP_NUM_THREADS" not in env:
+    if gpus == 0 and "OMP_NUM_THREADS" not in env and count:
         # Share the CPU cores: more compute threads than cores makes PyTorch's threads spin-wait on each other.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // args.workers))
-    processes = [subprocess.Popen(command, env=env) for command in commands]
-    with tqdm(total=args.trials, desc=f"{study_name} ({args.workers} workers)", unit="trial") as bar:
-        while any(p.poll() is None for p in processes):
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // count))
+    with tqdm(total=args.trials, desc=f"{study_name} ({count} workers)", unit="trial") as bar:
+        def tick() -> None:
             bar.n = min(evaluated_count(study), args.trials)
             bar.refresh()
-            time.sleep(1.0)
-        bar.n = min(evaluated_count(study), args.trials)
-    failed = [p.returncode for p in processes if p.returncode != 0]
+
+        codes = run_workers(commands, env, tick)
+    failed = [code for code in codes if code != 0]
     if failed:
-        raise UserError(f"{len(failed)} of {args.workers} workers failed (exit codes {failed}); see their messages "
-                        "above")
+        raise UserError(f"{len(failed)} of {count} workers failed (exit codes {failed}); see their messages above")
     return study
 
 
@@ -290,13 +301,17 @@ def _worker(args: argparse.Namespace) -> int:
     from mobilenet_search.measure.latency import resolve_device
     from mobilenet_search.search.config import check_results_dir
     from mobilenet_search.search.coordination import evaluated_count
+    from mobilenet_search.search.storage import check_storage_url, check_storage_writable
     from mobilenet_search.search.study import run_worker
+    from mobilenet_search.ui.cli_workers import exit_with_parent
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    _check_run_options(args)
+    exit_with_parent()  # started by `search --workers N`: go when that process goes
+    check_storage_url(args.storage)
+    check_storage_writable(args.storage)  # a read-only study would fail at its first trial, after result files
     study = _run_with_progress(run_worker, args.study, args.storage, args.trials, quiet=args.quiet,
                                timeout=args.timeout, device=resolve_device(args.device),
-                               results_dir=check_results_dir(Path(args.results_dir)), heartbeat=args.heartbeat,
+                               results_dir=check_results_dir(args.results_dir), heartbeat=args.heartbeat,
                                supernet=Path(args.supernet) if args.supernet else None)
     if not args.quiet:
         print(f"worker done: study {args.study!r} holds {evaluated_count(study)} of {args.trials} trials")
@@ -394,16 +409,24 @@ def _fidelity(args: argparse.Namespace) -> int:
     from mobilenet_search.search.fidelity import format_fidelity, run_fidelity
     from mobilenet_search.search.study import open_study
 
+    device = resolve_device(args.device)  # every check before the bar
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, _ = open_study(storage, args.study, None, load_only=True)
-    with tqdm(total=args.top, desc="retraining", unit="trial") as bar:
-        def step(index: int, total: int) -> None:
-            bar.total, bar.n = total, index
-            bar.refresh()
+    bars = []  # the bar appears with the first retraining, once run_fidelity has passed its checks
 
-        summary = run_fidelity(study, top=args.top, epochs=args.epochs, device=resolve_device(args.device),
+    def step(index: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="retraining", unit="trial"))
+        bars[0].total, bars[0].n = total, index
+        bars[0].refresh()
+
+    try:
+        summary = run_fidelity(study, top=args.top, epochs=args.epochs, device=device,
                                results_dir=Path(args.results_dir), on_trial=step)
-        bar.n = bar.total
+    finally:
+        for bar in bars:
+            bar.n = bar.total
+            bar.close()
     print(format_fidelity(summary))
     write_report(study, Path(args.results_dir) / args.study)
     print(f"\nstored in the study and in {Path(args.results_dir) / args.study / 'report.json'}")
@@ -412,9 +435,10 @@ def _fidelity(args: argparse.Namespace) -> int:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     """The options every process that runs trials takes: time limit, device, heartbeat."""
-    parser.add_argument("--timeout", type=float, default=None, help="stop starting new trials after this many seconds")
+    parser.add_argument("--timeout", type=number(0, MAX_SECONDS, open_low=True), default=None,
+                        help="stop starting new trials after this many seconds")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (training and latency)")
-    parser.add_argument("--heartbeat", type=float, default=DEFAULT_HEARTBEAT,
+    parser.add_argument("--heartbeat", type=number(0, MAX_HEARTBEAT, open_low=True), default=DEFAULT_HEARTBEAT,
                         help="seconds between a running trial's heartbeats; a trial silent for twice that is "
                              "marked failed and retried once (SQLite and PostgreSQL storages)")
 
@@ -446,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--budget", required=True, help=BUDGET_HELP)
     search.add_argument("--space", default="mobilenetv2",
                         help="a search space: a name shipped with the tool (see `space --list`) or a .yaml path")
-    search.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    search.add_argument("--trials", type=integer(0, MAX_TRIALS), default=DEFAULT_TRIALS,
                         help="stop once the study holds this many trained candidates (over-budget rejections, "
                              "which take milliseconds, do not count); counted across runs, so a resumed study "
                              "continues up to it")
@@ -454,42 +478,47 @@ def build_parser() -> argparse.ArgumentParser:
                         help="embedded (elpv solar cells), elpv, mnist, fashion-mnist (Debian's dataset-fashion-mnist)"
                              ", fashion-mnist:DIR (its four idx files in DIR), cifar10:ROOT, imagefolder:ROOT, "
                              "or synthetic[:N] (generated, for tests)")
-    search.add_argument("--dataset-limit", type=int, default=None,
+    search.add_argument("--dataset-limit", type=integer(*INT_BOUNDS['dataset_limit']), default=None,
                         help="use a seeded stratified subset of this many images (quick runs); for fashion-mnist, "
                              "of the 60,000 training images (validation and test keep 5,000 each)")
-    search.add_argument("--epochs", type=int, default=8, help="proxy training epochs per candidate")
-    search.add_argument("--batch-size", type=int, default=64, help="proxy training batch size")
-    search.add_argument("--proxy-size", type=int, default=64,
+    search.add_argument("--epochs", type=integer(*INT_BOUNDS['epochs']), default=8,
+                        help="proxy training epochs per candidate")
+    search.add_argument("--batch-size", type=integer(*INT_BOUNDS['batch_size']), default=64,
+                        help="proxy training batch size")
+    search.add_argument("--proxy-size", type=integer(*INT_BOUNDS['proxy_size']), default=64,
                         help="proxy training image size for a 224 px candidate; scaled by resolution/224, "
                              "rounded to a multiple of 8, at least 32")
-    search.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule)")
+    search.add_argument("--lr", type=number(0, MAX_LR, open_low=True), default=2e-3,
+                        help="AdamW learning rate (cosine schedule)")
     search.add_argument("--objective", default="multi",
                         help="multi: maximise accuracy and minimise MAdds; accuracy: accuracy alone under the "
                              "budget (with median pruning); zero-cost:NAME (synflow, jacob_cov, snip, grad_norm): "
                              "that score at initialisation instead of accuracy, no training (pre-screening)")
     search.add_argument("--sampler", choices=["tpe", "nsga2", "random", "grid"], default="tpe",
                         help="Optuna sampler (grid only for small spaces)")
-    search.add_argument("--seed", type=int, default=0, help="seed of the sampler, data split and training")
+    search.add_argument("--seed", type=integer(*INT_BOUNDS['seed']), default=0,
+                        help="seed of the sampler, data split and training")
     search.add_argument("--storage", default=None,
                         help="Optuna storage URL: sqlite:///FILE, postgresql://USER:PASS@HOST/DB or journal:FILE "
                              "(default: sqlite:///RESULTS_DIR/STUDY.db)")
     search.add_argument("--study", default=None,
                         help="study name (default: SPACE-BUDGET[-DATASET]); an existing name resumes that study")
-    search.add_argument("--latency-batch", type=int, default=1, help="batch size of the latency measurement")
+    search.add_argument("--latency-batch", type=integer(*INT_BOUNDS['latency_batch']), default=1,
+                        help="batch size of the latency measurement")
     search.add_argument("--references", choices=["default", "all", "none"], default="default",
                         help="also train the paper's width x resolution networks that fit the budget, under the "
                              "same proxy: default the cheapest and the largest (2), all, or none")
-    search.add_argument("--val-fraction", type=float, default=0.2,
+    search.add_argument("--val-fraction", type=number(0, 1, open_low=True, open_high=True), default=0.2,
                         help="share of the images held out (stratified, seeded) to rank candidates on; a larger "
                              "split narrows every accuracy's interval")
-    search.add_argument("--test-fraction", type=float, default=0.2,
+    search.add_argument("--test-fraction", type=number(0, 1, open_high=True), default=0.2,
                         help="share held out for the test split, which never ranks a candidate and reports the "
                              "final figures (the front, the search gain); 0 reports on the validation split. "
                              "fashion-mnist splits its official test set in halves instead of both fractions")
     search.add_argument("--metric", default="accuracy",
                         help="accuracy, or balanced: rank candidates by balanced accuracy (mean per-class recall), "
                              "for imbalanced data where always answering the most frequent class scores high")
-    search.add_argument("--noise-repeats", type=int, default=1,
+    search.add_argument("--noise-repeats", type=integer(*INT_BOUNDS['noise_repeats']), default=1,
                         help="retrain the cheapest reference net with this many other seeds, so the report can "
                              "tell seed noise from a real gain")
     search.add_argument("--strategy", default="scratch",
@@ -499,18 +528,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "every candidate is scored in seconds with the weights it "
                              "inherits, and the Pareto candidates are retrained from scratch at the end (--confirm) "
                              "to compare with the paper's nets: pick it for hundreds of candidates")
-    search.add_argument("--supernet-epochs", type=int, default=24,
+    search.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS['supernet_epochs']), default=24,
                         help="supernet training epochs (--strategy supernet)")
-    search.add_argument("--confirm", type=int, default=3,
+    search.add_argument("--confirm", type=integer(*INT_BOUNDS['confirm']), default=3,
                         help="Pareto candidates retrained from scratch when a supernet study ends (0: none)")
     search.add_argument("--supernet", default=None, metavar="PATH",
                         help="the supernet checkpoint to train into or score with (default: "
                              "RESULTS_DIR/supernets/TAG.pt, TAG a hash of space, data and settings, so studies with "
                              "the same settings share it); a checkpoint of other settings is refused")
     search.add_argument("--results-dir", default="results", help="where studies, CSV/JSON results and caches go")
-    search.add_argument("--workers", type=int, default=1,
+    search.add_argument("--workers", type=integer(None, None), default=1,
                         help="worker processes on this machine, all on the same study (SQLite is fine for a few; "
-                             "use PostgreSQL for more, or for several machines: see `worker`)")
+                             "use PostgreSQL for more, or for several machines: see `worker`); at most one per CPU "
+                             "core, and one per trial left (more are not started); Ctrl-C or SIGTERM stops them all, "
+                             "and they stop when this process dies")
     _add_run_options(search)
     search.set_defaults(run=_search)
 
@@ -525,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--storage", required=True, help="the study's Optuna storage URL")
     worker.add_argument("--study", required=True, help="the study's name")
-    worker.add_argument("--trials", type=int, default=DEFAULT_TRIALS,
+    worker.add_argument("--trials", type=integer(0, MAX_TRIALS), default=DEFAULT_TRIALS,
                         help="study-wide target of trained candidates, counted across all workers")
     worker.add_argument("--results-dir", default="results", help="where this worker writes CSV/JSON results and caches")
     worker.add_argument("--quiet", action="store_true", help="no progress bar or summary")
@@ -554,8 +585,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     _add_study_options(fidelity)
-    fidelity.add_argument("--top", type=int, default=12, help="how many trials to retrain")
-    fidelity.add_argument("--epochs", type=int, default=None, help="longer schedule (default: 5x the study's epochs)")
+    fidelity.add_argument("--top", type=integer(1, MAX_TOP), default=12, help="how many trials to retrain")
+    fidelity.add_argument("--epochs", type=integer(*INT_BOUNDS['epochs']), default=None,
+                          help="longer schedule (default: 5x the study's epochs)")
     fidelity.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     fidelity.set_defaults(run=_fidelity)
 
@@ -567,16 +599,19 @@ def build_parser() -> argparse.ArgumentParser:
                f"{PROG} describe 'mnv1_w0.5_r160_...' (an architecture string or JSON)",
     )
     describe.add_argument("arch", help="v2 or v1 (the papers' networks), or an architecture string or JSON")
-    describe.add_argument("--width", type=float, default=1.0, help="width multiplier for v1/v2 (default 1.0)")
-    describe.add_argument("--resolution", type=int, default=224, help="input resolution for v1/v2 (default 224)")
-    describe.add_argument("--classes", type=int, default=1000, help="number of classes for v1/v2 (default 1000)")
+    describe.add_argument("--width", type=number(0, MAX_WIDTH, open_low=True), default=1.0,
+                          help="width multiplier for v1/v2 (default 1.0)")
+    describe.add_argument("--resolution", type=integer(1, MAX_RESOLUTION), default=224,
+                          help="input resolution for v1/v2 (default 224)")
+    describe.add_argument("--classes", type=integer(1, MAX_CLASSES), default=1000,
+                          help="number of classes for v1/v2 (default 1000)")
     describe.set_defaults(run=_describe)
 
     space = sub.add_parser(
         "space", help="describe a search space: its choices, size, cheapest and most expensive member",
         epilog=f"Examples: {PROG} space mobilenetv2;  {PROG} space my_space.yaml;  {PROG} space --list",
     )
-    space.add_argument("space", nargs="?", default="mobilenetv2",
+    space.add_argument("space", nargs="?", default=None,
                        help="a space shipped with the tool (see --list) or a .yaml path (default mobilenetv2)")
     space.add_argument("--list", action="store_true", help="list the search spaces shipped with the tool")
     space.set_defaults(run=_space)
@@ -588,6 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_dashboard_command(sub)
     add_latency_commands(sub)
     add_scaling_command(sub)
+    document_bounds(parser)
     return parser
 
 

@@ -12,25 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from mobilenet_search.errors import UserError
+from mobilenet_search.ui.cli_types import integer
 
 PROG = "mobilenet-search"
 
 
-def _positive(name: str, value: int, least: int = 1) -> None:
-    if value < least:
-        raise UserError(f"invalid {name} {value}: expected an integer >= {least}")
-
-
 def _build(args: argparse.Namespace) -> int:
+    from mobilenet_search.search.config import check_results_dir
     from mobilenet_search.search.latency_plan import build_space_table, distinct_entries
     from mobilenet_search.search.space import load_space
 
-    for name, value, least in (("--batch", args.batch, 1), ("--threads", args.threads, 1),
-                               ("--repeats", args.repeats, 1), ("--warmup", args.warmup, 0),
-                               ("--passes", args.passes, 1), ("--rounds", args.rounds, 1),
-                               ("--fit-samples", args.fit_samples, 1), ("--classes", args.classes, 1),
-                               ("--in-channels", args.in_channels, 1)):
-        _positive(name, value, least)
+    check_results_dir(args.results_dir)  # a file given as the folder is refused before any timing
     space = load_space(args.space)
     entries = distinct_entries(space, num_classes=args.classes, in_channels=args.in_channels)
     if not args.quiet:
@@ -72,8 +64,6 @@ def _check(args: argparse.Namespace) -> int:
     from mobilenet_search.search.latency_plan import check_space_table
     from mobilenet_search.search.space import load_space
 
-    _positive("--samples", args.samples, 2)
-    _positive("--rounds", args.rounds)
     table, path, identity = _load(args)
     space = load_space(args.space)
     figures = check_space_table(space, table, device=identity.device, samples=args.samples, rounds=args.rounds,
@@ -109,9 +99,9 @@ def _add_device_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto",
                         help="where to time: auto (a CUDA GPU when there is one, else the CPU; the default), cpu, "
                              "cuda or cuda:N")
-    parser.add_argument("--batch", type=int, default=1,
+    parser.add_argument("--batch", type=integer(1, 1024), default=1,
                         help="batch size of every timed forward pass, e.g. 1 (the default) or 32")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=integer(1, 1024), default=1,
                         help="CPU intra-op threads while timing (1: single-core latency, as the MobileNet papers "
                              "report; the default); part of the table's identity")
     parser.add_argument("--results-dir", default="results",
@@ -146,11 +136,11 @@ def add_latency_commands(subparsers: Any) -> None:
                        help="a search space name (mobilenetv2, the default; mobilenetv1, tiny, ...) or a path to a "
                             ".yaml file")
     _add_device_options(build)
-    build.add_argument("--repeats", type=int, default=10,
+    build.add_argument("--repeats", type=integer(1, 10_000), default=10,
                        help="timed runs per entry and pass (new tables only; default 10), e.g. 30 on a noisy machine")
-    build.add_argument("--warmup", type=int, default=2,
+    build.add_argument("--warmup", type=integer(0, 1000), default=2,
                        help="untimed runs before the timed ones (new tables only; default 2)")
-    build.add_argument("--passes", type=int, default=3,
+    build.add_argument("--passes", type=integer(1, 100), default=3,
                        help="times each entry is measured, at different moments (new tables only; default 3); "
                             "the table keeps their --statistic")
     build.add_argument("--statistic", choices=["min", "median"], default="min",
@@ -160,14 +150,14 @@ def add_latency_commands(subparsers: Any) -> None:
                        help="wall: elapsed time; thread: CPU time of the timing thread, which leaves out the time "
                             "other processes hold the core (CPU, 1 thread only); auto: thread on 1 CPU thread, else "
                             "wall (new tables only; default auto)")
-    build.add_argument("--fit-samples", type=int, default=4,
+    build.add_argument("--fit-samples", type=integer(1, 1000), default=4,
                        help="random members per input resolution timed whole to fit the overhead (default 4)")
-    build.add_argument("--rounds", type=int, default=3,
+    build.add_argument("--rounds", type=integer(1, 100), default=3,
                        help="interleaved timings of each whole network, combined by the table's statistic (default 3)")
-    build.add_argument("--classes", type=int, default=1000,
+    build.add_argument("--classes", type=integer(1, 100_000), default=1000,
                        help="classes of the classifier entries: the dataset's (default 1000, ImageNet); run build "
                             "again with another count to add its entries")
-    build.add_argument("--in-channels", type=int, default=3,
+    build.add_argument("--in-channels", type=integer(1, 64), default=3,
                        help="input channels of the stem entries: 1 for grey data such as the embedded dataset "
                             "(default 3)")
     build.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -184,9 +174,12 @@ def add_latency_commands(subparsers: Any) -> None:
                "--threads 1 --space mobilenetv1 --samples 30",
     )
     check.add_argument("--space", default="mobilenetv2", help="the space whose members to draw (default mobilenetv2)")
-    check.add_argument("--samples", type=int, default=100, help="how many random members to time (default 100)")
-    check.add_argument("--rounds", type=int, default=3, help="interleaved timings of each network (default 3)")
-    check.add_argument("--seed", type=int, default=1000, help="seed of the random members (default 1000)")
+    check.add_argument("--samples", type=integer(2, 100_000), default=100,
+                       help="how many random members to time (default 100)")
+    check.add_argument("--rounds", type=integer(1, 100), default=3,
+                       help="interleaved timings of each network (default 3)")
+    check.add_argument("--seed", type=integer(0, 2**32 - 1), default=1000,
+                       help="seed of the random members (default 1000)")
     check.add_argument("--table", default=None, metavar="PATH",
                        help="a table file to check instead of this device's under --results-dir (it must have been "
                             "measured on this device)")

@@ -12,6 +12,7 @@ from typing import Any
 from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.errors import UserError
 from mobilenet_search.results import library
+from mobilenet_search.ui.cli_types import integer
 
 PROG = "mobilenet-search"
 LIBRARY_HELP = (f"the model library directory (default: ${library.ENV_VAR} if set, else model_library/ in the "
@@ -56,6 +57,9 @@ def _weights(entry: library.Entry) -> str:
     """One line: whether the entry has trained weights, where they come from and what they scored."""
     if not entry.has_weights:
         return "weights: none (architecture only; library.build gives freshly initialised weights)"
+    if not entry.weights_path.is_file():
+        return (f"weights: missing: the entry records {entry.weights_path}, which does not exist (moved or deleted? "
+                "restore it, or export the entry again)")
     about = entry.metadata.get("weights", {})
     source = entry.metadata.get("weights_source", "trained")
     how = {"confirmed": f"retrained from scratch by confirmation trial {about.get('trial')}",
@@ -157,7 +161,7 @@ def add_library_commands(subparsers: Any) -> None:
     export.add_argument("--results-dir", default="results",
                         help="where search put the default storage and the data cache (default results)")
     which = export.add_mutually_exclusive_group(required=True)
-    which.add_argument("--trial", type=int, default=None, metavar="N", help="export trial number N")
+    which.add_argument("--trial", type=integer(0, None), default=None, metavar="N", help="export trial number N")
     which.add_argument("--best", action="store_true",
                        help="export the most accurate Pareto-optimal feasible trial (ties: fewer MAdds)")
     export.add_argument("--under", default=None, metavar="BUDGET",
