@@ -1,0 +1,213 @@
+"""Data-parallel supernet training (measure/distributed.py): torchrun's environment, shares of the batch, and two
+gloo ranks on the CPU against one process: exactness, DDP, settings checked across ranks, checkpoints.
+
+The two-rank cases run in one pair of spawned processes (:func:`two_ranks`, a few seconds), which records what
+each rank ended with; the tests read those records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from test_supernet_train import ENVELOPE, FAST, SMALLEST, proxy_size, sample, stripes
+
+from mobilenet_search.arch.supernet import Supernet
+from mobilenet_search.errors import UserError
+from mobilenet_search.measure.distributed import DistributedSettings, Launch, Ranks, process_group
+from mobilenet_search.measure.supernet_train import SupernetConfig, train_supernet
+
+# One step (a batch of 128 of the ~200 training images), so that both trainings start from the same weights.
+ONE_STEP = SupernetConfig(epochs=1, batch_size=128, lr=5e-3, warmup_epochs=0)
+RESUMED = dataclasses.replace(FAST, batch_size=32)  # 2 epochs of 6 steps
+VARIANTS = {"sync": DistributedSettings(), "ddp": DistributedSettings(gradients="ddp"),
+            "local": DistributedSettings(sync_batchnorm=False)}
+TORCHRUN = dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def train(config, checkpoint, ranks=None, tag="t", on_step=None):
+    net = Supernet(ENVELOPE, seed=0)
+    result = train_supernet(net, stripes, sample, SMALLEST, ENVELOPE, proxy_size, config, checkpoint, tag,
+                            on_step=on_step, ranks=ranks)
+    return net, result
+
+
+def record(net, result):
+    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "losses": result.losses,
+            "grads": {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}}
+
+
+def _rank(rank: int, world: int, port: int, folder: str) -> None:
+    """One of two spawned ranks: every scenario the tests below read, each recorded in ``folder``."""
+    folder = Path(folder)
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    out: dict = {}
+    with process_group(Launch.from_environment(), "cpu", DistributedSettings(timeout=60)) as group:
+        for name, settings in VARIANTS.items():
+            ranks = Ranks(group.rank, group.world_size, settings)
+            out[name] = record(*train(ONE_STEP, folder / f"{name}.pt", ranks))
+        for case, kwargs in (("mismatch", dict(tag=f"tag-of-rank-{rank}")),
+                             ("corrupt", dict(checkpoint=folder / "garbage.pt"))):
+            try:
+                train(ONE_STEP, kwargs.get("checkpoint", folder / f"{case}.pt"), group, kwargs.get("tag", "t"))
+            except UserError as exc:
+                out[case] = str(exc)
+        out["resumed"] = record(*train(RESUMED, folder / "resume.pt", group))
+    torch.save(out, folder / f"rank{rank}.pt")
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    """What two gloo ranks (spawned) and one process ended with, in every scenario."""
+    folder = tmp_path_factory.mktemp("ranks")
+    (folder / "garbage.pt").write_bytes(b"\x00not a checkpoint")
+
+    def stop_in_second_epoch(epoch, step, steps, loss):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # one process trains the first epoch of RESUMED, the ranks the rest
+        train(RESUMED, folder / "resume.pt", on_step=stop_in_second_epoch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = {"one-step": record(*train(ONE_STEP, folder / "one.pt")),
+               "resumed": record(*train(RESUMED, folder / "uninterrupted.pt"))}
+        mp.spawn(_rank, args=(2, free_port(), str(folder)), nprocs=2)
+    finally:
+        torch.set_num_threads(threads)
+    return one, [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)], folder
+
+
+def _gradient_gap(a: dict, b: dict) -> float:
+    """The largest gradient difference, relative to the largest gradient of its tensor, over the tensors whose
+    gradient is not zero in exact arithmetic (some BatchNorm biases: the next BatchNorm removes their shift;
+    their float32 gradients are rounding noise near 1e-9)."""
+    return max(((a[k] - b[k]).abs().max() / b[k].abs().max()).item() for k in b if b[k].abs().max() > 1e-6)
+
+
+def _weight_gap(a: dict, b: dict, grads: dict) -> float:
+    """The largest weight difference after one AdamW step, over the entries whose gradient is above 1e-3 of its
+    tensor's largest. AdamW's first step is the learning rate times the gradient's sign (for a gradient well
+    above its eps, 1e-8, whose share of the step is then below 1e-3): an entry near zero can take either sign in
+    float32, in one process as in two."""
+    return max((a[k] - b[k])[grads[k].abs() > 1e-3 * grads[k].abs().max()].abs().max().item()
+               for k in grads if grads[k].abs().max() > 1e-6)
+
+
+# Float32's own error on these gradients, measured against the same step in float64 on the same batch (tiny
+# space, batch 128): 9e-4 (smallest member) to 5e-3 (largest) for one process, 7e-5 to 1.2e-4 for two ranks.
+# Two ranks and one process cannot agree more closely than the float32 error of either; each rank normalising
+# its own half of the batch (no SyncBatchNorm) is 0.2-0.45 away.
+GRADIENT_TOLERANCE = 1e-2
+
+
+def test_two_ranks_with_synced_batchnorm_take_one_process_s_step_to_float_tolerance(two_ranks):
+    one, ranks, _ = two_ranks
+    reference = one["one-step"]
+    for name in ("sync", "ddp"):  # gradients averaged by hand and by DDP
+        for rank in ranks:
+            assert rank[name]["grads"].keys() == reference["grads"].keys()
+            assert _gradient_gap(rank[name]["grads"], reference["grads"]) < GRADIENT_TOLERANCE, name
+            assert _weight_gap(rank[name]["state"], reference["state"], reference["grads"]) < 1e-5, name
+            assert rank[name]["losses"] == pytest.approx(reference["losses"], rel=1e-5)
+    # ... and the test can tell: each rank normalising its own half of the batch is another step.
+    assert _gradient_gap(ranks[0]["local"]["grads"], reference["grads"]) > 10 * GRADIENT_TOLERANCE
+
+
+def test_every_rank_ends_with_the_same_weights_and_with_synced_batchnorm_the_same_statistics(two_ranks):
+    _, (first, second), _ = two_ranks
+    parameters = {name for name, _ in Supernet(ENVELOPE).named_parameters()}
+    for name in VARIANTS:
+        for key, value in first[name]["state"].items():
+            if key in parameters or VARIANTS[name].sync_batchnorm:
+                assert torch.equal(value, second[name]["state"][key]), (name, key)
+    # Unsynced, each rank's running statistics are its own shares' (scoring recomputes them anyway).
+    assert not torch.equal(first["local"]["state"]["features.0.1.running_mean"],
+                           second["local"]["state"]["features.0.1.running_mean"])
+
+
+def test_rank_0_alone_writes_the_checkpoint_with_its_weights(two_ranks):
+    _, (first, _), folder = two_ranks
+    saved = torch.load(folder / "sync.pt", weights_only=True)
+    assert saved["epoch"] == 1 and saved["tag"] == "t"
+    assert all(torch.equal(v, first["sync"]["state"][k]) for k, v in saved["model"].items())
+
+
+def test_a_checkpoint_of_one_process_resumes_on_two_ranks(two_ranks):
+    one, ranks, _ = two_ranks
+    for rank in ranks:
+        resumed, uninterrupted = rank["resumed"]["losses"], one["resumed"]["losses"]
+        assert resumed[0] == uninterrupted[0]  # read from the checkpoint
+        assert resumed[1] == pytest.approx(uninterrupted[1], rel=1e-4)  # trained on two ranks
+
+
+def test_ranks_started_with_different_tags_all_refuse_in_one_line(two_ranks):
+    _, ranks, _ = two_ranks
+    for rank in ranks:
+        assert rank["mismatch"] == ("the ranks were started with different settings: rank 1's checkpoint tag is "
+                                    "tag-of-rank-1, rank 0's tag-of-rank-0; start every rank with the same command")
+
+
+def test_a_corrupt_checkpoint_is_one_line_on_every_rank(two_ranks):
+    _, ranks, folder = two_ranks
+    for rank in ranks:
+        assert rank["corrupt"].startswith(f"checkpoint {folder / 'garbage.pt'} cannot be read")
+        assert "\n" not in rank["corrupt"]
+
+
+# -- without other processes -----------------------------------------------------------------------------------
+
+def test_no_torchrun_variables_is_one_process_and_all_of_them_a_launch():
+    assert Launch.from_environment({}) is None
+    assert Launch.from_environment(TORCHRUN) == Launch(rank=1, world_size=2, local_rank=1)
+
+
+@pytest.mark.parametrize("missing", ["RANK", "MASTER_PORT"])
+def test_torchrun_s_environment_half_set_is_refused_naming_what_is_missing(missing):
+    environ = {k: v for k, v in TORCHRUN.items() if k != missing}
+    with pytest.raises(UserError, match=rf"^torchrun's environment is half set: .* but {missing} not"):
+        Launch.from_environment(environ)
+
+
+def test_more_ranks_on_a_machine_than_gpus_is_refused_with_nccl():
+    launch = Launch(rank=3, world_size=4, local_rank=3)
+    assert launch.device("cpu", cuda_devices=0) == "cpu"
+    assert Launch(1, 4, 1).device("cuda", cuda_devices=2) == "cuda:1"
+    with pytest.raises(UserError, match="^rank 3 is local rank 3 but this machine has 2 CUDA device"):
+        launch.device("cuda", cuda_devices=2)
+
+
+def test_each_rank_gets_an_equal_disjoint_share_of_the_batch_in_rank_order():
+    shares = [Ranks(rank, 4).shard(64) for rank in range(4)]
+    assert [list(range(64))[s] for s in shares] == [list(range(16 * r, 16 * r + 16)) for r in range(4)]
+    assert Ranks().shard(64) == slice(0, 64)
+    for world, batch in ((3, 64), (64, 64)):
+        with pytest.raises(UserError, match=f"batch of {batch} does not split into {world} equal shares"):
+            Ranks(0, world).shard(batch)
+
+
+def test_a_rank_whose_peers_never_join_fails_in_one_line_after_the_timeout(tmp_path):
+    import subprocess
+
+    code = ("from mobilenet_search.measure.distributed import *\n"
+            "with process_group(Launch(0, 2, 0), 'cpu', DistributedSettings(timeout=3)): pass\n")
+    environ = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+    result = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60)
+    last = result.stderr.strip().splitlines()[-1]
+    assert result.returncode != 0
+    assert "UserError: rank 0 of 2: the other ranks did not join within 3 s" in last, result.stderr
