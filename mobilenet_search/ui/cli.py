@@ -26,6 +26,7 @@ from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
+from mobilenet_search.ui.cli_supernet import add_supernet_commands
 
 PROG = "mobilenet-search"
 DEFAULT_TRIALS = 4
@@ -576,6 +577,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_library_commands(sub)
     add_dashboard_command(sub)
     add_latency_commands(sub)
+    add_supernet_commands(sub, search)
     return parser
 
 
