@@ -174,7 +174,16 @@ def test_a_corrupt_checkpoint_is_one_line_on_every_rank(two_ranks):
 
 def test_no_torchrun_variables_is_one_process_and_all_of_them_a_launch():
     assert Launch.from_environment({}) is None
-    assert Launch.from_environment(TORCHRUN) == Launch(rank=1, world_size=2, local_rank=1)
+    assert Launch.from_environment(TORCHRUN) == Launch(rank=1, world_size=2, local_rank=1, local_world_size=2)
+    assert Launch.from_environment(TORCHRUN | {"LOCAL_WORLD_SIZE": "4"}).local_world_size == 4
+
+
+def test_restarts_with_torchrun_s_shared_store_are_refused_naming_the_variable_that_fixes_them():
+    shared = TORCHRUN | {"TORCHELASTIC_USE_AGENT_STORE": "True", "TORCHELASTIC_MAX_RESTARTS": "3"}
+    with pytest.raises(UserError, match="^torchrun --max-restarts needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"):
+        Launch.from_environment(shared)
+    assert Launch.from_environment(shared | {"TORCHELASTIC_USE_AGENT_STORE": "False"}) is not None
+    assert Launch.from_environment(shared | {"TORCHELASTIC_MAX_RESTARTS": "0"}) is not None
 
 
 @pytest.mark.parametrize("missing", ["RANK", "MASTER_PORT"])
@@ -184,12 +193,12 @@ def test_torchrun_s_environment_half_set_is_refused_naming_what_is_missing(missi
         Launch.from_environment(environ)
 
 
-def test_more_ranks_on_a_machine_than_gpus_is_refused_with_nccl():
-    launch = Launch(rank=3, world_size=4, local_rank=3)
-    assert launch.device("cpu", cuda_devices=0) == "cpu"
-    assert Launch(1, 4, 1).device("cuda", cuda_devices=2) == "cuda:1"
-    with pytest.raises(UserError, match="^rank 3 is local rank 3 but this machine has 2 CUDA device"):
-        launch.device("cuda", cuda_devices=2)
+def test_more_ranks_on_a_machine_than_gpus_is_refused_with_nccl_on_every_rank():
+    assert Launch(3, 4, 3, 4).device("cpu", cuda_devices=0) == "cpu"
+    assert Launch(1, 4, 1, 2).device("cuda", cuda_devices=2) == "cuda:1"
+    for local_rank in (0, 3):  # the ranks that have a GPU too, so that none waits for the others in vain
+        with pytest.raises(UserError, match="^4 ranks on this machine but 2 CUDA device"):
+            Launch(local_rank, 4, local_rank, 4).device("cuda", cuda_devices=2)
 
 
 def test_each_rank_gets_an_equal_disjoint_share_of_the_batch_in_rank_order():
@@ -211,3 +220,30 @@ def test_a_rank_whose_peers_never_join_fails_in_one_line_after_the_timeout(tmp_p
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0
     assert "UserError: rank 0 of 2: the other ranks did not join within 3 s" in last, result.stderr
+
+
+# -- under torchrun ----------------------------------------------------------------------------------------------
+
+def torchrun(*args: str, restarts: int = 0):
+    import subprocess
+
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "--max-restarts", str(restarts), "--monitor-interval", "0.2",
+               str(Path(__file__).parent / "torchrun_train.py"), *args]
+    # Restarts need the rendezvous store kept apart from the ranks' (see Launch.from_environment).
+    return subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, OMP_NUM_THREADS="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"))
+
+
+def test_a_rank_killed_under_torchrun_restarts_the_job_from_the_last_epoch_to_the_same_weights(tmp_path):
+    uninterrupted = torchrun(str(tmp_path / "uninterrupted.pt"), "2", "0")
+    assert uninterrupted.returncode == 0, uninterrupted.stderr[-2000:]
+    killed = torchrun(str(tmp_path / "killed.pt"), "2", "1", restarts=1)
+    assert killed.returncode == 0, killed.stderr[-2000:]
+    assert "resumed_epochs=1 attempt=1" in killed.stdout  # the second attempt started from epoch 1's checkpoint
+    assert "-9" in killed.stderr or "SIGKILL" in killed.stderr  # torchrun saw the rank die
+    a = torch.load(tmp_path / "uninterrupted.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed.pt", weights_only=True)
+    assert a["losses"] == b["losses"] and a["epoch"] == b["epoch"] == 2
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key

@@ -56,12 +56,16 @@ class Launch:
     rank: int
     world_size: int
     local_rank: int
+    local_world_size: int = 1  # ranks on this machine
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> Launch | None:
         """The launch torchrun's variables describe; None when none is set (a plain process).
 
-        Some set and others not (a launch script that forgot one) is a :class:`UserError` naming them.
+        Some set and others not (a launch script that forgot one) is a :class:`UserError` naming them. So is
+        ``--max-restarts`` with the rendezvous store shared with the ranks (torchrun's default): a restarted
+        rank would read its peers' addresses of the failed attempt and fail to connect (pytorch/pytorch#135712;
+        measured here with gloo), so every restart would fail.
         """
         present = [name for name in TORCHRUN_VARIABLES if environ.get(name)]
         if not present:
@@ -79,19 +83,25 @@ class Launch:
         if not (world >= 1 and 0 <= rank < world and local >= 0):
             raise UserError(f"torchrun's environment is inconsistent: RANK={rank}, WORLD_SIZE={world}, "
                             f"LOCAL_RANK={local}")
-        return cls(rank, world, local)
+        restarts = environ.get("TORCHELASTIC_MAX_RESTARTS", "0") != "0"
+        if restarts and environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            raise UserError("torchrun --max-restarts needs TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's "
+                            "environment: with the rendezvous store shared, restarted ranks cannot connect "
+                            "(pytorch/pytorch#135712)")
+        return cls(rank, world, local, int(environ.get("LOCAL_WORLD_SIZE", local + 1)))
 
     def device(self, requested: str, cuda_devices: int) -> str:
         """This rank's device: ``cuda:LOCAL_RANK`` when ``requested`` is CUDA (one GPU per rank), else the CPU.
 
-        More ranks on a machine than ``cuda_devices`` is a :class:`UserError` (nccl cannot share a GPU).
+        More ranks on a machine than ``cuda_devices`` is a :class:`UserError` on every rank (nccl cannot share a
+        GPU).
         """
         if not requested.startswith("cuda"):
             return "cpu"
-        if self.local_rank >= cuda_devices:
-            raise UserError(f"rank {self.rank} is local rank {self.local_rank} but this machine has {cuda_devices} "
-                            f"CUDA device(s): start at most {cuda_devices} processes per node (--nproc-per-node) "
-                            "with nccl")
+        if max(self.local_rank + 1, self.local_world_size) > cuda_devices:
+            raise UserError(f"{max(self.local_rank + 1, self.local_world_size)} ranks on this machine but "
+                            f"{cuda_devices} CUDA device(s): start at most {cuda_devices} processes per node "
+                            "(--nproc-per-node) with nccl, one per GPU")
         return f"cuda:{self.local_rank}"
 
 
