@@ -33,11 +33,13 @@ def _settings(args: argparse.Namespace):
     from mobilenet_search.search.study import open_study
 
     fields = [f.name for f in dataclasses.fields(SearchConfig)]
+    if args.strategy != "supernet":
+        raise UserError(f"invalid --strategy {args.strategy}: supernet train trains a --strategy supernet supernet")
     if args.study is None:
         given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
-        return None, SearchConfig(**(given | {"budget": args.budget or _ANY_BUDGET, "strategy": "supernet"}))
+        return None, SearchConfig(**(given | {"budget": args.budget or _ANY_BUDGET}))
     flags = [f"--{name.replace('_', '-')}" for name in fields
-             if getattr(args, name, None) not in (None, _default(name))]
+             if getattr(args, name, None) not in (None, "supernet", _default(name))]
     if flags:
         raise UserError(f"--study takes the settings stored in the study: drop {', '.join(flags)}")
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
@@ -119,10 +121,10 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
     )
     fields = {f.name for f in dataclasses.fields(SearchConfig)}
     for action in search._actions:
-        if action.dest in fields - {"strategy"}:
+        if action.dest in fields:  # so that a search's command line can be pasted
             action = copy.copy(action)
             action.required = False  # --budget: the supernet does not depend on it
-            action.default = None if action.dest == "budget" else action.default
+            action.default = {"budget": None, "strategy": "supernet"}.get(action.dest, action.default)
             train._add_action(action)
     train.add_argument("--study", default=None,
                        help="an existing --strategy supernet study: its stored settings (instead of the flags above); "
