@@ -1,14 +1,27 @@
 """``supernet train`` (ui/cli_supernet.py) in one process: the checkpoint a search with the same flags scores with,
-``--study``, and bad input (one line, exit code 2). Two ranks: test_distributed.py."""
+``--study``, and bad input (one line, exit code 2); workers scoring the study it trained. Two ranks:
+test_distributed.py."""
 
 from __future__ import annotations
+
+import os
 
 import optuna
 import pytest
 import torch
-from test_strategies import CONFIG, FLAGS, search, step_recorder, storage_of
+from test_strategies import (
+    CONFIG,
+    FLAGS,
+    STUDY,
+    TRIALS,
+    digest,
+    run_supernet_study,
+    search,
+    step_recorder,
+    storage_of,
+)
 
-from mobilenet_search.results.records import SUPERNET_ATTR
+from mobilenet_search.results.records import SUPERNET_ATTR, is_confirmation, outcome
 from mobilenet_search.search.study import open_study
 from mobilenet_search.ui.cli import main
 
@@ -55,3 +68,28 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, ca
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mobilenet-search: error: {expected}") and err.count("\n") == 1, err
+
+
+@pytest.fixture(scope="module")
+def supernet_study(tmp_path_factory):
+    """test_strategies.py's small supernet study (run once a session, whichever file asks first)."""
+    return run_supernet_study(tmp_path_factory)
+
+
+def test_two_workers_score_a_supernet_study_to_exactly_its_target_with_the_same_checkpoint(supernet_study, tmp_path):
+    import subprocess
+    import sys
+
+    folder = supernet_study.copy(tmp_path / "results")
+    before = digest(supernet_study.checkpoint)
+    target = TRIALS + 4
+    command = [sys.executable, "-m", "mobilenet_search", "worker", "--storage", storage_of(folder), "--study", STUDY,
+               "--trials", str(target), "--device", "cpu", "--results-dir", str(folder), "--quiet"]
+    workers = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+               for _ in range(2)]
+    assert [w.wait(timeout=300) for w in workers] == [0, 0], [w.stderr.read() for w in workers]
+    study = optuna.load_study(study_name=STUDY, storage=storage_of(folder))
+    scored = [t for t in study.trials if not is_confirmation(t) and outcome(t) == "trained"]
+    assert len(scored) == target  # counted as for scratch workers: claimed slots, none twice
+    assert all(t.user_attrs["strategy"] == "supernet" for t in scored)
+    assert digest(supernet_study.checkpoint) == before  # read, never written

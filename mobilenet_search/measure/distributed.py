@@ -13,13 +13,16 @@
   shares put together are its batch. Augmentation is drawn for the whole global batch, then sharded;
 - the gradients are averaged over the ranks once per step, after the whole sandwich: by hand (one
   all-reduce of every gradient, flattened; ``gradients="allreduce"``, the default) or by DDP with
-  ``find_unused_parameters`` and ``no_sync`` for all members but the last (``gradients="ddp"``);
-  ``benchmarks/bench_distributed.py`` measures both;
+  ``find_unused_parameters`` and ``no_sync`` for all members but the last (``gradients="ddp"``):
+  as fast on 2 CPU ranks (``benchmarks/bench_distributed.py``; docs/scaling-out.md), with one
+  collective a step and no DDP warning;
 - BatchNorm normalises with the statistics of the whole global batch (``sync_batchnorm``, the
   default): the training then does not depend on N (2 ranks with half the batch each end with the
   weights of one process, to float tolerance: the tests check it), a checkpoint resumes at another N
   as the same optimisation, and a rank's share may be small (64 images over 8 GPUs is 8 per rank,
-  and the last layers' maps are 2x2 or 1x1). Without it each rank normalises its own share.
+  and the last layers' maps are 2x2 or 1x1). Without it each rank normalises its own share. Its
+  cost: one small all-gather per BatchNorm call, forward and backward (on 2 gloo ranks at 32 px,
+  +75-90 % CPU time an epoch).
 - Only rank 0 reads and writes the checkpoint; what it reads (or the error it raises) reaches every
   rank, so a bad checkpoint is one line on every rank and not a hang.
 - Collectives and the start-up wait for the other ranks have a timeout (``timeout``).
