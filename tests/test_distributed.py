@@ -1,34 +1,27 @@
 """Data-parallel supernet training (measure/distributed.py): torchrun's environment, shares of the batch, and two
 gloo ranks on the CPU against one process: exactness, DDP, settings checked across ranks, checkpoints.
 
-The two-rank cases run in one pair of spawned processes (:func:`two_ranks`, a few seconds), which records what
-each rank ended with; the tests read those records.
+The two-rank cases run in one pair of processes (:func:`two_ranks`, distributed_ranks.py, a few seconds), which
+record what each rank ended with; the tests read those records.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-import torch.multiprocessing as mp
-from test_supernet_train import ENVELOPE, FAST, SMALLEST, proxy_size, sample, stripes
+from distributed_ranks import ONE_STEP, RESUMED, VARIANTS, record, train
 
-from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.errors import UserError
-from mobilenet_search.measure.distributed import DistributedSettings, Launch, Ranks, process_group
-from mobilenet_search.measure.supernet_train import SupernetConfig, train_supernet
+from mobilenet_search.measure.distributed import Launch, Ranks
 
-# One step (a batch of 128 of the ~200 training images), so that both trainings start from the same weights.
-ONE_STEP = SupernetConfig(epochs=1, batch_size=128, lr=5e-3, warmup_epochs=0)
-RESUMED = dataclasses.replace(FAST, batch_size=32)  # 2 epochs of 6 steps
-VARIANTS = {"sync": DistributedSettings(), "ddp": DistributedSettings(gradients="ddp"),
-            "local": DistributedSettings(sync_batchnorm=False)}
 TORCHRUN = dict(RANK="1", WORLD_SIZE="2", LOCAL_RANK="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+HERE = Path(__file__).parent
 
 
 def free_port() -> int:
@@ -37,42 +30,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def train(config, checkpoint, ranks=None, tag="t", on_step=None):
-    net = Supernet(ENVELOPE, seed=0)
-    result = train_supernet(net, stripes, sample, SMALLEST, ENVELOPE, proxy_size, config, checkpoint, tag,
-                            on_step=on_step, ranks=ranks)
-    return net, result
-
-
-def record(net, result):
-    return {"state": {k: v.clone() for k, v in net.state_dict().items()}, "losses": result.losses,
-            "grads": {name: p.grad.clone() for name, p in net.named_parameters() if p.grad is not None}}
-
-
-def _rank(rank: int, world: int, port: int, folder: str) -> None:
-    """One of two spawned ranks: every scenario the tests below read, each recorded in ``folder``."""
-    folder = Path(folder)
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    out: dict = {}
-    with process_group(Launch.from_environment(), "cpu", DistributedSettings(timeout=60)) as group:
-        for name, settings in VARIANTS.items():
-            ranks = Ranks(group.rank, group.world_size, settings)
-            out[name] = record(*train(ONE_STEP, folder / f"{name}.pt", ranks))
-        for case, kwargs in (("mismatch", dict(tag=f"tag-of-rank-{rank}")),
-                             ("corrupt", dict(checkpoint=folder / "garbage.pt"))):
-            try:
-                train(ONE_STEP, kwargs.get("checkpoint", folder / f"{case}.pt"), group, kwargs.get("tag", "t"))
-            except UserError as exc:
-                out[case] = str(exc)
-        out["resumed"] = record(*train(RESUMED, folder / "resume.pt", group))
-    torch.save(out, folder / f"rank{rank}.pt")
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    """What two gloo ranks (spawned) and one process ended with, in every scenario."""
+    """What two gloo ranks (distributed_ranks.py) and one process ended with, in every scenario."""
     folder = tmp_path_factory.mktemp("ranks")
     (folder / "garbage.pt").write_bytes(b"\x00not a checkpoint")
 
@@ -82,14 +42,19 @@ def two_ranks(tmp_path_factory):
 
     with pytest.raises(KeyboardInterrupt):  # one process trains the first epoch of RESUMED, the ranks the rest
         train(RESUMED, folder / "resume.pt", on_step=stop_in_second_epoch)
+    port = str(free_port())
+    ranks = [subprocess.Popen([sys.executable, str(HERE / "distributed_ranks.py"), str(folder)], stderr=subprocess.PIPE,
+                              text=True, env=dict(os.environ, RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank),
+                                                  MASTER_ADDR="127.0.0.1", MASTER_PORT=port, OMP_NUM_THREADS="1"))
+             for rank in range(2)]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(1)  # as the ranks
     try:
         one = {"one-step": record(*train(ONE_STEP, folder / "one.pt")),
                "resumed": record(*train(RESUMED, folder / "uninterrupted.pt"))}
-        mp.spawn(_rank, args=(2, free_port(), str(folder)), nprocs=2)
     finally:
         torch.set_num_threads(threads)
+    assert [rank.wait(timeout=300) for rank in ranks] == [0, 0], [rank.stderr.read()[-3000:] for rank in ranks]
     return one, [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(2)], folder
 
 
@@ -131,7 +96,7 @@ def test_two_ranks_with_synced_batchnorm_take_one_process_s_step_to_float_tolera
 
 def test_every_rank_ends_with_the_same_weights_and_with_synced_batchnorm_the_same_statistics(two_ranks):
     _, (first, second), _ = two_ranks
-    parameters = {name for name, _ in Supernet(ENVELOPE).named_parameters()}
+    parameters = set(first["sync"]["grads"])  # every parameter gets a gradient: the largest member uses all
     for name in VARIANTS:
         for key, value in first[name]["state"].items():
             if key in parameters or VARIANTS[name].sync_batchnorm:
@@ -211,8 +176,6 @@ def test_each_rank_gets_an_equal_disjoint_share_of_the_batch_in_rank_order():
 
 
 def test_a_rank_whose_peers_never_join_fails_in_one_line_after_the_timeout(tmp_path):
-    import subprocess
-
     code = ("from mobilenet_search.measure.distributed import *\n"
             "with process_group(Launch(0, 2, 0), 'cpu', DistributedSettings(timeout=3)): pass\n")
     environ = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
@@ -225,11 +188,9 @@ def test_a_rank_whose_peers_never_join_fails_in_one_line_after_the_timeout(tmp_p
 # -- under torchrun ----------------------------------------------------------------------------------------------
 
 def torchrun(*args: str, restarts: int = 0):
-    import subprocess
-
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "--max-restarts", str(restarts), "--monitor-interval", "0.2",
-               str(Path(__file__).parent / "torchrun_train.py"), *args]
+               str(HERE / "torchrun_train.py"), *args]
     # Restarts need the rendezvous store kept apart from the ranks' (see Launch.from_environment).
     return subprocess.run(command, capture_output=True, text=True, timeout=300,
                           env=dict(os.environ, OMP_NUM_THREADS="1", TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1"))
