@@ -7,7 +7,7 @@ the study (SQLite), until the study holds ``--candidates`` more scored trials. E
 checkpoint once, at its start: process start-up and that load are included, as are each trial's
 latency and zero-cost measurements.
 
-Run: ``python benchmarks/bench_supernet_workers.py [--candidates 40]``.
+Run: ``python benchmarks/bench_supernet_workers.py [--candidates 20]``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,11 @@ def run(folder: Path, workers: int, target: int) -> float:
     storage = f"sqlite:///{folder / 'sw.db'}"
     command = [*CLI, "worker", "--storage", storage, "--study", "sw", "--trials", str(target), "--device", "cpu",
                "--results-dir", str(folder), "--quiet"]
-    # As --workers N does: the cores shared out, one thread each.
-    env = None if workers == 1 else {**os.environ, "OMP_NUM_THREADS": "1"}
+    # One thread a worker, 1 worker or 2: on a shared machine a worker's 2 OpenMP threads spin-wait on each other
+    # (the first run of this benchmark gave 1 worker 2 threads: 27 s a candidate against 3.3 s for 1-thread workers).
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     start = time.perf_counter()
-    processes = [subprocess.Popen(command, cwd=folder, env=env) for _ in range(workers)]
+    processes = [subprocess.Popen(command, cwd=folder, env=env, stdout=subprocess.DEVNULL) for _ in range(workers)]
     if any(p.wait() != 0 for p in processes):
         raise SystemExit("a worker failed")
     return time.perf_counter() - start
@@ -43,14 +44,14 @@ def run(folder: Path, workers: int, target: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--candidates", type=int, default=20)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as root:
         base = Path(root) / "base"
         base.mkdir()
         # The study and its supernet, once; a worker never trains one.
         subprocess.run([*CLI, *SETTINGS, "--study", "sw", "--trials", "1", "--results-dir", str(base)], check=True,
-                       capture_output=True, cwd=base)
+                       capture_output=True, cwd=base, env={**os.environ, "OMP_NUM_THREADS": "1"})
         seconds = {}
         for workers in (1, 2):
             folder = Path(root) / f"w{workers}"

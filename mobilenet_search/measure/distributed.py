@@ -22,7 +22,7 @@
   as the same optimisation, and a rank's share may be small (64 images over 8 GPUs is 8 per rank,
   and the last layers' maps are 2x2 or 1x1). Without it each rank normalises its own share. Its
   cost: one small all-gather per BatchNorm call, forward and backward (on 2 gloo ranks at 32 px,
-  +75-90 % CPU time an epoch).
+  +80-90 % CPU time an epoch).
 - Only rank 0 reads and writes the checkpoint; what it reads (or the error it raises) reaches every
   rank, so a bad checkpoint is one line on every rank and not a hang.
 - Collectives and the start-up wait for the other ranks have a timeout (``timeout``).
