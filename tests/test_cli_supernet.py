@@ -50,21 +50,24 @@ def test_with_study_it_trains_the_study_s_supernet_and_records_it(tmp_path, caps
                                                "study: drop --lr")
 
 
-@pytest.mark.parametrize("case", ["half-set", "corrupt", "strategy"])
+@pytest.mark.parametrize("case", ["half-set", "corrupt", "strategy", "gradients"])
 def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, monkeypatch, case):
     args = ["supernet", "train", *FLAGS, "--results-dir", str(tmp_path), "--quiet"]
     expected = {"half-set": "torchrun's environment is half set: RANK, WORLD_SIZE set but LOCAL_RANK, MASTER_ADDR, "
                             "MASTER_PORT not",
                 "corrupt": f"checkpoint {tmp_path / 'bad.pt'} cannot be read",
-                "strategy": "invalid --strategy scratch"}[case]
+                "strategy": "invalid --strategy scratch",
+                "gradients": "invalid gradient synchronisation 'nccl': expected one of allreduce, ddp"}[case]
     if case == "half-set":
         monkeypatch.setenv("RANK", "0")
         monkeypatch.setenv("WORLD_SIZE", "2")
     elif case == "corrupt":
         (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
         args += ["--supernet", str(tmp_path / "bad.pt")]
-    else:
+    elif case == "strategy":
         args += ["--strategy", "scratch"]
+    else:
+        args += ["--gradients", "nccl"]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"mobilenet-search: error: {expected}") and err.count("\n") == 1, err

@@ -25,6 +25,9 @@ from mobilenet_search.errors import UserError
 PROG = "mobilenet-search"
 # A supernet's checkpoint does not depend on the budget (see strategies.checkpoint_tag); a study needs one.
 _ANY_BUDGET = "1G-madds"
+# The search's options that are not a study's settings (SearchConfig's fields); every other one is copied.
+_RUN_OPTIONS = {"help", "trials", "workers", "timeout", "heartbeat", "study", "storage", "supernet", "results_dir",
+                "device"}
 
 
 def _settings(args: argparse.Namespace):
@@ -103,10 +106,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.ArgumentParser) -> None:
-    """``supernet train``, taking ``search``'s settings flags (the same objects: the same names and defaults)."""
-    from mobilenet_search.measure.distributed import GRADIENT_SYNCS
-    from mobilenet_search.search.config import SearchConfig
+    """``supernet train``, taking ``search``'s settings flags (the same objects: the same names and defaults).
 
+    Imports nothing heavy: ``--help`` loads neither torch nor optuna.
+    """
     supernet = sub.add_parser("supernet", help="train a --strategy supernet study's supernet, on one process or "
                                                "many (torchrun)")
     commands = supernet.add_subparsers(dest="supernet_command", metavar="COMMAND", required=True)
@@ -119,9 +122,8 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
         epilog=f"Examples: torchrun --nproc-per-node 4 -m mobilenet_search supernet train --space mobilenetv2 "
                f"--dataset cifar10:DATA --device cuda;  {PROG} supernet train --study NAME",
     )
-    fields = {f.name for f in dataclasses.fields(SearchConfig)}
     for action in search._actions:
-        if action.dest in fields:  # so that a search's command line can be pasted
+        if action.dest not in _RUN_OPTIONS:  # so that a search's settings can be pasted
             action = copy.copy(action)
             action.required = False  # --budget: the supernet does not depend on it
             action.default = {"budget": None, "strategy": "supernet"}.get(action.dest, action.default)
@@ -138,9 +140,9 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
     train.add_argument("--no-sync-batchnorm", action="store_true",
                        help="each rank normalises with its own share of the batch (faster; the result then depends "
                             "on the number of ranks)")
-    train.add_argument("--gradients", choices=GRADIENT_SYNCS, default="allreduce",
-                       help="how the ranks average gradients after each sandwich step: one all-reduce by hand, or "
-                            "DDP (find_unused_parameters)")
+    train.add_argument("--gradients", default="allreduce",
+                       help="how the ranks average gradients after each sandwich step: allreduce (one all-reduce by "
+                            "hand) or ddp (DistributedDataParallel, find_unused_parameters)")
     train.add_argument("--rank-timeout", type=float, default=300.0,
                        help="seconds a rank waits for the others to join and in every collective before failing")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
