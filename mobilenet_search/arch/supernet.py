@@ -34,6 +34,8 @@ from mobilenet_search.arch.builder import ACTIVATION_LAYERS, MobileNet, build_mo
 from mobilenet_search.arch.spec import ArchSpec, Block
 from mobilenet_search.errors import UserError
 
+BatchNorm = Callable[[nn.BatchNorm2d, torch.Tensor, int], torch.Tensor]  # (layer, input, channels) -> output
+
 
 class _Placed(NamedTuple):
     """One block of a subnet: where it sits in the envelope's and in the subnet's ``features``."""
@@ -49,7 +51,9 @@ class Supernet(nn.Module):
     ``forward(x, spec)`` computes what ``self.subnet(spec)(x)`` computes, without copying weights,
     so a training step's gradients land in the shared weights. In training mode each BatchNorm
     normalises with the batch's statistics and updates the first channels of its running
-    statistics, as the subnet's own BatchNorm would.
+    statistics, as the subnet's own BatchNorm would. ``batch_norm`` is the function that does so
+    (:func:`batch_norm`); data-parallel training swaps in one that normalises with the statistics of
+    every rank's batch (:mod:`mobilenet_search.measure.distributed`).
     """
 
     def __init__(self, envelope: ArchSpec, seed: int | None = None) -> None:
@@ -58,6 +62,7 @@ class Supernet(nn.Module):
         model = build_model(envelope, seed)  # torchvision's initialisation, seeded as build_model is
         self.features = model.features
         self.classifier = model.classifier
+        self.batch_norm: BatchNorm = batch_norm
 
     def zero_init_residual(self) -> None:
         """Zero the scale of the last BatchNorm in every residual block, so each starts as the identity (BigNAS).
@@ -137,12 +142,12 @@ class Supernet(nn.Module):
         """Logits of the subnet ``spec`` (default: the envelope) for inputs ``x``, on the shared weights."""
         spec = self.envelope if spec is None else spec
         self.check(spec)
-        act = ACTIVATION_LAYERS[spec.activation]()  # a module used as a function, out of place
-        x = _conv_bn_act(self.features[0], x, spec.in_channels, spec.stem_out, act)
+        act, norm = ACTIVATION_LAYERS[spec.activation](), self.batch_norm  # a module used as a function
+        x = _conv_bn_act(self.features[0], x, spec.in_channels, spec.stem_out, act, norm)
         for placed in self._placed(spec):
-            x = _block(self.features[placed.envelope_index], placed.block, x, act, spec.linear_projection)
+            x = _block(self.features[placed.envelope_index], placed.block, x, act, spec.linear_projection, norm)
         if spec.head_out is not None:
-            x = _conv_bn_act(self.features[-1], x, spec.stages_out, spec.head_out, act)
+            x = _conv_bn_act(self.features[-1], x, spec.stages_out, spec.head_out, act, norm)
         x = F.adaptive_avg_pool2d(x, 1)
         x = F.dropout(x, spec.dropout, self.training)
         last = self.classifier[1]
@@ -191,12 +196,18 @@ def _prefix(tensor: torch.Tensor, *sizes: int) -> torch.Tensor:
     return tensor[tuple(slice(0, n) for n in sizes)]
 
 
-def _batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, channels: int) -> torch.Tensor:
+def batch_norm_momentum(bn: nn.BatchNorm2d) -> float:
+    """The running statistics' momentum of this call of ``bn`` (0 in eval mode), counting the batch in training
+    mode: nn.BatchNorm2d's rules."""
+    if not bn.training:
+        return 0.0
+    bn.num_batches_tracked.add_(1)
+    return bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+
+
+def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, channels: int) -> torch.Tensor:
     """``bn`` on its first ``channels`` channels, with nn.BatchNorm2d's rules for training and momentum."""
-    momentum = 0.0
-    if bn.training:
-        bn.num_batches_tracked.add_(1)
-        momentum = bn.momentum if bn.momentum is not None else 1.0 / float(bn.num_batches_tracked)
+    momentum = batch_norm_momentum(bn)
     # Slices of the running buffers are views: F.batch_norm updates the shared statistics in place.
     return F.batch_norm(x, _prefix(bn.running_mean, channels), _prefix(bn.running_var, channels),
                         _prefix(bn.weight, channels), _prefix(bn.bias, channels), bn.training, momentum, bn.eps)
@@ -211,22 +222,22 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, in_channels: int, out_channels: int)
 
 
 def _conv_bn_act(layers: nn.Sequential, x: torch.Tensor, in_channels: int, out_channels: int,
-                 act: Callable[[torch.Tensor], torch.Tensor] | None) -> torch.Tensor:
-    x = _batch_norm(layers[1], _conv(layers[0], x, in_channels, out_channels), out_channels)
+                 act: Callable[[torch.Tensor], torch.Tensor] | None, norm: BatchNorm) -> torch.Tensor:
+    x = norm(layers[1], _conv(layers[0], x, in_channels, out_channels), out_channels)
     return x if act is None else act(x)
 
 
 def _block(module: nn.Module, block: Block, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor],
-           linear: bool) -> torch.Tensor:
+           linear: bool, norm: BatchNorm) -> torch.Tensor:
     """The builder's InvertedResidual for ``block``, on the first channels of the envelope's ``module``."""
     layers = module.conv
     h, i = x, 0
     if block.expansion != 1:
-        h, i = _conv_bn_act(layers[0], h, block.in_channels, block.hidden, act), 1
-    h = _conv_bn_act(layers[i], h, block.hidden, block.hidden, act)
+        h, i = _conv_bn_act(layers[0], h, block.in_channels, block.hidden, act, norm), 1
+    h = _conv_bn_act(layers[i], h, block.hidden, block.hidden, act, norm)
     if linear:
-        h = _batch_norm(layers[i + 2], _conv(layers[i + 1], h, block.hidden, block.out_channels), block.out_channels)
+        h = norm(layers[i + 2], _conv(layers[i + 1], h, block.hidden, block.out_channels), block.out_channels)
     else:
-        h = _conv_bn_act(layers[i + 1], h, block.hidden, block.out_channels, act)
+        h = _conv_bn_act(layers[i + 1], h, block.hidden, block.out_channels, act, norm)
     # The residual follows the subnet's own widths: a stage's first block gets one when they match.
     return x + h if block.residual else h

@@ -11,7 +11,8 @@ decay on BatchNorm, a per-step cosine schedule with warm-up.
 
 A checkpoint is written atomically after every epoch; a run started again with the same
 checkpoint path and tag continues after the last finished epoch and ends with the same weights
-as an uninterrupted run.
+as an uninterrupted run. Several processes train one supernet together, data-parallel, when
+given their :class:`~mobilenet_search.measure.distributed.Ranks` (launched by ``torchrun``).
 
 Scoring a member (:func:`score_subnet`) extracts it, recomputes its BatchNorm statistics on a
 fixed set of training images (as Once-for-All does: the shared running statistics belong to no
@@ -40,6 +41,7 @@ from mobilenet_search.arch.supernet import Supernet
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
 from mobilenet_search.measure.data import ImageData
+from mobilenet_search.measure.distributed import Ranks
 from mobilenet_search.measure.small_depthwise import small_map_depthwise
 from mobilenet_search.measure.train import (
     Evaluation,
@@ -191,7 +193,8 @@ class _Inputs:
 def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData],
                    sample: Callable[[torch.Generator], ArchSpec], smallest: ArchSpec, largest: ArchSpec,
                    proxy_size: Callable[[ArchSpec], int], config: SupernetConfig, checkpoint: Path, tag: str,
-                   on_step: Callable[[int, int, int, float], None] | None = None) -> SupernetTrainResult:
+                   on_step: Callable[[int, int, int, float], None] | None = None,
+                   ranks: Ranks | None = None) -> SupernetTrainResult:
     """Train ``supernet`` in place with the sandwich rule, checkpointing to ``checkpoint`` after each epoch.
 
     ``data_for_size(size)`` gives the dataset at ``size`` pixels (same split and order at every
@@ -203,7 +206,12 @@ def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData]
     If ``checkpoint`` exists it must carry ``tag`` (else :class:`UserError`); training continues
     after its last epoch. A NaN or infinite loss raises :class:`TrainingDiverged`. The same seed
     gives the same weights on the CPU; the caller's random state is left alone.
+
+    With ``ranks`` of several processes, each trains on its share of every batch and only rank 0
+    writes the checkpoint (see :mod:`mobilenet_search.measure.distributed`); ``config.device`` is
+    this rank's device.
     """
+    ranks = Ranks() if ranks is None else ranks
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"invalid supernet setting device={config.device!r}: no CUDA device is available")
@@ -220,6 +228,7 @@ def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData]
     # Drop the last partial batch: a batch of one breaks BatchNorm on 1x1 feature maps.
     steps_per_epoch = max(1, n_train // config.batch_size)
     total_steps = config.epochs * steps_per_epoch
+    shard = ranks.shard(config.batch_size)
     train_config = config.train_config(steps_per_epoch)
     optimizer = _optimizer(supernet, train_config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, train_config))
@@ -232,59 +241,68 @@ def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData]
     # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
     with torch.random.fork_rng(devices=[device] if cuda else []):
         torch.manual_seed(config.seed)
-        saved = _read_checkpoint(checkpoint, tag)
+        ranks.agree("checkpoint tag", tag)
+        saved = ranks.from_first(lambda: _read_checkpoint(checkpoint, tag))
         if saved is None and config.zero_init_residual:
             supernet.zero_init_residual()
         if saved is not None:
             _restore(saved, checkpoint, supernet, optimizer, scheduler, generator, steps_per_epoch, device)
             losses = list(saved["losses"])
         resumed = len(losses)
+        model = ranks.prepare(supernet)
         for epoch in range(resumed, config.epochs):
             start = time.perf_counter()
+            ranks.seed_epoch(config.seed, epoch)
             supernet.train()
             order = torch.randperm(n_train, generator=generator)
             largest_sum = torch.zeros((), device=device)
             total_sum = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
                 index = order[step * config.batch_size:(step + 1) * config.batch_size]
-                labels = base.train_labels[index].to(device, non_blocking=True)
+                labels = base.train_labels[index][shard].to(device, non_blocking=True)
                 # Members at the same size see the same augmented images; every size the same flips.
                 augment_seed = int(torch.randint(2**62, (1,), generator=generator))
                 members = [largest, smallest] + [sample(generator) for _ in range(config.random_subnets)]
                 batches: dict[int, torch.Tensor] = {}
                 optimizer.zero_grad(set_to_none=True)
                 teacher = None
-                for spec in members:
+                for number, spec in enumerate(members):
                     size = proxy_size(spec)
                     if size not in batches:
                         data, prepare = inputs.at(size)
+                        # The global batch's augmentation, then this rank's share: the same images at any N.
                         batches[size] = prepare(_augment(data.train_images[index], data.hflip, config.crop_padding,
-                                                         torch.Generator().manual_seed(augment_seed)))
-                    with amp, small_map_depthwise(device):  # oneDNN is slow on the last 2x2, 1x1 maps
-                        logits = supernet(batches[size], spec)
-                        if teacher is None or not config.distill:
-                            loss = criterion(logits, labels)
-                        else:  # in-place distillation: the largest member's soft predictions are the targets
-                            loss = -(teacher * F.log_softmax(logits.float(), 1)).sum(1).mean()
-                    loss.backward()  # one graph at a time: memory for one member, gradients add up
+                                                         torch.Generator().manual_seed(augment_seed))[shard])
+                    with ranks.member(model, last=number == len(members) - 1):
+                        with amp, small_map_depthwise(device):  # oneDNN is slow on the last 2x2, 1x1 maps
+                            logits = model(batches[size], spec)
+                            if teacher is None or not config.distill:
+                                loss = criterion(logits, labels)
+                            else:  # in-place distillation: the largest member's soft predictions are the targets
+                                loss = -(teacher * F.log_softmax(logits.float(), 1)).sum(1).mean()
+                        loss.backward()  # one graph at a time: memory for one member, gradients add up
                     if teacher is None:
                         teacher = logits.detach().float().softmax(1)
                         largest_loss = loss.detach()
                     total_sum += loss.detach()
+                ranks.average_gradients(supernet)
                 optimizer.step()
                 scheduler.step()
                 largest_sum += largest_loss
                 # Checking every 16 steps, not every step, spares CUDA a host sync per step.
-                if (step % 16 == 15 or step == steps_per_epoch - 1) and not torch.isfinite(total_sum):
+                # (Averaged over the ranks: every rank stops at the same step.)
+                if (step % 16 == 15 or step == steps_per_epoch - 1) and not torch.isfinite(ranks.mean(total_sum)):
                     raise TrainingDiverged(
                         f"supernet training diverged: the loss became {total_sum.item()} in epoch {epoch + 1}, "
                         f"by step {step + 1} (lr={config.lr:g}); try a lower learning rate")
                 if on_step is not None:
                     on_step(epoch, step, steps_per_epoch, largest_loss.item())
             train_seconds += time.perf_counter() - start
-            losses.append(largest_sum.item() / steps_per_epoch)
-            _write_checkpoint(checkpoint, tag, epoch + 1, steps_per_epoch, supernet, optimizer, scheduler, generator,
-                              losses, device)
+            losses.append(ranks.mean(largest_sum).item() / steps_per_epoch)
+            if ranks.writer:
+                _write_checkpoint(checkpoint, tag, epoch + 1, steps_per_epoch, supernet, optimizer, scheduler,
+                                  generator, losses, device)
+        ranks.release(supernet)
     return SupernetTrainResult(losses=tuple(losses), train_seconds=train_seconds, resumed_epochs=resumed,
                                steps_per_epoch=steps_per_epoch)
 

@@ -25,6 +25,7 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.files import check_not_special
 from mobilenet_search.measure.data import ImageData, proxy_resolution
 from mobilenet_search.measure.datasets import DataCache
+from mobilenet_search.measure.distributed import Ranks
 from mobilenet_search.measure.supernet_train import (
     SupernetConfig,
     calibrated_subnet,
@@ -100,12 +101,13 @@ def check_supernet(config: SearchConfig, space: SearchSpace, *, results_dir: Pat
 
 def prepare_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, *, results_dir: Path,
                      device: str = "cpu", checkpoint: Path | None = None, train: bool = True,
-                     on_step: OnStep | None = None) -> tuple[Supernet, Path, str]:
+                     on_step: OnStep | None = None, ranks: Ranks | None = None) -> tuple[Supernet, Path, str]:
     """The study's trained supernet: trained (or resumed) into its checkpoint, or loaded when complete.
 
     A space whose members cannot share weights is refused (one line naming the field) before any
     work; a checkpoint of another space, data or settings is refused; ``train=False`` (a worker)
-    refuses a checkpoint that is missing or unfinished instead of training it.
+    refuses a checkpoint that is missing or unfinished instead of training it. ``ranks``: this process's
+    part in a data-parallel training (``device`` is then this rank's).
     """
     envelope = supernet_envelope(space, num_classes=data.num_classes, in_channels=data.in_channels)
     tag = checkpoint_tag(config, space)
@@ -123,7 +125,7 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, 
 
     train_supernet(supernet, data, lambda g: random_member(space, g, **generator_args), smallest, envelope,
                    lambda spec: proxy_resolution(config.proxy_size, spec.resolution), settings, path, tag,
-                   on_step=on_step if train else refuse)
+                   on_step=on_step if train else refuse, ranks=ranks)
     return supernet, path, tag
 
 

@@ -38,6 +38,7 @@ from mobilenet_search.ui.cli_dashboard import add_dashboard_command
 from mobilenet_search.ui.cli_latency import add_latency_commands
 from mobilenet_search.ui.cli_library import add_library_commands
 from mobilenet_search.ui.cli_scaling import add_scaling_command
+from mobilenet_search.ui.cli_supernet import add_supernet_commands
 from mobilenet_search.ui.cli_types import document_bounds, integer, number
 
 PROG = "mobilenet-search"
@@ -624,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_latency_commands(sub)
     add_scaling_command(sub)
     document_bounds(parser)
+    add_supernet_commands(sub, search)
     return parser
 
 
