@@ -235,7 +235,7 @@ def run_halving(args: argparse.Namespace) -> None:
     space = load_space(args.space)
     studies, objectives = [], []
     for name, config in rungs:
-        study, _ = open_study(storage, name, config)
+        study, _ = open_study(storage, name, config, heartbeat=None)  # ask and tell: no optimize to beat
         recover_dead_trials(study)  # a trial of a killed run: failed, and (rung 1) promoted again
         studies.append(study)
         objectives.append(Objective(config, space, make_pipeline(config, data, device=args.device,
