@@ -30,7 +30,9 @@ arm ever read. An architecture on several fronts is trained once. The report, pe
   it saves (the same rules as the tool's report, :func:`mobilenet_search.results.report.search_gain`);
 - the issue's targets, met or missed.
 
-Run (one seed on Fashion-MNIST; about an hour of wall time on 2 free cores at 1,200 CPU s an arm, two at once)::
+Run (one seed on Fashion-MNIST: the arms take 5 x 1,200 CPU s, two at once, about 50 minutes on 2 free cores; the
+retraining of at most 4 nets per front for 8 epochs adds 10-20 minutes; on a loaded machine CPU seconds stay the
+same and wall time grows)::
 
     python benchmarks/bench_search_vs_scaling.py --dataset fashion-mnist --dataset-limit 6000 \
         --budget-seconds 1200 --jobs 2 --threads 1 --seed 0
@@ -53,6 +55,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     scale.add_argument("--supernet-epochs", type=int, default=8)
     scale.add_argument("--confirm", type=int, default=3, help="Pareto candidates the supernet arm confirms")
     scale.add_argument("--final-epochs", type=int, default=8, help="the retraining of every front, scored on test")
-    scale.add_argument("--final-top", type=int, default=6, help="front members retrained per arm (spread over MAdds)")
+    scale.add_argument("--final-top", type=int, default=4, help="front members retrained per arm (spread over MAdds)")
     scale.add_argument("--dataset-limit", type=int, default=None)
     scale.add_argument("--device", default="cpu")
     scale.add_argument("--threads", type=int, default=1, help="torch threads per process")
@@ -186,33 +189,45 @@ def entry_of(record_attrs: dict[str, Any], name: str | None = None) -> dict[str,
     return {**{k: record_attrs.get(k) for k in keys}, "name": name}
 
 
-def run_scaling(args: argparse.Namespace) -> None:
-    """Arm 1: the paper's nets in :func:`scaling_order`, each under the proxy, until the compute is spent."""
-    path = arm_state_path(args, "scaling")
+def run_budgeted(args: argparse.Namespace, arm: str, prepare: Callable[[dict[str, Any]], Callable[[], bool]]) -> None:
+    """Run an arm's steps until its compute is spent (or ``step()`` says nothing is left), saving its state and
+    seconds after each: ``prepare(state)`` returns the step. A finished arm is not run again."""
+    path = arm_state_path(args, arm)
     state = strategies.load_state(path)
     if state.get("done"):
         return
     clock = strategies.Clock(args.clock, state.get("spent", 0.0))
+    step = prepare(state)
+    while clock.spent() < args.budget_seconds and step():
+        state.update(spent=clock.spent(), budget_spent=clock.spent())
+        strategies.save_state(path, state)
+    state.update(done=True, spent=clock.spent(), budget_spent=clock.spent())
+    strategies.save_state(path, state)
+
+
+def prepare_scaling(args: argparse.Namespace, state: dict[str, Any]) -> Callable[[], bool]:
+    """Arm 1's step: the next paper net of :func:`scaling_order` not yet trained, under the proxy."""
     config = search_config(args)
     data = make_data(config, args.results_dir)
     pipeline = make_pipeline(config, data, device=args.device, results_dir=args.results_dir)
     order = scaling_order(config, data.num_classes, data.in_channels)
     nets = state.setdefault("nets", {})
-    for name, spec in order:
-        if name in nets:
-            continue
-        if clock.spent() >= args.budget_seconds:
-            break
+    state["family"] = len(order)
+
+    def step() -> bool:
+        left = [(name, spec) for name, spec in order if name not in nets]
+        if not left:
+            return False
+        name, spec = left[0]
         record = pipeline.check(spec)
         try:
             pipeline.measure(spec, record)
         except TRIAL_ERRORS as exc:  # a diverged net is a result of hand scaling too: recorded, not trained
             record.attrs["failed"] = f"{type(exc).__name__}: {exc}"
         nets[name] = entry_of(record.attrs, name)
-        state.update(spent=clock.spent(), budget_spent=clock.spent())
-        strategies.save_state(path, state)
-    state.update(done=True, family=len(order), spent=clock.spent(), budget_spent=clock.spent())
-    strategies.save_state(path, state)
+        return True
+
+    return step
 
 
 def halving_studies(args: argparse.Namespace) -> tuple[str, list[tuple[str, SearchConfig]]]:
@@ -223,13 +238,8 @@ def halving_studies(args: argparse.Namespace) -> tuple[str, list[tuple[str, Sear
                      (f"halving-rung1-{key}", search_config(args))]
 
 
-def run_halving(args: argparse.Namespace) -> None:
-    """Arm 5: ASHA's successive halving on ask and tell, one step at a time until the compute is spent."""
-    path = arm_state_path(args, "halving")
-    state = strategies.load_state(path)
-    if state.get("done"):
-        return
-    clock = strategies.Clock(args.clock, state.get("spent", 0.0))
+def prepare_halving(args: argparse.Namespace, state: dict[str, Any]) -> Callable[[], bool]:
+    """Arm 5's step: one step of ASHA's successive halving (:func:`halving_step`), by ask and tell."""
     storage, rungs = halving_studies(args)
     data = make_data(rungs[1][1], args.results_dir)
     space = load_space(args.space)
@@ -240,19 +250,13 @@ def run_halving(args: argparse.Namespace) -> None:
         studies.append(study)
         objectives.append(Objective(config, space, make_pipeline(config, data, device=args.device,
                                                                  results_dir=args.results_dir)))
-    while clock.spent() < args.budget_seconds:
-        halving_step(*studies, *objectives, eta=args.eta)
-        state.update(spent=clock.spent(), budget_spent=clock.spent())
-        strategies.save_state(path, state)
-    state.update(done=True, spent=clock.spent(), budget_spent=clock.spent())
-    strategies.save_state(path, state)
+    return lambda: bool(halving_step(*studies, *objectives, eta=args.eta))
 
 
 def run_arm(args: argparse.Namespace, arm: str) -> None:
-    if arm == "scaling":
-        return run_scaling(args)
-    if arm == "halving":
-        return run_halving(args)
+    if arm in ("scaling", "halving"):
+        prepare = prepare_scaling if arm == "scaling" else prepare_halving
+        return run_budgeted(args, arm, lambda state: prepare(args, state))
     return strategies.run_study(arm_args(args, arm), "supernet" if arm == "supernet" else "scratch")
 
 
