@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from contextlib import redirect_stdout
+from io import StringIO
 from pathlib import Path
 
 import optuna
@@ -32,9 +35,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     outputs, states = [], []
     try:
         for _ in range(2):
-            from contextlib import redirect_stdout
-            from io import StringIO
-
             buffer = StringIO()
             with redirect_stdout(buffer):
                 bench.main(argv)
@@ -100,3 +100,47 @@ def test_hand_scaling_spans_the_range_first():
     order = [name for name, _ in bench.scaling_order(config, num_classes=10, in_channels=1)]
     assert order[:2] == ["mobilenet_v2_0.35_96", "mobilenet_v2_1.0_224"]  # the ends under 300M MAdds
     assert len(order) == len(set(order)) == 26  # every MobileNetV2 width x resolution under the budget, once
+
+
+def test_an_interrupted_arm_goes_on_where_it_stopped(tmp_path):
+    """run_budgeted saves after every step: a rerun keeps what was done and the seconds spent, then goes on."""
+    args = bench.parse_args([*FLAGS, "--budget-seconds", "1e6", "--results-dir", str(tmp_path)])
+    calls = []
+
+    def prepare(state: dict, stop_at: int | None) -> Callable[[], bool]:
+        done = state.setdefault("steps", [])
+
+        def step() -> bool:
+            if len(done) == stop_at:
+                raise KeyboardInterrupt
+            if len(done) == 5:
+                return False  # nothing left to train
+            sum(i * i for i in range(20_000))  # some CPU seconds to count
+            done.append(len(done))
+            calls.append(len(done))
+            return True
+        return step
+
+    with pytest.raises(KeyboardInterrupt):
+        bench.run_budgeted(args, "scaling", lambda state: prepare(state, stop_at=2))
+    state = bench.strategies.load_state(bench.arm_state_path(args, "scaling"))
+    assert state["steps"] == [0, 1] and not state.get("done") and state["spent"] > 0
+    bench.run_budgeted(args, "scaling", lambda state: prepare(state, stop_at=None))
+    resumed = bench.strategies.load_state(bench.arm_state_path(args, "scaling"))
+    assert resumed["steps"] == [0, 1, 2, 3, 4] and resumed["done"] and calls == [1, 2, 3, 4, 5]
+    assert resumed["spent"] > state["spent"]  # the first run's seconds are carried over
+    bench.run_budgeted(args, "scaling", lambda state: prepare(state, stop_at=0))  # done: no step runs at all
+
+
+def test_an_arm_stops_once_its_compute_is_spent(tmp_path):
+    args = bench.parse_args([*FLAGS, "--budget-seconds", "0.05", "--results-dir", str(tmp_path)])
+    steps = []
+
+    def step() -> bool:
+        sum(i * i for i in range(200_000))
+        steps.append(1)
+        return True
+
+    bench.run_budgeted(args, "halving", lambda state: step)
+    state = bench.strategies.load_state(bench.arm_state_path(args, "halving"))
+    assert state["done"] and state["spent"] >= 0.05 and 1 <= len(steps) < 1000
