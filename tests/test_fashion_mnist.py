@@ -130,7 +130,7 @@ def test_settings_of_a_study_made_before_test_splits_keep_no_test_split():
 
 @pytest.mark.parametrize("argv, message", [
     (["--metric", "balancd"], "invalid --metric 'balancd'"),
-    (["--test-fraction", "1.5"], "invalid --test-fraction"),
+    (["--test-fraction", "1.5"], "argument --test-fraction: invalid value '1.5'"),
     (["--val-fraction", "0.5", "--test-fraction", "0.5"], "at least 5 % of the images for training"),
     (["--dataset", "fashion-mnist:/nonexistent"], "Fashion-MNIST not found"),
 ])

@@ -257,8 +257,10 @@ def test_a_class_left_without_readable_images_is_refused(tmp_path):
     root = _image_folder(tmp_path / "folder", {"cats": 2, "dogs": 3})
     for path in (root / "cats").iterdir():
         _truncate(path)
-    with pytest.raises(UserError, match="class 'cats' has no readable image left"):
+    _truncate(next((root / "dogs").iterdir()))  # an unreadable file of the class that keeps images
+    with pytest.raises(UserError, match="class 'cats' has no readable image left") as error:
         load_dataset(f"imagefolder:{root}", 16, cache_dir=tmp_path / "cache")
+    assert "cats/" in str(error.value) and "dogs/" not in str(error.value)  # only the emptied class's files
     assert not (tmp_path / "cache").exists()
 
 

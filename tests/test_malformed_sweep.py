@@ -51,6 +51,10 @@ BASES: dict[str, list[str]] = {
     "latency-table check": ["latency-table", "check", "--space", "tiny", "--device", "cpu", "--results-dir", "results",
                             "--quiet"],
     "latency-table show": ["latency-table", "show", "--device", "cpu", "--results-dir", "results"],
+    "scaling": ["scaling", "--budget", "2M-madds", "--dataset", "synthetic:64", "--epochs", "1", "--proxy-size", "32",
+                "--seeds", "1", "--device", "cpu", "--results-dir", "results", "--study", "fresh", "--quiet"],
+    "supernet train": ["supernet", "train", *SEARCH[1:], "--strategy", "supernet", "--supernet-epochs", "1",
+                       "--study", "fresh"],
 }
 PATHS = ["a_file.txt", "a_folder", "a_fifo", "missing/deeper"]
 STORAGES = ["foo", "sqlite://", "sqlite:///:memory:", "journal:", "mysql://u:secret@127.0.0.1/db",

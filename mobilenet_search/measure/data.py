@@ -233,7 +233,10 @@ def _drop_unreadable(source: str, src: _Source, labels: torch.Tensor, chosen: to
     emptied = sorted(set(labels[chosen].tolist()) - set(labels[chosen[keep]].tolist()))
     if emptied:
         names = ", ".join(repr(src.classes[label]) for label in emptied)
-        raise UserError(f"dataset {source!r}: class {names} has no readable image left ({files})")
+        # Name the emptied classes' own files, not the other classes' unreadable ones.
+        own = _list_files([unreadable[position] for position in sorted(unreadable)
+                           if int(labels[chosen[position]]) in emptied])
+        raise UserError(f"dataset {source!r}: class {names} has no readable image left ({own})")
     return chosen[keep]
 
 
