@@ -135,6 +135,10 @@ def test_settings_of_a_study_made_before_test_splits_keep_no_test_split():
     (["--dataset", "fashion-mnist:/nonexistent"], "Fashion-MNIST not found"),
 ])
 def test_bad_new_options_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
-    code = main(["--budget", "300M-madds", "--space", "tiny", "--results-dir", str(tmp_path / "r"), *argv])
+    try:
+        code = main(["--budget", "300M-madds", "--space", "tiny", "--results-dir", str(tmp_path / "r"), *argv])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # nothing written
