@@ -81,7 +81,7 @@ from mobilenet_search.results.records import (
     trivial_accuracy,
     unpack_correct,
 )
-from mobilenet_search.results.report import _reference_row, _Splits, hypervolume  # the tool's own per-net rules
+from mobilenet_search.results.report import Splits, hypervolume, reference_row  # the tool's own per-net rules
 from mobilenet_search.results.stats import bootstrap_hypervolume_interval, validation_noise
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import recover_dead_trials
@@ -392,7 +392,7 @@ def summarise(args: argparse.Namespace) -> dict[str, Any]:
     entries = {arm: [retrained[a] for a in front["arch"] if a in retrained] for arm, front in fronts.items()}
     numbers = {arch: i for i, arch in enumerate(sorted(retrained))}  # one number per retrained net, for the rules
     names = dict(zip(fronts["scaling"]["arch"], fronts["scaling"]["name"], strict=True))
-    splits = _Splits(select={numbers[a]: correct_matrix([e], "val")[0] for a, e in retrained.items()},
+    splits = Splits(select={numbers[a]: correct_matrix([e], "val")[0] for a, e in retrained.items()},
                      report={numbers[a]: correct_matrix([e], "test")[0] for a, e in retrained.items()},
                      quality="accuracy", reported="test_accuracy", trivial_accuracy=floor)
 
@@ -437,7 +437,7 @@ def summarise(args: argparse.Namespace) -> dict[str, Any]:
                 seed=REPORT_SEED, resamples=RESAMPLES, confidence=CONFIDENCE, reference_point=(floor, 1.0))
             result["difference"] = result["hypervolume"] - arms["scaling"]["hypervolume"]
             result["difference_interval"] = list(intervals.difference)
-            result["references"] = [_reference_row(ref, rows, splits, None, tolerance)
+            result["references"] = [reference_row(ref, rows, splits, None, tolerance)
                                     for _, ref in scaling.sort_values("madds").iterrows()]
         arms[arm] = result
     return {"options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()

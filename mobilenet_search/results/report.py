@@ -90,7 +90,7 @@ def _comparison(prefix: str, verdict: Verdict | None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class _Splits:
+class Splits:
     """Where the report picks (``select``: validation) and where it reports (``report``: test, when the study has one).
 
     Picking on one split and reporting on another keeps the reported figures free of the
@@ -116,7 +116,7 @@ class _Splits:
         return not learned_nothing(int(vector.sum()), len(vector), self.trivial_accuracy)
 
 
-def _reference_row(ref: pd.Series, searched: pd.DataFrame, splits: _Splits, seed_sd: float | None,
+def reference_row(ref: pd.Series, searched: pd.DataFrame, splits: Splits, seed_sd: float | None,
                    tolerance: float | None) -> dict[str, Any]:
     """One reference net against the searched candidates at no more MAdds: the best, and the cheapest no worse.
 
@@ -175,7 +175,7 @@ def _reference_row(ref: pd.Series, searched: pd.DataFrame, splits: _Splits, seed
     }
 
 
-def _noise(refs: pd.DataFrame, repeats: pd.DataFrame, fallback: pd.DataFrame, splits: _Splits) -> dict[str, Any]:
+def _noise(refs: pd.DataFrame, repeats: pd.DataFrame, fallback: pd.DataFrame, splits: Splits) -> dict[str, Any]:
     """Seed-to-seed sd from the noise repeats, next to the report split's own noise at a typical accuracy.
 
     The typical accuracy is the reference nets' mean (``fallback``'s, the searched front, without
@@ -307,14 +307,14 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     labels = test_labels if test_labels is not None else study_val_labels(study)
     select = _correctness(study, frame["number"], "val")
     report = _correctness(study, frame["number"], "test") if split == "test" else select
-    splits = _Splits(select, report, quality, f"test_{quality}" if split == "test" else quality,
+    splits = Splits(select, report, quality, f"test_{quality}" if split == "test" else quality,
                      None if labels is None else trivial_accuracy(labels))
     floor = (trivial_quality(quality, labels) if labels is not None else None) or 0.0
 
     searched_front = searched[pareto_mask(searched, quality=quality)]  # picked on validation
     reference_front = refs[pareto_mask(refs, quality=quality)]
     noise = _noise(refs, repeats, searched_front, splits)
-    rows = [_reference_row(ref, searched, splits, noise["seed_sd"], noise["floor"])
+    rows = [reference_row(ref, searched, splits, noise["seed_sd"], noise["floor"])
             for _, ref in refs.sort_values("madds").iterrows()]
     if split == "test":  # the fronts stay as picked; the bootstrap re-scores them on test images
         fronts = (searched_front, reference_front)
