@@ -29,6 +29,7 @@ from mobilenet_search.results.records import (
     VAL_SIZE_ATTR,
     frame_is_noise_repeat,
     is_feasible,
+    is_noise_repeat,
     learned_nothing,
     quality_key,
     study_val_labels,
@@ -270,8 +271,8 @@ class ResultsWriter:
         cost, quality = row["madds"], row[self.quality]
         # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
         new = None
-        repeat = bool(row["reference"]) and row[NOISE_SEED_ATTR] is not None  # seed noise: on no front
-        if row["state"] == "COMPLETE" and row["feasible"] and pd.notna(cost) and pd.notna(quality) and not repeat:
+        on_front = row["state"] == "COMPLETE" and row["feasible"] and not is_noise_repeat(trial)  # seed noise: on none
+        if on_front and pd.notna(cost) and pd.notna(quality):
             new = self._candidates[trial.number] = (float(cost), -float(quality), trial.number)
         if old is not None and old != new:  # a candidate changed (rare): the front again from all of them
             self._front = []

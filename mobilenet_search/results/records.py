@@ -140,7 +140,7 @@ def trivial_accuracy(labels: Any) -> float | None:
     return None if values.size == 0 else float(np.bincount(values).max() / values.size)
 
 
-def trivial_quality(quality: str, labels: Any, num_classes: int | None = None) -> float | None:
+def trivial_quality(quality: str, labels: Any) -> float | None:
     """The trivial classifier's score in ``quality``: the majority share for accuracy, 1/classes for balanced
     accuracy (whatever it answers, one class's recall is 1 and the others' 0). None for other qualities.
 
@@ -150,7 +150,7 @@ def trivial_quality(quality: str, labels: Any, num_classes: int | None = None) -
     import numpy as np
 
     if quality.endswith("balanced_accuracy"):
-        classes = num_classes or len(np.unique(np.asarray(labels)))
+        classes = len(np.unique(np.asarray(labels)))
         return 1.0 / classes if classes else None
     return trivial_accuracy(labels) if quality.endswith("accuracy") else None
 

@@ -290,7 +290,8 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     Everything that needs per-image correctness (``val_correct``) is None when trials lack it.
     """
     config = study.user_attrs.get(CONFIG_ATTR, {})
-    quality = quality_key(config) if quality_key(config).endswith("accuracy") else "accuracy"
+    quality = quality_key(config)
+    quality = quality if quality.endswith("accuracy") else "accuracy"  # a zero-cost study's trials have no score
     frame = trained(trials_frame(study), quality)
     is_ref, is_repeat, confirmed = frame_is_reference(frame), frame_is_noise_repeat(frame), frame_is_confirmation(frame)
     # A supernet study's inherited accuracies come from other weights than the references' training: only its
