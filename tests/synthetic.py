@@ -254,10 +254,10 @@ def create_synthetic_scaling_study(storage: str, study_name: str, *, seed: int =
     for direction, multipliers in SCALING_POINTS.items():
         points += [point(direction, step, scale(base, Multipliers(*m))) for step, m in enumerate(multipliers, 1)]
     study = optuna.create_study(storage=storage, study_name=study_name, directions=["maximize", "minimize"])
-    study.set_user_attr(CONFIG_ATTR, {"budget": "80M-madds", "space": "mobilenetv2_scaling", "dataset": "synthetic",
+    study.set_user_attr(CONFIG_ATTR, {"budget": "100M-madds", "space": "mobilenetv2_scaling", "dataset": "synthetic",
                                       "epochs": 4, "objective": "multi", "sampler": "tpe", "strategy": "scratch"})
     study.set_user_attr(VAL_LABELS_ATTR, pack_labels(labels))
-    study.set_user_attr(SCALING_ATTR, {"base": base.to_string(), "budget": "80M-madds", "seeds": seeds,
+    study.set_user_attr(SCALING_ATTR, {"base": base.to_string(), "budget": "100M-madds", "seeds": seeds,
                                        "points": points, "compound": {"coefficients": [1.2, 1.1, 1.15], "fit": None}})
     done = set()
     for p in points:
