@@ -373,10 +373,11 @@ def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: b
     is not a scaling study, ``at`` is malformed or outside the fitted range, or the name is taken.
     """
     from mobilenet_search.results.scaling_fit import CONFIDENCE, RESAMPLES
-    from mobilenet_search.search.scaling import analyse, recommend_at
+    from mobilenet_search.search.scaling import analyse, madds_limit, recommend_at
     from mobilenet_search.search.study import study_space
 
     model_library.check_writable(name, force=force, library=library)
+    madds_limit(at, "--scaled")  # a malformed budget is refused before the study is read and fitted
     study, config = load_study(study_name, storage)
     analysis = analyse(study, resamples=RESAMPLES if resamples is None else resamples)
     answer = recommend_at(analysis, at, study_space(study, config), option="--scaled")
