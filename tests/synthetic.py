@@ -230,7 +230,7 @@ SCALING_CURVES = {"width": (0.86, 0.20, 1.0), "resolution": (0.80, 0.14, 1.2), "
 SCALING_POINTS = {"width": [(1, 0.5 / 0.35, 1), (1, 0.75 / 0.35, 1), (1, 1.0 / 0.35, 1)],
                   "resolution": [(1, 1, 128 / 96), (1, 1, 160 / 96), (1, 1, 224 / 96)],
                   "depth": [(2, 1, 1), (3, 1, 1), (4, 1, 1)],
-                  "compound": [(1.2, 0.4 / 0.35, 112 / 96), (1.5, 0.5 / 0.35, 128 / 96), (2, 0.6 / 0.35, 144 / 96)]}
+                  "compound": [(1.2, 0.4 / 0.35, 112 / 96), (1.5, 0.5 / 0.35, 128 / 96), (2, 0.6 / 0.35, 128 / 96)]}
 
 
 def create_synthetic_scaling_study(storage: str, study_name: str, *, seed: int = 0, seeds: int = 2) -> optuna.Study:
