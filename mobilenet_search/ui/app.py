@@ -65,6 +65,11 @@ def indistinguishable(url: str, study: str, version: str | None, cost: str, budg
     return board.indistinguishable_from_front(frame, correct, cost=cost, budget=budget, seed_sd=board.seed_sd(frame))
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def is_scaling_study(url: str, study: str, version: str | None) -> bool:
+    return board.scaling_plan(url, study) is not None  # made by `mobilenet-search scaling`
+
+
 @st.cache_data(show_spinner="Fitting the scaling curves (a bootstrap over images and seeds)...", max_entries=4)
 def scaling(url: str, study: str, version: str | None, resamples: int) -> board.ScalingView:
     return board.scaling_view(url, study, resamples=resamples)
@@ -189,7 +194,7 @@ if st.session_state.get("trial_of") != (url, study_name) or st.session_state.get
     st.session_state["trial_of"] = (url, study_name)
 
 # -- main: frontier, table, health ------------------------------------------------------------------
-scaling_study = board.scaling_plan(url, study_name) is not None  # made by `mobilenet-search scaling`
+scaling_study = is_scaling_study(url, study_name, token)
 frontier_tab, table_tab, health_tab, *scaling_tab = st.tabs(["Frontier", "Trials", "Study health"]
                                                             + (["Scaling"] if scaling_study else []))
 with frontier_tab:
