@@ -14,6 +14,10 @@ When the study kept trained weights for the trial, the entry stores them too
 scratch-trained weights, preferred, else the weights the trial inherited from the supernet,
 BatchNorm recalibrated exactly as it was scored. ``library.build(name, weights="trained")``
 then gives the network that scored the accuracy the entry records.
+
+:func:`export_scaled` takes a scaling study's recommended net for a budget instead of a trial
+(``export --scaled 150M-madds``): its predicted accuracy with an interval, and the trial that
+trained exactly it, with its weights, where there is one.
 """
 
 from __future__ import annotations
