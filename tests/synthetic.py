@@ -221,3 +221,58 @@ def frame_of(*rows: dict[str, Any]) -> pd.DataFrame:
     for column in numeric:
         frame[column] = pd.to_numeric(frame[column]).astype(float)
     return frame
+
+
+# The scaling directions' true curves of a synthetic scaling study: acc = plateau - b (MAdds / base)^-c.
+SCALING_CURVES = {"width": (0.86, 0.20, 1.0), "resolution": (0.80, 0.14, 1.2), "depth": (0.78, 0.12, 0.9),
+                  "compound": (0.90, 0.24, 0.8)}
+# The networks of each direction as multipliers of MobileNetV2 0.35/96 (depth: of every stage's n, rounded up).
+SCALING_POINTS = {"width": [(1, 0.5 / 0.35, 1), (1, 0.75 / 0.35, 1), (1, 1.0 / 0.35, 1)],
+                  "resolution": [(1, 1, 128 / 96), (1, 1, 160 / 96), (1, 1, 224 / 96)],
+                  "depth": [(2, 1, 1), (3, 1, 1), (4, 1, 1)],
+                  "compound": [(1.2, 0.4 / 0.35, 112 / 96), (1.5, 0.5 / 0.35, 128 / 96), (2, 0.6 / 0.35, 128 / 96)]}
+
+
+def create_synthetic_scaling_study(storage: str, study_name: str, *, seed: int = 0, seeds: int = 2) -> optuna.Study:
+    """A scaling study of MobileNetV2 0.35/96 in ``mobilenetv2_scaling`` as ``mobilenet-search scaling`` records
+    it (the plan, the settings, the validation labels; every network ``seeds`` times with per-image records),
+    its accuracies drawn around :data:`SCALING_CURVES`; nothing is trained. The width and resolution directions
+    pass through the paper's family (0.5/96, 0.75/96, 1.0/96, 0.35/128, 0.35/160, 0.35/224)."""
+    from mobilenet_search.arch.scaling import Multipliers, scale
+    from mobilenet_search.search.scaling import DIRECTION_ATTR, SCALING_ATTR, STEP_ATTR
+
+    labels, difficulty = synthetic_labels(seed), _difficulty(seed)
+    rng = np.random.default_rng([seed, 3])
+    base = ArchSpec.mobilenet_v2(0.35, 96, num_classes=2)
+    base_madds = count_madds(base)
+
+    def point(direction: str, step: int, spec: ArchSpec) -> dict[str, Any]:
+        return {"direction": direction, "step": step, "target_madds": count_madds(spec), "madds": count_madds(spec),
+                "arch": spec.to_string(), "coefficients": None}
+
+    points = [point("base", 0, base)]
+    for direction, multipliers in SCALING_POINTS.items():
+        points += [point(direction, step, scale(base, Multipliers(*m))) for step, m in enumerate(multipliers, 1)]
+    study = optuna.create_study(storage=storage, study_name=study_name, directions=["maximize", "minimize"])
+    study.set_user_attr(CONFIG_ATTR, {"budget": "100M-madds", "space": "mobilenetv2_scaling", "dataset": "synthetic",
+                                      "epochs": 4, "objective": "multi", "sampler": "tpe", "strategy": "scratch"})
+    study.set_user_attr(VAL_LABELS_ATTR, pack_labels(labels))
+    study.set_user_attr(SCALING_ATTR, {"base": base.to_string(), "budget": "100M-madds", "seeds": seeds,
+                                       "points": points, "compound": {"coefficients": [1.2, 1.1, 1.15], "fit": None}})
+    done = set()
+    for p in points:
+        if p["arch"] in done:
+            continue
+        done.add(p["arch"])
+        plateau, b, c = SCALING_CURVES["width" if p["direction"] == "base" else p["direction"]]
+        truth = plateau - b * (p["madds"] / base_madds) ** -c
+        spec = ArchSpec.from_string(p["arch"])
+        for k in range(seeds):
+            correct = np.clip(difficulty + rng.normal(0.0, IMAGE_NOISE, VAL_SIZE), 0.0, 1.0) < truth
+            attrs = {"arch": p["arch"], "spec": spec.to_json(), "madds": p["madds"], "params": count_params(spec),
+                     "outcome": "trained", "accuracy": round(float(correct.mean()), 4), "epochs": 4,
+                     "strategy": "scratch", CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: VAL_SIZE,
+                     DIRECTION_ATTR: p["direction"], STEP_ATTR: p["step"], **({NOISE_SEED_ATTR: k} if k else {})}
+            study.add_trial(optuna.trial.create_trial(state=TrialState.COMPLETE,
+                                                      values=[attrs["accuracy"], float(p["madds"])], user_attrs=attrs))
+    return study

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from synthetic import create_synthetic_study
+from synthetic import create_synthetic_scaling_study, create_synthetic_study
 
 from mobilenet_search.ui.dashboard import streamlit_command
 
@@ -41,6 +41,19 @@ def app_url(tmp_path_factory):
     """A live dashboard on a free loopback port over a 60-trial study with 2 noise repeats; stopped afterwards."""
     results = tmp_path_factory.mktemp("results")
     create_synthetic_study(f"sqlite:///{results / 'demo.db'}", "demo", 60, seed=3, noise_repeats=2)
+    yield from _serve(results)
+
+
+@pytest.fixture(scope="module")
+def scaling_app_url(tmp_path_factory):
+    """A live dashboard over a synthetic scaling study (``synthetic.create_synthetic_scaling_study``)."""
+    results = tmp_path_factory.mktemp("scaling-results")
+    create_synthetic_scaling_study(f"sqlite:///{results / 'scaled.db'}", "scaled")
+    yield from _serve(results)
+
+
+def _serve(results: Path):
+    """Run the dashboard over ``results`` until the caller is done; its URL."""
     port = _free_port()
     command = streamlit_command(port=port, address="127.0.0.1", headless=True, results_dir=results)
     log = open(results / "streamlit.log", "w")  # noqa: SIM115 - closed in the teardown
@@ -101,3 +114,29 @@ def test_dashboard_renders_the_frontier_in_chromium_and_a_click_selects_a_trial(
         finally:
             browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def test_the_scaling_tab_draws_the_curves_and_the_recommended_net_in_chromium(scaling_app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(scaling_app_url)
+            page.get_by_role("tab", name="Scaling").click(timeout=60_000)
+            panel = page.locator('[role="tabpanel"]:visible')
+            # The fit takes its 200 bootstrap replicates first: seconds, longer on a loaded machine.
+            chart = panel.locator('[data-testid="stPlotlyChart"]').first
+            chart.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=240_000)
+            legend = chart.locator(".legend").text_content()
+            for name in ("width fit", "resolution fit", "depth fit", "compound fit",
+                         "paper's width x resolution family", "recommended"):
+                assert name in legend, legend
+            assert chart.locator(".scatterlayer .point").count() >= 20  # measured nets, knees, the paper's, the star
+            assert chart.locator(".scatterlayer .trace path.js-fill").count() >= 4  # one band per direction
+            assert panel.get_by_text("predicted accuracy").first.is_visible()
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(ARTIFACTS / "dashboard-scaling.png"), full_page=True)
+        finally:
+            browser.close()
+    assert (ARTIFACTS / "dashboard-scaling.png").stat().st_size > 10_000

@@ -524,3 +524,87 @@ def test_app_shows_a_supernet_study_inherited_and_confirmed(monkeypatch, results
     table = _table(at, "confirmed_accuracy")
     assert (table.loc[table["confirmed_accuracy"].notna(), "strategy"] == "supernet").all()
     assert set(table["strategy"].dropna()) == {"supernet", "scratch"}
+
+
+# -- the Scaling view of a scaling study -------------------------------------------------------------------
+
+SCALING_RESAMPLES = 20  # bootstrap replicates in these tests: enough to test with, fast
+
+
+@pytest.fixture(scope="module")
+def scaling_results(tmp_path_factory) -> Path:
+    """results/scaled.db: a scaling study of MobileNetV2 0.35/96 as `mobilenet-search scaling` records it, its
+    accuracies drawn around known curves (``synthetic.create_synthetic_scaling_study``); nothing trained."""
+    from synthetic import create_synthetic_scaling_study
+
+    root = tmp_path_factory.mktemp("scaling-results")
+    create_synthetic_scaling_study(f"sqlite:///{root / 'scaled.db'}", "scaled")
+    return root
+
+
+def test_only_a_scaling_study_has_a_scaling_plan(scaling_results, url):
+    scaled = f"sqlite:///{scaling_results / 'scaled.db'}"
+    plan = board.scaling_plan(scaled, "scaled")
+    assert plan is not None and plan["base"].startswith("mnv2_w0.35_r96_")
+    assert board.scaling_plan(url, "demo") is None and board.scaling_plan(scaled, "nope") is None
+
+
+def test_the_scaling_view_fits_every_direction_and_finds_the_paper_s_networks_it_trained(scaling_results):
+    from synthetic import SCALING_CURVES
+
+    scaled = f"sqlite:///{scaling_results / 'scaled.db'}"
+    view = board.scaling_view(scaled, "scaled", resamples=SCALING_RESAMPLES)
+    fits = {name: entry["fit"] for name, entry in view.analysis["directions"].items()}
+    assert set(fits) == set(SCALING_CURVES) and all(fit is not None for fit in fits.values())
+    # The widths 0.5, 0.75 and 1.0 at 96 px and the resolutions 128, 160 and 224 at width 0.35, and the base.
+    assert [p["name"] for p in view.paper] == ["mobilenet_v2_0.35_96", "mobilenet_v2_0.5_96", "mobilenet_v2_0.35_128",
+                                               "mobilenet_v2_0.35_160", "mobilenet_v2_0.75_96",
+                                               "mobilenet_v2_1.0_96", "mobilenet_v2_0.35_224"]
+    study = optuna.load_study(study_name="scaled", storage=scaled)
+    runs = [t.user_attrs["accuracy"] for t in study.trials if t.user_attrs["arch"] == view.paper[1]["arch"]]
+    assert len(runs) == 2 and view.paper[1]["accuracy"] == pytest.approx(np.mean(runs))
+
+    answer = board.scaling_recommendation(view, "30M-madds")
+    assert answer["madds"] < 30e6 and answer["interval"][0] <= answer["accuracy"] <= answer["interval"][1]
+    assert answer == board.scaling_recommendation(view, board.scaling_budget_text(30e6))
+    with pytest.raises(UserError, match="invalid budget 500.0M MAdds: above the fitted range"):
+        board.scaling_recommendation(view, "500M-madds")
+    summary = board.scaling_summary(view.analysis)
+    assert list(summary["direction"]) == list(SCALING_CURVES)
+    assert summary["plateau"].tolist() == [fits[name]["plateau"] for name in SCALING_CURVES]
+    assert "--scaled 30M-madds" in board.scaled_export_command("scaled", scaled, "30M-madds")
+
+
+def test_app_shows_the_scaling_view_and_the_recommended_net_for_a_budget(monkeypatch, scaling_results):
+    monkeypatch.setenv(board.RESULTS_DIR_ENV, str(scaling_results))
+    monkeypatch.delenv(board.STORAGE_ENV, raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["scaling_resamples"] = SCALING_RESAMPLES
+    at.run()
+    assert not at.exception
+    assert [tab.label for tab in at.tabs] == ["Frontier", "Trials", "Study health", "Scaling"]
+    view = board.scaling_view(f"sqlite:///{scaling_results / 'scaled.db'}", "scaled", resamples=SCALING_RESAMPLES)
+    names = {trace.name for trace in _figure(at, "scaling").data}
+    for direction in ("width", "resolution", "depth", "compound"):
+        assert {f"{direction} fit", f"{direction} 95 % band", f"{direction} measured", f"{direction} knee"} <= names
+    assert {"paper's width x resolution family", "recommended"} <= names
+    metrics = {m.label: m.value for m in at.metric}
+    top = max(entry["fit"]["measured_madds"][1] for entry in view.analysis["directions"].values())
+    answer = board.scaling_recommendation(view, board.scaling_budget_text(top))  # the budget starts at the top
+    assert metrics["recommended direction"] == answer["direction"]
+    assert metrics["predicted accuracy"] == f"{answer['accuracy']:.3f}"
+
+    at.number_input(key="scaling_budget").set_value(20.0).run()
+    assert not at.exception
+    answer = board.scaling_recommendation(view, "20M-madds")
+    assert {m.label: m.value for m in at.metric}["MAdds"] == board.format_count(answer["madds"])
+    assert answer["madds"] < 20e6
+    codes = [code.value for code in at.code]
+    assert answer["arch"] in codes and any("--scaled 20M-madds" in code for code in codes)
+    (star,) = [t for t in _figure(at, "scaling").data if t.name == "recommended"]
+    assert star.x[0] == answer["madds"]
+
+
+def test_the_scaling_tab_appears_only_for_a_scaling_study(monkeypatch, results):
+    at = _app(monkeypatch, results)
+    assert not at.exception and [tab.label for tab in at.tabs] == ["Frontier", "Trials", "Study health"]

@@ -254,3 +254,60 @@ def test_trials_indistinguishable_from_the_front_get_a_halo_under_their_marker()
     assert fig.data[0].name == INDISTINGUISHABLE  # drawn first, under the markers
     assert not any(t.name == INDISTINGUISHABLE for t in frontier_figure(STUDY).data)
     assert halo.marker.opacity < 1 and halo.hoverinfo == "skip"
+
+
+# -- the scaling view --------------------------------------------------------------------------------
+
+
+def _scaling_analysis():
+    """Two directions fitted on per-image records drawn around known curves: width reaches its knee inside the
+    measured range, depth is still rising at its largest net; resolution has no fit."""
+    import numpy as np
+
+    from mobilenet_search.results.scaling_fit import Curve, Point, fit_direction
+
+    rng = np.random.default_rng(0)
+    base = 10e6
+    fits = {}
+    for direction, truth, madds in (("width", Curve(0.9, 0.2, 2.5, base), (10e6, 20e6, 40e6, 80e6)),
+                                    ("depth", Curve(0.95, 0.35, 0.5, base), (10e6, 20e6, 40e6, 80e6))):
+        points = [Point(m, rng.random((2, 2000)) < truth.predict(m)) for m in madds]
+        fits[direction] = fit_direction(points, base, floor=0.5, noise=0.02, resamples=30)
+    directions = {name: {"fit": fit, "reason": None} for name, fit in fits.items()}
+    directions["resolution"] = {"fit": None, "reason": "too few points to fit"}
+    return {"directions": directions, "trivial": 0.5}
+
+
+def test_the_scaling_figure_draws_each_fitted_direction_s_curve_band_points_and_knee():
+    from mobilenet_search.results.scaling_fit import predict
+    from mobilenet_search.ui.figures import PAPER_FAMILY, RECOMMENDED, scaling_figure
+
+    analysis = _scaling_analysis()
+    width, depth = analysis["directions"]["width"]["fit"], analysis["directions"]["depth"]["fit"]
+    assert width["knee_measured"] and not depth["knee_measured"]  # the two kinds of knee marker
+    paper = [{"name": "mobilenet_v2_0.5_96", "madds": 20e6, "accuracy": 0.8}]
+    answer = {"madds": 40e6, "accuracy": 0.87, "interval": [0.85, 0.89], "direction": "width"}
+    fig = scaling_figure(analysis, paper=paper, recommendation=answer)
+    traces = {trace.name: trace for trace in fig.data}
+    assert not any(name.startswith("resolution") for name in traces)  # no fit, nothing drawn
+    for name, fit in (("width", width), ("depth", depth)):
+        band = traces[f"{name} 95 % band"]
+        assert band.fill == "toself"
+        assert list(band.x) == fit["band"]["madds"] + fit["band"]["madds"][::-1]
+        assert list(band.y) == fit["band"]["high"] + fit["band"]["low"][::-1]
+        assert all(lo <= mid <= hi for lo, mid, hi in zip(fit["band"]["low"], fit["band"]["accuracy"],
+                                                          fit["band"]["high"], strict=True))
+        assert list(traces[f"{name} fit"].y) == fit["band"]["accuracy"]
+        assert list(traces[f"{name} measured"].x) == [p["madds"] for p in fit["points"]]
+        assert list(traces[f"{name} measured"].y) == [p["accuracy"] for p in fit["points"]]
+    knee = traces["width knee"]
+    assert knee.x[0] == width["knee"] and knee.y[0] == pytest.approx(predict(width, width["knee"])[0])
+    assert knee.marker.symbol == "x" and "width knee:" in knee.hovertext[0]
+    beyond = traces["depth knee"]  # not reached: marked at the largest measured net
+    assert beyond.x[0] == depth["measured_madds"][1] and beyond.marker.symbol == "triangle-right"
+    assert "not reached" in beyond.hovertext[0]
+    assert list(traces[PAPER_FAMILY].x) == [20e6] and "mobilenet_v2_0.5_96" in traces[PAPER_FAMILY].hovertext[0]
+    star = traces[RECOMMENDED]
+    assert star.x[0] == 40e6 and star.error_y.array[0] == pytest.approx(0.02)
+    assert star.error_y.arrayminus[0] == pytest.approx(0.02)
+    assert fig.layout.xaxis.type == "log" and fig.layout.shapes[0].y0 == 0.5  # the trivial classifier's line

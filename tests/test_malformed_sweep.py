@@ -91,6 +91,7 @@ TEXT_CASES: dict[tuple[str, str], list[str]] = {
     ("export", "--under"): ["foo", "0M-madds", "٣٠٠M-madds"],
     ("export", "--library"): ["a_file.txt"],
     ("export", "--onnx"): ["a_folder"],
+    ("scaling", "--strategy"): ["foo", "Scratch"],
     ("library show", "name"): ["nope", "../up", "mobilenet_v2_9.9_224"],
     ("library show", "--library"): ["a_file.txt"],
     ("library list", "--library"): ["a_file.txt"],
@@ -177,6 +178,10 @@ def _cases() -> list[tuple[str, list[str]]]:
     cases.append(("search resumed with another dataset", [*SEARCH, "--study", STUDY, "--dataset", "synthetic:96"]))
     cases.append(("search resumed with another space file", [*SEARCH, "--study", STUDY, "--space", "edited.yaml"]))
     cases.append(("bare form with a malformed budget", ["--budget", "-1M-madds"]))
+    # export --scaled excludes --best (argparse refuses both): its own line, on a study that is no scaling study.
+    scaled = ["export", "--study", STUDY, "--results-dir", "results", "--name", "entry", "--scaled"]
+    cases += [(f"export --scaled {value!r}", [*scaled, value])
+              for value in ["2M-madds", "foo", "0M-madds", "5ms-latency", "2M", "٣M-madds", ""]]
     cases += [(f"search supernet checkpoint {path}", [*SEARCH, "--strategy", "supernet", "--supernet", path])
               for path in ["a_file.txt", "a_folder", "a_fifo", "text.db"]]  # a missing one is trained into
     return cases

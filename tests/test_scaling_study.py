@@ -6,8 +6,9 @@ import optuna
 import pytest
 from conftest import interrupt_on_call
 
-from mobilenet_search.arch.cost import count_madds
+from mobilenet_search.arch.cost import count_madds, count_params
 from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.records import NOISE_SEED_ATTR
 from mobilenet_search.search.config import SearchConfig
@@ -135,6 +136,8 @@ def test_cli_analyses_a_study_and_recommends_a_net_for_a_budget(study_dir, capsy
     (["--budget", "100K-madds", "--base", BASE.to_string()], "invalid --budget 100K-madds: below the base"),
     (["--budget", "5ms-latency"], "scaling needs a MAdds limit"),
     (["--budget", "600K-madds", "--at", "700K-madds"], "invalid --at 700K-madds: above --budget"),
+    (["--budget", "600K-madds", "--strategy", "supernet", "--seeds", "2"], "invalid --seeds 2 with --strategy "
+                                                                            "supernet"),
 ])
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys, argv, message):
     code, _, err = _cli(capsys, *argv, *FAST, "--results-dir", str(tmp_path), "--study", "bad")
@@ -194,3 +197,124 @@ def test_resuming_with_another_base_is_refused(study_dir):
     with pytest.raises(UserError, match="was made with other scaling settings \\(base="):
         run_scaling(_config(), grid, storage=f"sqlite:///{study_dir / 's.db'}", study_name="s", results_dir=study_dir)
     assert len(_load(study_dir, "s").trials) == planned_trials(_load(study_dir, "s").user_attrs[SCALING_ATTR])
+
+
+# -- export --scaled: the recommended net into the model library ---------------------------------------------
+
+
+def _export(capsys, *argv):
+    code = main(["export", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_export_scaled_puts_the_recommended_net_and_what_measured_it_in_the_library(study_dir, tmp_path, capsys):
+    from mobilenet_search.results import library
+    from mobilenet_search.search.scaling import recommend_at
+
+    expected = recommend_at(analyse(_load(study_dir, "s"), resamples=20), "400K-madds", SPACE)
+    code, out, err = _export(capsys, "--study", "s", "--results-dir", str(study_dir), "--scaled", "400K-madds",
+                             "--name", "scaled", "--library", str(tmp_path))
+    assert code == 0, err
+    entry = library.get("scaled", library=tmp_path)
+    assert entry.spec.to_string() == expected["arch"] and "recommended for 400.0K MAdds" in out
+    scaled = entry.metadata["scaled"]
+    # The point fit does not depend on the bootstrap: the same prediction as `scaling --study s --at 400K-madds`.
+    assert scaled["predicted_accuracy"] == pytest.approx(expected["accuracy"])
+    assert scaled["interval"][0] <= scaled["predicted_accuracy"] <= scaled["interval"][1]
+    assert scaled["direction"] == expected["direction"] and scaled["multipliers"] == expected["multipliers"]
+    # The study trained exactly this network (two seeds) without keeping weights: their trial, no weights file.
+    trials = [t for t in _load(study_dir, "s").trials if t.user_attrs["arch"] == expected["arch"]]
+    assert scaled["measured"]["trials"] == [t.number for t in trials] and len(trials) == 2
+    assert entry.metadata["source"]["trial"] == trials[0].number and not entry.has_weights
+    assert entry.metadata["metrics"]["accuracy"] == trials[0].user_attrs["accuracy"]
+    assert scaled["weights"].startswith("not included: the study trained this network without keeping its weights")
+    assert main(["library", "show", "scaled", "--library", str(tmp_path)]) == 0
+    shown = capsys.readouterr().out
+    assert "scaled for 400K-madds: " + expected["direction"] in shown and "weights not included" in shown
+    assert f"predicted accuracy {scaled['predicted_accuracy']:.4f} [" in shown
+
+
+def test_export_scaled_of_a_net_the_study_did_not_train_says_its_accuracy_is_predicted(tmp_path):
+    from synthetic import create_synthetic_scaling_study
+
+    from mobilenet_search.results import library
+    from mobilenet_search.search.export import export_scaled
+
+    storage = f"sqlite:///{tmp_path / 'synthetic.db'}"
+    study = create_synthetic_scaling_study(storage, "syn")
+    done = export_scaled("syn", storage=storage, name="syn30", at="30M-madds", library=tmp_path / "lib",
+                         results_dir=tmp_path, resamples=20)
+    trained = {t.user_attrs["arch"] for t in study.trials}
+    assert done.recommendation["arch"] not in trained and done.trial is None and done.weights is None
+    entry = library.get("syn30", library=tmp_path / "lib")
+    assert entry.metadata["source"]["trial"] is None and entry.metadata["scaled"]["measured"] is None
+    assert "not trained in the study: the accuracy is the fit's prediction" in entry.metadata["source"]["picked"]
+    assert entry.metadata["scaled"]["weights"].startswith("not included: the study did not train this network")
+    assert entry.metadata["metrics"] == {"madds": count_madds(entry.spec), "params": count_params(entry.spec)}
+    assert count_madds(entry.spec) == done.recommendation["madds"] < 30e6
+    with pytest.raises(UserError, match="invalid --scaled 500.0M MAdds: above the fitted range"):
+        export_scaled("syn", storage=storage, name="above", at="500M-madds", library=tmp_path / "lib",
+                      results_dir=tmp_path, resamples=20)
+    assert not (tmp_path / "lib" / "above.json").exists()
+
+
+@pytest.fixture(scope="module")
+def plain_study(study_dir):
+    """A search study (not a scaling study) beside the scaling study: study_dir/plain.db."""
+    from synthetic import create_synthetic_study
+
+    create_synthetic_study(f"sqlite:///{study_dir / 'plain.db'}", "plain", 3, references=False)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--study", "plain", "--scaled", "400K-madds"], "study 'plain' is not a scaling study"),
+    (["--study", "s", "--scaled", "400K"], "budget item '400K' is malformed"),
+    (["--study", "s", "--scaled", "5ms-latency"], "invalid --scaled '5ms-latency': scaling needs a MAdds limit"),
+    (["--study", "s", "--scaled", "400K-madds", "--under", "300K-madds"], "--under applies to --best only"),
+])
+def test_bad_export_scaled_input_is_one_line_and_exit_2_with_nothing_written(study_dir, plain_study, tmp_path,
+                                                                              capsys, argv, message):
+    code, _, err = _export(capsys, *argv, "--results-dir", str(study_dir), "--name", "bad", "--library",
+                           str(tmp_path / "lib"))
+    assert code == 2 and err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "lib").exists()
+
+
+# -- --strategy supernet: the points scored with inherited weights, a few confirmed from scratch ---------------
+
+
+def test_supernet_strategy_scores_the_points_with_inherited_weights_and_confirms_a_few(tmp_path, capsys):
+    from mobilenet_search.results import library
+    from mobilenet_search.results.records import is_confirmation
+    from mobilenet_search.search.export import export_scaled
+
+    code, out, err = _cli(capsys, "--budget", "600K-madds", *FAST, "--strategy", "supernet", "--supernet-epochs", "1",
+                          "--confirm", "1", "--results-dir", str(tmp_path), "--study", "sup", "--at", "400K-madds")
+    assert code == 0, err
+    study = _load(tmp_path, "sup")
+    confirmations = [t for t in study.trials if is_confirmation(t)]
+    points = [t for t in study.trials if not is_confirmation(t)]
+    assert points and all(t.user_attrs["strategy"] == "supernet" for t in points)
+    assert len(points) == planned_trials(study.user_attrs[SCALING_ATTR])
+    assert 1 <= len(confirmations) <= 2 and all(t.user_attrs["strategy"] == "scratch" for t in confirmations)
+    saved = json.loads((tmp_path / "sup" / "scaling.json").read_text())
+    assert saved["strategy"] == "supernet"
+    confirmed = {c["confirmation"]: c for c in saved["confirmations"]}
+    assert sorted(confirmed) == sorted(t.number for t in confirmations)
+    for trial in confirmations:  # each confirmation beside the inherited score of the point it retrains
+        point = study.trials[trial.user_attrs["confirms"]]
+        assert confirmed[trial.number]["scratch"] == trial.user_attrs["accuracy"]
+        assert confirmed[trial.number]["inherited"] == point.user_attrs["accuracy"]
+    # The fit uses the inherited scores only: a confirmation is not another seed of its point.
+    fits = [d["fit"] for d in saved["directions"].values() if d["fit"] is not None]
+    assert fits and all(p["seeds"] == 1 for fit in fits for p in fit["points"])
+    assert "confirmed from scratch (inherited -> scratch)" in out
+
+    # The recommended net was scored with inherited weights: they go into the library with it.
+    done = export_scaled("sup", storage=f"sqlite:///{tmp_path / 'sup.db'}", name="sup400", at="400K-madds",
+                         library=tmp_path / "lib", results_dir=tmp_path, resamples=20)
+    entry = library.get("sup400", library=tmp_path / "lib")
+    assert entry.has_weights and entry.metadata["weights_source"] in ("inherited", "confirmed")
+    assert entry.metadata["scaled"]["weights"].startswith("included: ")
+    assert done.trial.user_attrs["arch"] == done.recommendation["arch"]

@@ -14,6 +14,10 @@ When the study kept trained weights for the trial, the entry stores them too
 scratch-trained weights, preferred, else the weights the trial inherited from the supernet,
 BatchNorm recalibrated exactly as it was scored. ``library.build(name, weights="trained")``
 then gives the network that scored the accuracy the entry records.
+
+:func:`export_scaled` takes a scaling study's recommended net for a budget instead of a trial
+(``export --scaled 150M-madds``): its predicted accuracy with an interval, and the trial that
+trained exactly it, with its weights, where there is one.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from mobilenet_search.arch.budget import KINDS, Budget
-from mobilenet_search.arch.cost import format_count
+from mobilenet_search.arch.cost import count_params, format_count
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError, require
 from mobilenet_search.files import atomic_path
@@ -292,6 +296,15 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model:
     return path
 
 
+def _onnx_into(metadata: dict[str, Any], spec: ArchSpec, onnx: str | Path, trained: TrainedWeights | None) -> Path:
+    """Write the entry's network as ONNX (its trained weights if any, else fresh ones) and record it in ``metadata``."""
+    path = write_onnx(spec, onnx, model=None if trained is None else trained.model)
+    metadata["onnx"] = {"path": str(path.resolve()), "opset": ONNX_OPSET,
+                        "input": ["batch", spec.in_channels, spec.resolution, spec.resolution],
+                        "weights": "fresh" if trained is None else trained.source}
+    return path
+
+
 def export(study_name: str, *, storage: str, name: str, trial: int | None = None, best: bool = False,
            under: str | None = None, force: bool = False, library: str | Path | None = None,
            onnx: str | Path | None = None, weights: bool = True, results_dir: str | Path = "results",
@@ -321,12 +334,102 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     if trained is not None:
         metadata["weights_source"] = trained.source
         metadata["weights"] = trained.metadata(study, config, Path(results_dir))
-    onnx_path = None
-    if onnx is not None:
-        onnx_path = write_onnx(spec, onnx, model=None if trained is None else trained.model)
-        metadata["onnx"] = {"path": str(onnx_path.resolve()), "opset": ONNX_OPSET,
-                            "input": ["batch", spec.in_channels, spec.resolution, spec.resolution],
-                            "weights": "fresh" if trained is None else trained.source}
+    onnx_path = None if onnx is None else _onnx_into(metadata, spec, onnx, trained)
     path = model_library.save(name, spec, metadata, force=force, library=library,
                               weights=None if trained is None else trained.model)
     return Exported(name, path, choice, spec, onnx_path, trained)
+
+
+@dataclass(frozen=True)
+class ScaledExport:
+    """What :func:`export_scaled` wrote: the entry, the recommendation it holds, and the trained trial and
+    weights that came with it, if any."""
+
+    name: str
+    path: Path
+    spec: ArchSpec
+    recommendation: dict[str, Any]
+    trial: optuna.trial.FrozenTrial | None = None
+    onnx: Path | None = None
+    weights: TrainedWeights | None = None
+
+
+def _trained_as(study: optuna.Study, arch: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials of ``study`` that trained exactly ``arch`` (its seeds; confirmations aside), by number."""
+    return [t for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("arch") == arch and records.outcome(t) == records.Outcome.TRAINED.value
+            and not records.is_confirmation(t)]
+
+
+def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: bool = False,
+                  library: str | Path | None = None, onnx: str | Path | None = None, weights: bool = True,
+                  results_dir: str | Path = "results", supernet: str | Path | None = None,
+                  resamples: int | None = None) -> ScaledExport:
+    """Save the scaled network a scaling study recommends for the budget ``at`` (``150M-madds``) as library
+    entry ``name``: :func:`mobilenet_search.search.scaling.recommend_at` on the study's analysis, as
+    ``mobilenet-search scaling --study NAME --at`` prints it.
+
+    Where the study trained exactly that network, the entry is that trial's (its measurements, and its
+    weights where the study kept some: :func:`trained_weights`, as :func:`export`). Otherwise it holds the
+    architecture, and the accuracy is the fit's prediction: the entry's ``scaled`` metadata records the
+    direction, multipliers, predicted accuracy with its 95 % interval, the plateau note, the trials that
+    measured it, and a sentence saying whether weights are included. Nothing is written when the study
+    is not a scaling study, ``at`` is malformed or outside the fitted range, or the name is taken.
+    """
+    from mobilenet_search.results.scaling_fit import CONFIDENCE, RESAMPLES
+    from mobilenet_search.search.scaling import analyse, madds_limit, recommend_at
+    from mobilenet_search.search.study import study_space
+
+    model_library.check_writable(name, force=force, library=library)
+    madds_limit(at, "--scaled")  # a malformed budget is refused before the study is read and fitted
+    study, config = load_study(study_name, storage)
+    analysis = analyse(study, resamples=RESAMPLES if resamples is None else resamples)
+    answer = recommend_at(analysis, at, study_space(study, config), option="--scaled")
+    spec = ArchSpec.from_string(answer["arch"])
+    measured = _trained_as(study, answer["arch"])
+    trained, trial = None, measured[0] if measured else None
+    for candidate in measured if weights else ():  # the first seed that kept weights, if any did
+        trained = trained_weights(study, config, candidate, results_dir=Path(results_dir),
+                                  supernet=None if supernet is None else Path(supernet))
+        if trained is not None:
+            trial = candidate
+            break
+    predicted = f"predicted accuracy {answer['accuracy']:.4f}" + (
+        "" if answer["interval"] is None else f" [{answer['interval'][0]:.4f}, {answer['interval'][1]:.4f}]")
+    reason = (f"recommended for {at} by the scaling fit of study {study.study_name!r}: {answer['direction']} "
+              f"scaling, {format_count(answer['madds'])} MAdds, {predicted}")
+    accuracies = [t.user_attrs["accuracy"] for t in measured]
+    if measured:
+        reason += (f"; trained in the study by trial(s) {', '.join(str(t.number) for t in measured)} (accuracy "
+                   f"{sum(accuracies) / len(accuracies):.4f} over {len(measured)} run(s))")
+    else:
+        reason += "; not trained in the study: the accuracy is the fit's prediction"
+    if trained is not None:
+        about = f"included: {trained.source} weights of trial {trained.trial.number}"
+    elif not weights:
+        about = "not included (--no-weights)"
+    else:
+        about = ("not included: the study " + ("trained this network without keeping its weights" if measured else
+                                               "did not train this network")
+                 + "; library.build gives freshly initialised weights: train it on your data (the predicted accuracy "
+                   "is for the study's proxy training)")
+    if trial is not None:
+        metadata = entry_metadata(study, Choice(trial, reason), storage, config)
+    else:
+        metadata = {"source": {"storage": redact(_absolute(storage)), "study": study.study_name, "trial": None,
+                               "picked": reason},
+                    "metrics": {"madds": answer["madds"], "params": count_params(spec)},
+                    "study_config": config.to_dict()}
+    metadata["scaled"] = {
+        "budget": at, "direction": answer["direction"], "madds": answer["madds"],
+        "multipliers": answer["multipliers"], "predicted_accuracy": answer["accuracy"],
+        "interval": answer["interval"], "confidence": CONFIDENCE, "plateau": answer["plateau"],
+        "measured": None if not measured else {"trials": [t.number for t in measured], "accuracies": accuracies},
+        "strategy": analysis.get("strategy", "scratch"), "weights": about}
+    if trained is not None:
+        metadata["weights_source"] = trained.source
+        metadata["weights"] = trained.metadata(study, config, Path(results_dir))
+    onnx_path = None if onnx is None else _onnx_into(metadata, spec, onnx, trained)
+    path = model_library.save(name, spec, metadata, force=force, library=library,
+                              weights=None if trained is None else trained.model)
+    return ScaledExport(name, path, spec, answer, trial, onnx_path, trained)

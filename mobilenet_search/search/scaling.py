@@ -44,8 +44,11 @@ from mobilenet_search.arch.scaling import (
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.records import (
+    CONFIG_ATTR,
+    CONFIRMS_ATTR,
     NOISE_SEED_ATTR,
     Outcome,
+    is_confirmation,
     outcome,
     study_val_labels,
     trial_correct,
@@ -225,12 +228,15 @@ def planned_trials(plan: dict[str, Any]) -> int:
 
 
 def _measured(study: optuna.Study) -> dict[str, Point]:
-    """Per network (its arch string), its MAdds and per-image validation correctness, one row per seed."""
+    """Per network (its arch string), its MAdds and per-image validation correctness, one row per seed.
+
+    A confirmation (a supernet-scored point retrained from scratch) is not another seed of its point:
+    :func:`confirmations` reads it."""
     rows: dict[str, list[np.ndarray]] = {}
     madds: dict[str, float] = {}
     for trial in study.get_trials(deepcopy=False):
         correct = trial_correct(trial)
-        if outcome(trial) != Outcome.TRAINED.value or correct is None:
+        if outcome(trial) != Outcome.TRAINED.value or correct is None or is_confirmation(trial):
             continue
         arch = trial.user_attrs["arch"]
         rows.setdefault(arch, []).append(correct)
@@ -277,7 +283,8 @@ def noise_floor(study: optuna.Study) -> dict[str, Any]:
 
 def analyse(study: optuna.Study, *, resamples: int = RESAMPLES) -> dict[str, Any]:
     """Fit every direction of a scaling study (see :mod:`mobilenet_search.results.scaling_fit`) as a JSON-ready
-    dict: ``directions`` (a fit, or why none), ``noise``, ``trivial``, ``coefficients``, ``plateau``.
+    dict: ``directions`` (a fit, or why none), ``noise``, ``trivial``, ``coefficients``, ``plateau``, the
+    ``strategy`` that scored the points and, for ``supernet``, the ``confirmations`` (:func:`confirmations`).
     A study with no direction of :data:`MIN_POINTS` trained networks is a :class:`UserError`."""
     plan = study.user_attrs.get(SCALING_ATTR)
     if plan is None:
@@ -307,22 +314,25 @@ def analyse(study: optuna.Study, *, resamples: int = RESAMPLES) -> dict[str, Any
             "points": plan["points"], "trivial": trivial, "noise": noise, "directions": directions,
             "coefficients": {"fitted": compound.get("coefficients"), "fit": compound.get("fit"),
                              "efficientnet": list(EFFICIENTNET)},
-            "plateau": plateau_summary(fits, noise["floor"])}
+            "plateau": plateau_summary(fits, noise["floor"]),
+            "strategy": (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy", "scratch"),
+            "confirmations": confirmations(study)}
 
 
 def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
-              admits: Callable[[ArchSpec], bool]) -> dict[str, Any]:
+              admits: Callable[[ArchSpec], bool], *, option: str = "--at") -> dict[str, Any]:
     """The scaled network for a budget of ``madds``: the direction whose fit predicts the most accuracy there,
     its network nearest ``madds`` among those ``admits`` accepts, the multipliers, the predicted accuracy with
-    its interval, and, when the budget lies past the knee of the plateau, the cheapest network on it."""
+    its interval, and, when the budget lies past the knee of the plateau, the cheapest network on it.
+    ``option`` names the input in the refusal of a budget outside the fitted range."""
     base = ArchSpec.from_string(analysis["base"]["arch"])
     fits = {name: d["fit"] for name, d in analysis["directions"].items() if d["fit"] is not None}
     top = max(fit["measured_madds"][1] for fit in fits.values())
     if madds > top:
-        raise UserError(f"invalid --at {format_count(madds)} MAdds: above the fitted range (up to "
+        raise UserError(f"invalid {option} {format_count(madds)} MAdds: above the fitted range (up to "
                         f"{format_count(top)} MAdds); the fits do not extrapolate")
     if madds < analysis["base"]["madds"]:
-        raise UserError(f"invalid --at {format_count(madds)} MAdds: below the base network's "
+        raise UserError(f"invalid {option} {format_count(madds)} MAdds: below the base network's "
                         f"{format_count(analysis['base']['madds'])}")
     coefficients = Multipliers(*(analysis["coefficients"]["fitted"] or EFFICIENTNET))
     covering = {name: fit for name, fit in fits.items() if fit["measured_madds"][1] >= madds}
@@ -345,6 +355,31 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
                                                         "interval")}, "past_knee": False}
         answer["plateau"] = {"knee": plateau["knee"], "cheapest": cheapest}
     return answer
+
+
+def recommend_at(analysis: dict[str, Any], text: str, space: SearchSpace, *, option: str = "--at") -> dict[str, Any]:
+    """:func:`recommend` for a budget given as text (``150M-madds``, optionally ``,4M-params``): the nets it
+    admits, nearest the MAdds it names. A budget without a MAdds limit, or outside the fitted range, is a
+    :class:`UserError` naming ``option``. What ``scaling --at``, ``export --scaled`` and the dashboard ask."""
+    budget = madds_limit(text, option)
+    return recommend(analysis, nominal_madds(budget), space, admits=lambda spec: admitted(budget, spec), option=option)
+
+
+def confirmations(study: optuna.Study) -> list[dict[str, Any]]:
+    """The points of a supernet-scored study retrained from scratch: per confirmed network, its MAdds, its
+    inherited accuracy (what the fit uses) and its accuracy trained from scratch under the proxy."""
+    trials = study.get_trials(deepcopy=False)
+    by_number = {t.number: t for t in trials}
+    found = []
+    for trial in trials:
+        scored = by_number.get(trial.user_attrs.get(CONFIRMS_ATTR))
+        if not is_confirmation(trial) or outcome(trial) != Outcome.TRAINED.value or scored is None:
+            continue
+        found.append({"arch": scored.user_attrs["arch"], "madds": float(scored.user_attrs["madds"]),
+                      "direction": scored.user_attrs.get(DIRECTION_ATTR), "trial": scored.number,
+                      "inherited": float(scored.user_attrs["accuracy"]), "scratch": float(trial.user_attrs["accuracy"]),
+                      "confirmation": trial.number})
+    return sorted(found, key=lambda c: c["madds"])
 
 
 def run_scaling(config: SearchConfig, grid: Grid, *, storage: str, study_name: str,

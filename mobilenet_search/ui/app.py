@@ -25,9 +25,11 @@ from mobilenet_search.ui.figures import (
     frontier_figure,
     history_figure,
     importance_figure,
+    scaling_figure,
     training_curve_figure,
 )
 
+RESAMPLES = 200  # the scaling view's bootstrap replicates, as `mobilenet-search scaling` (its --resamples)
 IMPORTANCE_AUTO_LIMIT = 2000  # above this many trials, importances (a full Optuna load) wait for a click
 SCALE = {"madds": (1e6, "M MAdds"), "params": (1e6, "M parameters"), "latency_ms": (1.0, "ms"),
          "latency_predicted_ms": (1.0, "ms")}
@@ -61,6 +63,21 @@ def indistinguishable(url: str, study: str, version: str | None, cost: str, budg
     candidates = board.front_candidates(frame, cost, budget=budget)
     correct = correct_vectors(url, study, version, tuple(int(n) for n in candidates["number"]))
     return board.indistinguishable_from_front(frame, correct, cost=cost, budget=budget, seed_sd=board.seed_sd(frame))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def is_scaling_study(url: str, study: str, version: str | None) -> bool:
+    return board.scaling_plan(url, study) is not None  # made by `mobilenet-search scaling`
+
+
+@st.cache_data(show_spinner="Fitting the scaling curves (a bootstrap over images and seeds)...", max_entries=4)
+def scaling(url: str, study: str, version: str | None, resamples: int) -> board.ScalingView:
+    return board.scaling_view(url, study, resamples=resamples)
+
+
+@st.cache_data(show_spinner="Finding the recommended scaled net...", max_entries=32)
+def recommendation(url: str, study: str, version: str | None, resamples: int, budget: str) -> dict:
+    return board.scaling_recommendation(scaling(url, study, version, resamples), budget)
 
 
 @st.cache_data(show_spinner="Computing the search gain and the noise floor (Optuna)...", max_entries=8)
@@ -177,7 +194,9 @@ if st.session_state.get("trial_of") != (url, study_name) or st.session_state.get
     st.session_state["trial_of"] = (url, study_name)
 
 # -- main: frontier, table, health ------------------------------------------------------------------
-frontier_tab, table_tab, health_tab = st.tabs(["Frontier", "Trials", "Study health"])
+scaling_study = is_scaling_study(url, study_name, token)
+frontier_tab, table_tab, health_tab, *scaling_tab = st.tabs(["Frontier", "Trials", "Study health"]
+                                                            + (["Scaling"] if scaling_study else []))
 with frontier_tab:
     if not good.empty:
         shading = shade and paired and quality == "accuracy"
@@ -267,6 +286,66 @@ with health_tab:
         st.caption("Every trial trained.")
     else:
         st.dataframe(reasons, hide_index=True, key="reasons")
+
+# -- a scaling study: the curves, the knees, the recommended net for a budget -------------------------------
+for tab in scaling_tab:
+    with tab:
+        st.subheader("Accuracy against MAdds: width, resolution, depth and compound scaling")
+        st.session_state.setdefault("scaling_resamples", RESAMPLES)
+        resamples = int(st.number_input("Bootstrap replicates", min_value=20, max_value=1000, step=20,
+                                        key="scaling_resamples",
+                                        help="Each replicate resamples the validation images and each network's "
+                                             "seeds and refits: the bands and intervals. More is steadier, slower."))
+        try:
+            view = scaling(url, study_name, token, resamples)
+        except UserError as exc:  # too few trained points yet
+            st.info(str(exc))
+            continue
+        analysis = view.analysis
+        fitted = [d["fit"] for d in analysis["directions"].values() if d["fit"] is not None]
+        low, high = analysis["base"]["madds"] / 1e6, max(fit["measured_madds"][1] for fit in fitted) / 1e6
+        chosen = st.number_input("Budget (M MAdds)", min_value=low, max_value=high, value=high, format="%.3f",
+                                 key="scaling_budget", help="The recommended scaled net for this budget: the "
+                                 "direction whose fit predicts the most accuracy, within the fitted range.")
+        budget_text = board.scaling_budget_text(chosen * 1e6)
+        try:
+            answer = recommendation(url, study_name, token, resamples, budget_text)
+        except UserError as exc:
+            answer = None
+            st.warning(str(exc))
+        st.plotly_chart(scaling_figure(analysis, paper=view.paper, recommendation=answer), key="scaling")
+        noise = analysis["noise"]
+        st.caption(f"Lines: the fit acc = a - b (MAdds / base)^-c per direction; shaded: its 95 % bootstrap band "
+                   f"({resamples} replicates over validation images and seeds); dots: the networks measured (mean "
+                   f"over seeds); crosses: the knee, the cheapest MAdds within the noise floor "
+                   f"({noise['floor']:.4f}) of the plateau (a triangle where it lies beyond the largest measured net); "
+                   f"diamonds: the paper's width x resolution networks this study trained ({len(view.paper)}); "
+                   "dotted: the trivial classifier. Proxy accuracy on the validation split.")
+        if answer is not None:
+            multipliers = answer["multipliers"]
+            interval = answer["interval"]
+            cells = st.columns(4)
+            cells[0].metric("recommended direction", answer["direction"])
+            cells[1].metric("MAdds", format_count(answer["madds"]))
+            cells[2].metric("predicted accuracy", f"{answer['accuracy']:.3f}",
+                            help=None if interval is None else f"95 % interval [{interval[0]:.3f}, {interval[1]:.3f}]")
+            cells[3].metric("95 % interval", "-" if interval is None else f"{interval[0]:.3f} - {interval[1]:.3f}")
+            st.caption(f"Multipliers of the base: width x{multipliers['width']:.3f}, resolution "
+                       f"x{multipliers['resolution']:.3f}, depth x{multipliers['depth']:.3f} (total blocks).")
+            st.code(answer["arch"], language=None)
+            if answer["plateau"] is not None:
+                cheapest = answer["plateau"]["cheapest"]
+                st.info(f"Beyond {format_count(answer['plateau']['knee'])} MAdds nothing measurable is gained; the "
+                        f"cheapest net at the plateau is {cheapest['arch']} ({cheapest['direction']}, "
+                        f"{format_count(cheapest['madds'])} MAdds, predicted {cheapest['accuracy']:.3f}).")
+            st.markdown("**Export the recommended net to the model library**")
+            st.code(board.scaled_export_command(study_name, url, budget_text), language="bash")
+        st.dataframe(board.scaling_summary(analysis), hide_index=True, key="scaling_summary")
+        coefficients = analysis["coefficients"]
+        if coefficients["fitted"] is not None:
+            alpha, beta, gamma = coefficients["fitted"]
+            st.caption(f"Compound coefficients on this data: alpha {alpha:.2f}, beta {beta:.2f}, gamma {gamma:.2f} "
+                       "(EfficientNet on ImageNet: 1.20 / 1.10 / 1.15).")
 
 # -- the selected trial -------------------------------------------------------------------------------
 st.header("Selected trial")

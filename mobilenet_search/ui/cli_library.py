@@ -27,6 +27,8 @@ def _export(args: argparse.Namespace) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     storage = args.storage or default_storage(args.results_dir, args.study)
+    if args.scaled is not None:
+        return _export_scaled(args, storage)
     done = export(args.study, storage=storage, name=args.name, trial=args.trial, best=args.best, under=args.under,
                   force=args.force, library=args.library, onnx=args.onnx, weights=args.weights,
                   results_dir=args.results_dir, supernet=args.supernet)
@@ -42,6 +44,51 @@ def _export(args: argparse.Namespace) -> int:
               f"x {done.spec.resolution}, {what})")
     print(f"build it: {_build_hint(entry, args.library)}")
     return 0
+
+
+def _export_scaled(args: argparse.Namespace, storage: str) -> int:
+    """``export --scaled M``: the scaling study's recommended net for budget M into the library."""
+    from mobilenet_search.search.export import ONNX_OPSET, export_scaled
+    from mobilenet_search.ui.cli_scaling import format_recommendation
+
+    if args.under is not None:
+        raise UserError("--under applies to --best only; --scaled names its budget itself")
+    done = export_scaled(args.study, storage=storage, name=args.name, at=args.scaled, force=args.force,
+                         library=args.library, onnx=args.onnx, weights=args.weights, results_dir=args.results_dir,
+                         supernet=args.supernet)
+    entry = library.get(done.name, library=args.library)
+    print(format_recommendation(done.recommendation))
+    print(f"saved library entry {done.name!r}: {done.path}")
+    print(f"  {_costs(done.spec, entry.metadata.get('metrics', {}))}")
+    for line in _scaled(entry):
+        print(f"  {line}")
+    if done.onnx is not None:
+        what = "freshly initialised weights" if done.weights is None else f"{done.weights.source} weights"
+        print(f"onnx: {done.onnx} (opset {ONNX_OPSET}, {what})")
+    print(f"build it: {_build_hint(entry, args.library)}")
+    return 0
+
+
+def _scaled(entry: library.Entry) -> list[str]:
+    """What an entry exported with ``--scaled`` says of itself: the recommendation, what measured it, its weights
+    (no lines for other entries)."""
+    scaled = entry.metadata.get("scaled")
+    if not scaled:
+        return []
+    interval = scaled.get("interval")
+    span = "" if interval is None else f" [{interval[0]:.4f}, {interval[1]:.4f}]"
+    m = scaled["multipliers"]
+    lines = [f"scaled for {scaled['budget']}: {scaled['direction']} (width x{m['width']:.3f}, resolution "
+             f"x{m['resolution']:.3f}, depth x{m['depth']:.3f}), predicted accuracy {scaled['predicted_accuracy']:.4f}"
+             f"{span} ({round(100 * scaled.get('confidence', 0.95))} % bootstrap interval of the fit; proxy training)"]
+    measured = scaled.get("measured")
+    if measured:
+        runs = ", ".join(f"{a:.4f}" for a in measured["accuracies"])
+        lines.append(f"measured in the study: trial(s) {', '.join(map(str, measured['trials']))}, accuracy {runs}")
+    else:
+        lines.append("measured in the study: no (the accuracy is the fit's prediction)")
+    lines.append(f"weights {scaled['weights']}")
+    return lines
 
 
 def _build_hint(entry: library.Entry, library_arg: str | None) -> str:
@@ -103,6 +150,10 @@ def _source(entry: library.Entry) -> str:
     source = entry.metadata.get("source", {})
     if entry.builtin:
         return f"built-in: {source.get('builtin', '')}"
+    scaled = entry.metadata.get("scaled")
+    if scaled and "study" in source:
+        which = "not trained in it" if source.get("trial") is None else f"trial {source['trial']}"
+        return f"study {source['study']!r} scaled for {scaled['budget']}, {which} ({source.get('storage')})"
     if "study" in source:
         return f"study {source['study']!r} trial {source.get('trial')} ({source.get('storage')})"
     return "saved by hand"
@@ -133,6 +184,8 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print("torchvision: torchvision.models.MobileNetV2("
               + ", ".join(f"{key}={value!r}" for key, value in kwargs.items()) + ")")
+    for line in _scaled(entry):
+        print(line)
     print(_weights(entry))
     print(f"build: {_build_hint(entry, None if entry.builtin else args.library)}")
     return 0
@@ -164,6 +217,10 @@ def add_library_commands(subparsers: Any) -> None:
     which.add_argument("--trial", type=integer(0, None), default=None, metavar="N", help="export trial number N")
     which.add_argument("--best", action="store_true",
                        help="export the most accurate Pareto-optimal feasible trial (ties: fewer MAdds)")
+    which.add_argument("--scaled", default=None, metavar="MADDS",
+                       help="a scaling study's recommended net for this budget, e.g. 150M-madds (as `scaling --study "
+                            "NAME --at` prints it), with its predicted accuracy and interval; its weights only where "
+                            "the study trained exactly that net and kept them")
     export.add_argument("--under", default=None, metavar="BUDGET",
                         help="with --best: only trials inside this budget, e.g. 200M-madds or 3M-params,5ms-latency")
     export.add_argument("--name", required=True, help="entry name: letters, digits and . _ - (no '..')")

@@ -57,12 +57,22 @@ def format_analysis(analysis: dict[str, Any]) -> str:
         tied = f"; {len(fit['tied'])} of {fit['tried']} tried are within the noise floor of it" if fit else ""
         lines.append(f"  compound coefficients on this data: alpha {alpha:.2f}, beta {beta:.2f}, gamma {gamma:.2f} "
                      f"(EfficientNet on ImageNet: 1.20 / 1.10 / 1.15){tied}")
+    if analysis.get("strategy") == "supernet":
+        lines.append(_confirmations(analysis.get("confirmations", [])))
     plateau = analysis["plateau"]
     if plateau is not None:
         where = "" if plateau["knee_measured"] else " (extrapolated beyond the measured nets)"
         lines.append(f"  plateau {plateau['plateau']:.3f} ({', '.join(plateau['directions'])}); its cheapest knee: "
                      f"{plateau['cheapest_direction']} at {_m(plateau['knee'])} MAdds{where}")
     return "\n".join(lines)
+
+
+def _confirmations(confirmed: list[dict[str, Any]]) -> str:
+    """One line: the supernet-scored points retrained from scratch, inherited against scratch accuracy."""
+    if not confirmed:
+        return "  scored with the supernet's inherited weights; none confirmed from scratch yet"
+    pairs = ", ".join(f"{c['inherited']:.3f} -> {c['scratch']:.3f}@{_m(c['madds'])}" for c in confirmed)
+    return f"  scored with the supernet's inherited weights; confirmed from scratch (inherited -> scratch): {pairs}"
 
 
 def format_recommendation(answer: dict[str, Any]) -> str:
@@ -88,13 +98,16 @@ def _scaling(args: argparse.Namespace) -> int:
     from mobilenet_search.files import atomic_write_text
     from mobilenet_search.results.records import CONFIG_ATTR
     from mobilenet_search.search.config import check_results_dir, check_study_name, default_storage
-    from mobilenet_search.search.scaling import admitted, analyse, madds_limit, nominal_madds, recommend
+    from mobilenet_search.search.scaling import analyse, madds_limit, nominal_madds, recommend_at
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.study import open_study
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.seeds < 1:
         raise UserError(f"invalid --seeds {args.seeds}: expected an integer >= 1")
+    if args.seeds > 1 and args.strategy == "supernet":
+        raise UserError(f"invalid --seeds {args.seeds} with --strategy supernet: inherited weights score a network "
+                        "the same every time; seeds apply to --strategy scratch")
     if args.resamples < 10:
         raise UserError(f"invalid --resamples {args.resamples}: expected an integer >= 10")
     at = madds_limit(args.at, "--at") if args.at else None
@@ -114,8 +127,7 @@ def _scaling(args: argparse.Namespace) -> int:
     analysis = analyse(study, resamples=args.resamples)
     answer = None
     if at is not None:
-        space = load_space(config.get("space", "mobilenetv2"))
-        answer = recommend(analysis, nominal_madds(at), space, admits=lambda spec: admitted(at, spec))
+        answer = recommend_at(analysis, args.at, load_space(config.get("space", "mobilenetv2")))
     folder = check_results_dir(results_dir) / study.study_name
     atomic_write_text(folder / "scaling.json", json.dumps({**analysis, "recommendation": answer}, indent=2))
     print(format_analysis(analysis))
@@ -139,13 +151,14 @@ def _experiment(args: argparse.Namespace):
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.storage import check_storage_writable, redact
     from mobilenet_search.search.study import make_data, run_search
-    from mobilenet_search.ui.cli import _run_with_progress  # the search's progress bar and per-trial lines
+    from mobilenet_search.ui.cli import _run_with_progress, _supernet_progress  # the search's progress bars
 
     budget = madds_limit(args.budget, "--budget")
     config = SearchConfig(budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
                           epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
                           seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                          references="none", noise_repeats=0)
+                          references="none", noise_repeats=0, strategy=args.strategy,
+                          supernet_epochs=args.supernet_epochs, confirm=args.confirm)
     space = load_space(config.space)
     # Membership does not depend on the classes: a base outside the space is refused before any data is read.
     resolve_base(args.base, space, num_classes=1000, in_channels=3)
@@ -181,14 +194,19 @@ def _experiment(args: argparse.Namespace):
         printed.append(True)
         return _run_with_progress(search, study_name, storage, trials, quiet=args.quiet, header=shown, **options)
 
-    study = run_scaling(config, grid, storage=storage, study_name=study_name, run=run, timeout=args.timeout,
-                        device=device, results_dir=results_dir, heartbeat=args.heartbeat)
+    supernet = config.strategy == "supernet"
+    with _supernet_progress(config.supernet_epochs, enabled=supernet and not args.quiet) as on_step:
+        study = run_scaling(config, grid, storage=storage, study_name=study_name, run=run, timeout=args.timeout,
+                            device=device, results_dir=results_dir, heartbeat=args.heartbeat,
+                            **({"on_supernet_step": on_step} if supernet else {}))
     return study, storage
 
 
 def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scaling --budget B [--base NAME|ARCH] ... | --study NAME [--at M]`` to the subparsers."""
+    from mobilenet_search.search.bounds import INT_BOUNDS
     from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
+    from mobilenet_search.ui.cli_types import integer
 
     parser = subparsers.add_parser(
         "scaling", help="scale a base net by width, resolution, depth and compound on your data; fit where it stops",
@@ -215,6 +233,15 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default="mobilenetv2_scaling",
                         help="the space the scaled networks are members of (a shipped name or a .yaml path); the "
                              "default holds MobileNetV2 scaled by width 0.35-2.0, resolution 96-320 and depth x1-4")
+    parser.add_argument("--strategy", default="scratch",
+                        help="how the points get their accuracy. scratch: each network trained under the proxy "
+                             "(--seeds times). supernet: one elastic network over --space trained once "
+                             "(--supernet-epochs), every point scored in seconds with the weights it inherits, and "
+                             "after each phase up to --confirm of the Pareto points retrained from scratch")
+    parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=24,
+                        help="supernet training epochs (--strategy supernet)")
+    parser.add_argument("--confirm", type=integer(*INT_BOUNDS["confirm"]), default=3,
+                        help="points retrained from scratch after each phase (--strategy supernet; 0: none)")
     parser.add_argument("--dataset", default="embedded", help="as for search (embedded, fashion-mnist, ...)")
     parser.add_argument("--dataset-limit", type=int, default=None, help="as for search")
     parser.add_argument("--epochs", type=int, default=8, help="proxy training epochs per network")

@@ -14,6 +14,7 @@ NaN); a test checks them against each other.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shlex
 import signal
@@ -703,3 +704,102 @@ def run_foreground(child: subprocess.Popen, *, stop_timeout: float = STOP_TIMEOU
             child.wait()
     return 128 + received[0] if received else code
 
+
+
+# -- the scaling view -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScalingView:
+    """A scaling study as the dashboard's Scaling view shows it: the analysis of ``mobilenet-search scaling``
+    (:func:`mobilenet_search.search.scaling.analyse`), the paper's width x resolution networks the study
+    trained (``paper``: name, arch, MAdds, mean accuracy, runs), and the space its networks are members of."""
+
+    analysis: dict[str, Any]
+    paper: list[dict[str, Any]]
+    space: Any  # the study's SearchSpace: the recommendation snaps to its members
+
+
+def scaling_plan(url: str, study_name: str) -> dict[str, Any] | None:
+    """The plan a scaling study recorded (None for any other study, or a missing one): one read of the study's
+    attributes, nothing else loaded."""
+    from mobilenet_search.search.scaling import SCALING_ATTR
+
+    storage = open_storage(url)
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return None
+    return storage.get_study_user_attrs(study_id).get(SCALING_ATTR)
+
+
+def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> ScalingView:
+    """Fit a scaling study as ``mobilenet-search scaling --study`` does (``resamples`` bootstrap replicates,
+    default the command's) and find the paper's networks among its trained points. Loads the whole study
+    through Optuna; a study that is not a scaling study, or has too few points to fit, is a :class:`UserError`."""
+    from mobilenet_search.arch.cost import count_madds
+    from mobilenet_search.arch.references import paper_family
+    from mobilenet_search.results.records import Outcome, is_confirmation
+    from mobilenet_search.results.scaling_fit import RESAMPLES
+    from mobilenet_search.search.scaling import analyse
+    from mobilenet_search.search.study import open_study, study_space
+
+    study, config = open_study(url, study_name, None, load_only=True)
+    analysis = analyse(study, resamples=RESAMPLES if resamples is None else resamples)
+    space = study_space(study, config)
+    base = ArchSpec.from_string(analysis["base"]["arch"])
+    family = {spec.to_string(): name for name, spec in
+              paper_family(space.family, num_classes=base.num_classes, in_channels=base.in_channels).items()}
+    runs: dict[str, list[float]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        arch = trial.user_attrs.get("arch")
+        if (arch in family and trial.user_attrs.get("outcome") == Outcome.TRAINED.value and not is_confirmation(trial)
+                and trial.user_attrs.get("accuracy") is not None):
+            runs.setdefault(arch, []).append(float(trial.user_attrs["accuracy"]))
+    paper = [{"name": family[arch], "arch": arch, "madds": count_madds(ArchSpec.from_string(arch)),
+              "accuracy": float(np.mean(values)), "runs": len(values)} for arch, values in runs.items()]
+    return ScalingView(analysis, sorted(paper, key=lambda p: p["madds"]), space)
+
+
+def scaling_recommendation(view: ScalingView, budget: str) -> dict[str, Any]:
+    """The recommended scaled net for ``budget`` (``150M-madds``), as ``scaling --at`` and ``export --scaled``
+    give it; a budget outside the fitted range is a :class:`UserError` saying so."""
+    from mobilenet_search.search.scaling import recommend_at
+
+    return recommend_at(view.analysis, budget, view.space, option="budget")
+
+
+def scaling_summary(analysis: dict[str, Any]) -> pd.DataFrame:
+    """One row per direction: the plateau, the gain per doubling (at the base and on average), the knee, each with
+    its 95 % interval, or why the direction has no fit."""
+    rows = []
+    for direction, entry in analysis["directions"].items():
+        fit = entry["fit"]
+        if fit is None:
+            rows.append({"direction": direction, "note": entry["reason"]})
+            continue
+        rows.append({"direction": direction, "points": len(fit["points"]), "plateau": fit["plateau"],
+                     "plateau 95 %": _span(fit["plateau_interval"]),
+                     "gain / doubling at base": fit["gain_first_doubling"],
+                     "gain 95 %": _span(fit["gain_first_doubling_interval"]),
+                     "mean gain / doubling": fit["gain_per_doubling"], "knee (MAdds)": format_count(fit["knee"]),
+                     "knee 95 %": _span(fit["knee_interval"], format_count),
+                     "note": "" if fit["knee_measured"] else "knee beyond the largest measured net: not reached"})
+    return pd.DataFrame(rows)
+
+
+def _span(interval: Sequence[float] | None, fmt: Callable[[float], str] = "{:.3f}".format) -> str:
+    return "" if interval is None else f"[{fmt(interval[0])}, {fmt(interval[1])}]"
+
+
+def scaled_export_command(study_name: str, storage: str, budget: str) -> str:
+    """The command line that exports the recommended scaled net for ``budget`` to the model library; any password
+    is redacted."""
+    parts = ["mobilenet-search", "export", "--study", study_name, "--storage", redact(storage), "--scaled", budget,
+             "--name", f"{study_name}-{budget}"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def scaling_budget_text(madds: float) -> str:
+    """A MAdds figure as the budget text the recommendation takes (``40.5M-madds``), never above ``madds``."""
+    return f"{math.floor(madds / 1e3) / 1e3:g}M-madds"

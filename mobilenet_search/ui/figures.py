@@ -341,3 +341,82 @@ def training_curve_figure(history: Sequence[float], losses: Sequence[float] = ()
                       yaxis2=dict(title="training loss", overlaying="y", side="right", showgrid=False),
                       legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+#: Each scaling direction's colour in :func:`scaling_figure`.
+DIRECTION_COLORS = {"width": "#1f77b4", "resolution": "#2ca02c", "depth": "#9467bd", "compound": "#d62728"}
+PAPER_FAMILY = "paper's width x resolution family"
+RECOMMENDED = "recommended"
+
+
+def _rgba(color: str, alpha: float) -> str:
+    red, green, blue = (int(color[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+def scaling_figure(analysis: Mapping, *, paper: Sequence[Mapping] = (),
+                   recommendation: Mapping | None = None) -> go.Figure:
+    """Accuracy against MAdds along each scaling direction of a scaling study's analysis
+    (:func:`mobilenet_search.search.scaling.analyse`): per direction the fitted curve (``DIRECTION fit``), its 95 %
+    bootstrap band (``DIRECTION 95 % band``, filled), the measured networks (``DIRECTION measured``, mean over seeds)
+    and the knee (``DIRECTION knee``: a cross on the curve, or, where the knee lies beyond the largest measured net,
+    a triangle at that net saying so). ``paper``: the paper's networks the study trained (name, MAdds, accuracy),
+    drawn as diamonds; ``recommendation``: :func:`~mobilenet_search.search.scaling.recommend`'s answer, a star with its
+    interval. The trivial classifier's accuracy is a dotted line. MAdds on a log axis."""
+    from mobilenet_search.results.scaling_fit import predict
+
+    fig = go.Figure()
+    for direction, entry in analysis["directions"].items():
+        fit = entry["fit"]
+        if fit is None:
+            continue
+        color, band = DIRECTION_COLORS.get(direction, GREY), fit["band"]
+        fig.add_trace(go.Scatter(x=[*band["madds"], *band["madds"][::-1]], y=[*band["high"], *band["low"][::-1]],
+                                 fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0), mode="lines",
+                                 name=f"{direction} 95 % band", legendgroup=direction, showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=band["madds"], y=band["accuracy"], mode="lines", line=dict(color=color, width=2),
+                                 name=f"{direction} fit", legendgroup=direction,
+                                 hovertemplate=f"{direction}: %{{x:.3s}} MAdds, predicted %{{y:.3f}}<extra></extra>"))
+        points = fit["points"]
+        fig.add_trace(go.Scatter(x=[p["madds"] for p in points], y=[p["accuracy"] for p in points], mode="markers",
+                                 marker=dict(color=color, size=9, line=dict(color="white", width=1)),
+                                 name=f"{direction} measured", legendgroup=direction, showlegend=False,
+                                 customdata=[p["seeds"] for p in points],
+                                 hovertemplate=f"{direction}: %{{x:.3s}} MAdds, accuracy %{{y:.3f}} "
+                                               "(%{customdata} seed(s))<extra></extra>"))
+        knee, low_high = fit["knee"], fit["knee_interval"]
+        span = "" if low_high is None else f" [{_short(low_high[0], 'madds')}, {_short(low_high[1], 'madds')}]"
+        if fit["knee_measured"]:
+            at, symbol, text = knee, "x", f"{direction} knee: {_short(knee, 'madds')}{span} MAdds"
+        else:  # beyond the data: marked at the largest measured net, where the curve is still rising
+            at, symbol = fit["measured_madds"][1], "triangle-right"
+            text = (f"{direction} knee not reached: beyond {_short(at, 'madds')} MAdds "
+                    f"(fit: {_short(knee, 'madds')}{span})")
+        fig.add_trace(go.Scatter(x=[at], y=[predict(fit, at)[0]], mode="markers", name=f"{direction} knee",
+                                 legendgroup=direction, showlegend=False, hovertext=[text], hoverinfo="text",
+                                 marker=dict(symbol=symbol, size=14, color=color, line=dict(color="black", width=1))))
+    if paper:
+        fig.add_trace(go.Scatter(x=[p["madds"] for p in paper], y=[p["accuracy"] for p in paper], mode="markers",
+                                 name=PAPER_FAMILY, hovertext=[f"{p['name']}: accuracy {p['accuracy']:.3f}, "
+                                                               f"{_short(p['madds'], 'madds')} MAdds" for p in paper],
+                                 hoverinfo="text", marker=dict(symbol="diamond-open", size=13, color=REFERENCE_COLOR,
+                                                               line=dict(width=2))))
+    if recommendation is not None:
+        interval = recommendation.get("interval")
+        error = None if interval is None else dict(
+            type="data", symmetric=False, array=[interval[1] - recommendation["accuracy"]],
+            arrayminus=[recommendation["accuracy"] - interval[0]], color=HALO_COLOR, thickness=2)
+        fig.add_trace(go.Scatter(x=[recommendation["madds"]], y=[recommendation["accuracy"]], mode="markers",
+                                 name=RECOMMENDED, error_y=error,
+                                 marker=dict(symbol="star", size=18, color=HALO_COLOR,
+                                             line=dict(color="black", width=1)),
+                                 hovertext=[f"recommended ({recommendation['direction']}): "
+                                            f"{_short(recommendation['madds'], 'madds')} MAdds, predicted "
+                                            f"{recommendation['accuracy']:.3f}"], hoverinfo="text"))
+    fig.add_hline(y=analysis["trivial"], line=dict(color=TRIVIAL_COLOR, dash="dot"),
+                  annotation_text="trivial classifier", annotation_position="bottom right")
+    fig.update_layout(xaxis=dict(type="log", title="MAdds"), yaxis_title="validation accuracy (proxy)",
+                      template="plotly_white", legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0),
+                      margin=dict(l=60, r=20, t=40, b=50), height=520)
+    return fig
