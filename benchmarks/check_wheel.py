@@ -8,8 +8,9 @@ Run from the repository root (``tests/test_wheel.py`` runs it in CI)::
 Steps, each of which must succeed:
 
 1. build a wheel from a copy of the checkout (``python -m build --wheel --no-isolation``);
-2. check the wheel's listing: only ``mobilenet_search/`` and its ``.dist-info``, with every
-   ``spaces/*.yaml`` of the checkout and ``ui/app.py``;
+2. check the wheel's listing: only ``mobilenet_search/`` and its ``.dist-info``, with every module of
+   the checkout's package, every ``search_spaces/*.yaml`` of the checkout as ``mobilenet_search/spaces/``,
+   and ``ui/app.py``;
 3. create a fresh venv in a temporary folder and ``pip install --no-deps`` the wheel into it;
 4. make the venv see the current environment's dependencies (torch & co.) without copying them:
    a ``.pth`` file in its site-packages that appends the current site-packages *as a plain path*,
@@ -101,13 +102,19 @@ def check_listing(wheel: Path) -> list[str]:
     stray = {t for t in top if t != PACKAGE and not t.endswith(".dist-info")}
     if stray:
         raise CheckFailed(f"the wheel holds more than the package: {sorted(stray)}")
-    spaces = {f"{PACKAGE}/spaces/{p.name}" for p in (ROOT / PACKAGE / "spaces").glob("*.yaml")}
+    # The checkout's search_spaces/*.yaml become mobilenet_search/spaces/ (pyproject.toml's package-dir).
+    spaces = {f"{PACKAGE}/spaces/{p.name}" for p in (ROOT / "search_spaces").glob("*.yaml")}
     wanted = spaces | {f"{PACKAGE}/ui/app.py"}
     missing = wanted - set(names)
     if not spaces or missing:
         raise CheckFailed(f"the wheel lacks {sorted(missing) or 'the search spaces'}")
-    shown = ", ".join(sorted(n.removeprefix(f"{PACKAGE}/") for n in wanted))
-    print(f"  wheel listing: {len(names)} files; has {shown}")
+    # pyproject.toml lists the packages by hand: a module of the checkout missing here is a package left out.
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / PACKAGE).rglob("*.py") if "__pycache__" not in p.parts}
+    if modules - set(names):
+        raise CheckFailed(f"the wheel lacks modules of the checkout (a package missing from pyproject.toml's "
+                          f"packages?): {sorted(modules - set(names))}")
+    shown = ", ".join(sorted(n.removeprefix(f"{PACKAGE}/") for n in spaces | {f"{PACKAGE}/ui/app.py"}))
+    print(f"  wheel listing: {len(names)} files, all {len(modules)} modules of the checkout; has {shown}")
     return names
 
 

@@ -1,8 +1,8 @@
 """Search spaces as data files: load and validate them, and describe what they hold.
 
-A space file (YAML, under ``mobilenet_search/spaces/``) fixes the family and gives, for each field of
-:class:`ArchSpec` and each stage's ``expansion``/``channels``/``repeats``/``stride``, either
-one value or a list of choices::
+A space file (YAML; those shipped with the tool are the top-level ``search_spaces/*.yaml``) fixes the
+family and gives, for each field of :class:`ArchSpec` and each stage's
+``expansion``/``channels``/``repeats``/``stride``, either one value or a list of choices::
 
     family: mobilenet_v2
     width_mult: [0.35, 0.5, 0.75, 1.0, 1.3, 1.4]
@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from itertools import product
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,17 @@ from mobilenet_search.arch.spec import FAMILIES, ArchSpec, StageSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import read_text_file
 
-# Shipped inside the package, so a wheel install finds them as a checkout does.
-SPACES_DIR = Path(str(resources.files("mobilenet_search") / "spaces"))
+
+def _spaces_dir() -> Path:
+    """Where the shipped spaces are: ``mobilenet_search/spaces/`` in an installed wheel (pyproject.toml maps the
+    top-level ``search_spaces/`` there), else that top-level folder itself (a clone: editable install or
+    ``PYTHONPATH``)."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "spaces"
+    return installed if any(installed.glob("*.yaml")) else package.parent / "search_spaces"
+
+
+SPACES_DIR = _spaces_dir()
 # Fields a space may set; num_classes and in_channels come from the data, not the space.
 GLOBAL_FIELDS = ("width_mult", "resolution", "stem_channels", "head_channels", "activation",
                  "linear_bottleneck", "head", "dropout", "round_nearest")
@@ -157,7 +165,7 @@ def _value_of(spec: ArchSpec, name: str) -> Any:
 
 
 def available_spaces() -> list[str]:
-    """Names of the spaces shipped inside the package (``mobilenet_search/spaces/``)."""
+    """Names of the spaces shipped with the tool (``search_spaces/*.yaml``; ``mobilenet-search space --list``)."""
     return sorted(path.stem for path in SPACES_DIR.glob("*.yaml"))
 
 
