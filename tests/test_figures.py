@@ -158,6 +158,12 @@ def test_importances_most_important_on_top_and_training_curve_by_epoch():
     assert list(loss.x) == [1, 2, 3] and list(loss.y) == [0.9, 0.6, 0.5] and loss.yaxis == "y2"
 
 
+def test_training_curve_accuracy_axis_spans_the_data_within_0_and_1():
+    # One point alone got plotly's default range (about -0.3 to 1.6): the axis is padded around the data instead.
+    assert tuple(training_curve_figure([0.7], [0.9, 0.6]).layout.yaxis.range) == pytest.approx((0.65, 0.75))
+    assert tuple(training_curve_figure([0.02, 0.99]).layout.yaxis.range) == pytest.approx((0.0, 1.0))
+
+
 # -- intervals, noise repeats, supernet confirmations ---------------------------------------------------
 
 

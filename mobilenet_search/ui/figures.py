@@ -340,6 +340,9 @@ def training_curve_figure(history: Sequence[float], losses: Sequence[float] = ()
                       xaxis=dict(tickmode="linear", dtick=1), height=300, margin=dict(l=60, r=60, t=40, b=50),
                       yaxis2=dict(title="training loss", overlaying="y", side="right", showgrid=False),
                       legend=dict(orientation="h", y=-0.3))
+    if history:  # one point (the last epoch's accuracy alone) would get plotly's default range of about -0.3 to 1.6
+        low, high = min(history), max(history)
+        fig.update_yaxes(range=[max(0.0, low - 0.05), min(1.0, high + 0.05)])
     return fig
 
 
