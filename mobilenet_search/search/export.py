@@ -32,12 +32,13 @@ from mobilenet_search.arch.cost import format_count
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError, require
 from mobilenet_search.files import atomic_path
+from mobilenet_search.measure.preprocessing import Preprocessing
 from mobilenet_search.results import library as model_library
 from mobilenet_search.results import records
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.storage import redact, storage_file
-from mobilenet_search.search.study import make_data, open_study
+from mobilenet_search.search.study import make_data, open_study, recorded_preprocessing
 
 if TYPE_CHECKING:
     from torch import nn
@@ -71,19 +72,13 @@ class TrainedWeights:
     source: str
     trial: optuna.trial.FrozenTrial
 
-    def metadata(self, study: optuna.Study, config: SearchConfig, results_dir: Path) -> dict[str, Any]:
-        """What an entry records about its weights: the trial, the accuracy, and the input they expect."""
-        from mobilenet_search.measure.data import channel_stats
-
+    def metadata(self, preprocessing: Preprocessing | None, unknown: str = "") -> dict[str, Any]:
+        """What an entry records about its weights: the trial, the accuracy, and the input they expect (its
+        resolution; the entry's ``preprocessing`` describes the rest, or ``unknown`` says why it cannot)."""
         attrs = self.trial.user_attrs
-        size = int(attrs["proxy_resolution"])
-        expected: dict[str, Any] = {"resolution": size}
-        try:  # the training images' channel statistics normalise the input (measure.train.input_transform)
-            mean, std = channel_stats(make_data(config, results_dir)(size).train_images)
-            expected |= {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
-                         "normalise": "(x - mean) / std on uint8 pixel values x"}
-        except UserError as exc:  # the dataset is gone: the weights are still worth keeping
-            expected["normalise"] = f"unknown (the study's dataset could not be read: {exc})"
+        expected: dict[str, Any] = {"resolution": int(attrs["proxy_resolution"])}
+        if preprocessing is None:
+            expected["normalise"] = f"unknown ({unknown})"
         return {"trial": self.trial.number,
                 **{key: attrs[key] for key in ("accuracy", "balanced_accuracy") if attrs.get(key) is not None},
                 "input": expected}
@@ -267,6 +262,26 @@ def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.tri
     return None
 
 
+def trial_preprocessing(study: optuna.Study, config: SearchConfig, trial: optuna.trial.FrozenTrial, *,
+                        results_dir: Path, decode: bool = True) -> Preprocessing | None:
+    """How the images ``trial`` was scored on became its network's input: what the study recorded at the
+    trial's proxy resolution. None for a trial scored at none.
+
+    A study made before studies recorded it: with ``decode``, the study's dataset is decoded again
+    (under ``results_dir``) to learn it, a :class:`UserError` if it cannot be read; without, None.
+    """
+    size = trial.user_attrs.get("proxy_resolution")
+    if size is None:
+        return None
+    recorded = recorded_preprocessing(study, int(size))
+    if recorded is not None or not decode:
+        return recorded
+    from mobilenet_search.measure.data import preprocessing
+
+    # A study made before studies recorded their preprocessing: only its dataset, decoded again, tells.
+    return preprocessing(make_data(config, results_dir)(int(size)))
+
+
 def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model: nn.Module | None = None) -> Path:
     """Write ``model`` (default ``build_model(spec)``, fresh weights), in eval mode, as ONNX at the deployment
     resolution.
@@ -318,9 +333,17 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     if weights:
         trained = trained_weights(study, config, choice.trial, results_dir=Path(results_dir),
                                   supernet=None if supernet is None else Path(supernet))
+    unknown = "the study recorded none"
+    try:  # a study from before studies recorded it is decoded again, for weights only
+        prep = trial_preprocessing(study, config, choice.trial if trained is None else trained.trial,
+                                   results_dir=Path(results_dir), decode=trained is not None)
+    except UserError as exc:  # the dataset is gone: the weights are still worth keeping
+        prep, unknown = None, f"the study recorded none and its dataset could not be read: {exc}"
+    if prep is not None:
+        metadata["preprocessing"] = prep.to_dict()
     if trained is not None:
         metadata["weights_source"] = trained.source
-        metadata["weights"] = trained.metadata(study, config, Path(results_dir))
+        metadata["weights"] = trained.metadata(prep, unknown)
     onnx_path = None
     if onnx is not None:
         onnx_path = write_onnx(spec, onnx, model=None if trained is None else trained.model)
