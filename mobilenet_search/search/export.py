@@ -13,7 +13,9 @@ When the study kept trained weights for the trial, the entry stores them too
 (``<name>.safetensors``, see :func:`trained_weights`): a supernet study's confirmation's
 scratch-trained weights, preferred, else the weights the trial inherited from the supernet,
 BatchNorm recalibrated exactly as it was scored. ``library.build(name, weights="trained")``
-then gives the network that scored the accuracy the entry records.
+then gives the network that scored the accuracy the entry records, and the entry's
+``transforms()`` the input it scored it on: the entry records the preprocessing the study
+recorded at the trial's proxy resolution (:func:`trial_preprocessing`), so export reads no dataset.
 """
 
 from __future__ import annotations
@@ -318,6 +320,8 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     recorded), the entry also stores them, and its metadata says where they come from
     (``weights_source``: ``confirmed``, ``inherited`` or ``trained``) and what they scored
     (``weights``: trial, accuracy, input). Without, the entry holds the architecture only.
+    Either way it records ``preprocessing`` (:func:`trial_preprocessing`; a study from before
+    studies recorded it is decoded again for an entry with weights only).
 
     With ``onnx``, also write the network there (:func:`write_onnx`; trained weights when the
     entry has them) before the entry, so a failed ONNX export leaves no entry. Nothing is
