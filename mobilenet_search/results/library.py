@@ -124,7 +124,7 @@ class Entry:
         preprocessing = self.preprocessing
         if preprocessing is None:
             why = "a built-in holds the paper's architecture only" if self.builtin else \
-                "its study recorded none and export could not decode the study's dataset"
+                "exported from a study from before studies recorded it, or saved by hand"
             raise UserError(f"library entry {self.name!r} records no input preprocessing ({why})")
         return preprocessing.transforms()
 
