@@ -13,14 +13,16 @@ import pytest
 import torch
 from onnx.reference import ReferenceEvaluator
 from optuna.trial import TrialState, create_trial
-from test_strategies import STUDY, run_supernet_study
+from PIL import Image
+from test_strategies import SETTINGS, STUDY, fake_latency, run_supernet_study
 
 from mobilenet_search import ArchSpec, UserError, build_model, count_madds, count_params, library
+from mobilenet_search.measure.data import preprocessing
 from mobilenet_search.measure.train import evaluate, input_transform
-from mobilenet_search.results.records import CONFIG_ATTR, CONFIRMS_ATTR, pack_correct
+from mobilenet_search.results.records import CONFIG_ATTR, CONFIRMS_ATTR, PREPROCESSING_ATTR, pack_correct
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.export import ONNX_OPSET, choose_trial, entry_metadata, export, write_onnx
-from mobilenet_search.search.study import make_data
+from mobilenet_search.search.study import make_data, run_search
 from mobilenet_search.ui import cli
 from mobilenet_search.ui.cli_library import add_library_commands
 
@@ -387,3 +389,148 @@ def test_cli_export_and_show_say_whether_an_entry_has_weights(supernet_study, st
                lib)[0] == 0
     code, out, _ = run("library", "show", "plain", "--library", lib)
     assert code == 0 and "weights: none (architecture only" in out
+
+
+# -- the input preprocessing: recorded by the study, carried by the entry, applied by transforms() ---------------
+
+FOLDER_STUDY = "folder"
+
+
+def write_stripes(root, per_class=40, seed=0):
+    """Real image files in class folders: horizontal or vertical stripes, tinted, noisy, of assorted non-square
+    sizes, as PNG and JPEG, some grey (mode L) among colour ones (so the folder is read as RGB)."""
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(("horizontal", "vertical")):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(36, 73, size=2))
+            along = np.arange(h if label == 0 else w)
+            wave = np.sin(2 * np.pi * along / rng.uniform(5, 12) + rng.uniform(0, 2 * np.pi))
+            wave = wave[:, None] if label == 0 else wave[None, :]
+            grey = 127.5 + 80 * np.broadcast_to(wave, (h, w)) + rng.normal(0, 25, (h, w))
+            pixels = np.clip(grey[..., None] * rng.uniform(0.6, 1.0, 3), 0, 255).astype(np.uint8)
+            image = Image.fromarray(pixels, "RGB")
+            if i % 5 == 0:
+                image = image.convert("L")
+            image.save(root / name / f"{i:03d}.{'png' if i % 2 else 'jpg'}", quality=90)
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder_study(tmp_path_factory):
+    """test_strategies.py's small supernet study on an image folder of real files: (folder, results, storage)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    base = tmp_path_factory.mktemp("folder-study")
+    root = write_stripes(base / "stripes")
+    results = base / "results"
+    storage = f"sqlite:///{base / 'folder.db'}"
+    run_search(SearchConfig(**{**SETTINGS, "dataset": f"imagefolder:{root}"}), storage=storage,
+               study_name=FOLDER_STUDY, trials=4, results_dir=results, latency=fake_latency)
+    return root, results, storage
+
+
+def confirmed_trial(storage):
+    study = optuna.load_study(study_name=FOLDER_STUDY, storage=storage)
+    return study, next(t for t in study.trials if t.user_attrs.get(CONFIRMS_ATTR) is not None)
+
+
+def test_the_study_records_its_preprocessing_and_the_entrys_transforms_reproduce_the_trial_from_image_files(
+        folder_study, tmp_path):
+    root, results, storage = folder_study
+    study, trial = confirmed_trial(storage)
+    config = SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR])
+    size = trial.user_attrs["proxy_resolution"]
+    data = make_data(config, results)(size)
+    recorded = study.user_attrs[f"{PREPROCESSING_ATTR}.{size}"]
+    assert recorded == preprocessing(data).to_dict()
+    assert recorded["channels"] == 3 and recorded["size"] == size and recorded["interpolation"] == "bilinear"
+
+    # The dataset and its decoded cache are gone: export needs neither.
+    shutil.copytree(root, tmp_path / "kept")
+    shutil.rmtree(root)
+    shutil.rmtree(results / "cache")
+    try:
+        done = export(FOLDER_STUDY, storage=storage, name="stripes", trial=trial.number, library=tmp_path / "lib",
+                      results_dir=results)
+    finally:
+        shutil.copytree(tmp_path / "kept", root)
+    assert done.weights.source == "confirmed"
+    entry = library.get("stripes", library=tmp_path / "lib")
+    assert entry.metadata["preprocessing"] == recorded and entry.preprocessing.to_dict() == recorded
+
+    # The entry's own transforms() on every raw file; the validation split's files are those whose inputs are,
+    # bit for bit, the inputs the study scored (the split is the study's: seeded, stratified).
+    prepare = entry.transforms()
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    inputs = torch.stack([prepare(Image.open(path)) for path in files])
+    assert inputs.shape == (len(files), 3, size, size) and inputs.dtype == torch.float32
+    scored = input_transform(data)(data.val_images)
+    matches = [[i for i in range(len(files)) if torch.equal(inputs[i], x)] for x in scored]
+    assert all(len(m) == 1 for m in matches), "every validation image is exactly one file's transformed input"
+    val_files = [files[m[0]] for m in matches]
+    labels = torch.tensor([data.classes.index(path.parent.name) for path in val_files])
+    assert torch.equal(labels, data.val_labels)
+
+    model = library.build("stripes", library=tmp_path / "lib", weights="trained")
+    with torch.no_grad():
+        predictions = model(torch.stack([prepare(Image.open(path)) for path in val_files])).argmax(1)
+    correct = (predictions == labels).numpy()
+    assert correct.mean() == trial.user_attrs["accuracy"]
+    assert pack_correct(correct) == trial.user_attrs["val_correct"]
+    assert len(set(predictions.tolist())) > 1  # a network that tells the classes apart, not a constant answer
+
+
+def test_an_older_study_without_a_recorded_preprocessing_decodes_its_dataset_or_says_it_is_unknown(
+        folder_study, tmp_path):
+    root, results, storage = folder_study
+    study, trial = confirmed_trial(storage)
+    shutil.copy(storage.removeprefix("sqlite:///"), tmp_path / "old.db")
+    with sqlite3.connect(tmp_path / "old.db") as db:  # as a study made before studies recorded it
+        db.execute("DELETE FROM study_user_attributes WHERE key LIKE ?", (f"{PREPROCESSING_ATTR}.%",))
+    old = f"sqlite:///{tmp_path / 'old.db'}"
+    size = trial.user_attrs["proxy_resolution"]
+    expected = study.user_attrs[f"{PREPROCESSING_ATTR}.{size}"]
+    export(FOLDER_STUDY, storage=old, name="decoded", trial=trial.number, library=tmp_path, results_dir=results)
+    assert library.get("decoded", library=tmp_path).metadata["preprocessing"] == expected
+
+    # Neither recorded nor readable: the weights are kept, the entry says the input is unknown.
+    shutil.move(root, tmp_path / "away")
+    try:
+        export(FOLDER_STUDY, storage=old, name="unknown", trial=trial.number, library=tmp_path,
+               results_dir=tmp_path / "empty-results", force=True)
+    finally:
+        shutil.move(tmp_path / "away", root)
+    entry = library.get("unknown", library=tmp_path)
+    assert "preprocessing" not in entry.metadata and entry.has_weights
+    assert entry.metadata["weights"]["input"]["normalise"].startswith("unknown (the study recorded none and its "
+                                                                      "dataset could not be read: image folder")
+    with pytest.raises(UserError, match="library entry 'unknown' records no input preprocessing"):
+        entry.transforms()
+    library.build("unknown", library=tmp_path, weights="trained")
+
+
+def test_an_entry_from_before_entries_recorded_the_preprocessing_still_builds_and_transforms(folder_study, tmp_path):
+    root, results, storage = folder_study
+    _, trial = confirmed_trial(storage)
+    export(FOLDER_STUDY, storage=storage, name="new", trial=trial.number, library=tmp_path, results_dir=results)
+    document = json.loads((tmp_path / "new.json").read_text())
+    recorded = document["metadata"].pop("preprocessing")
+    # The form earlier versions wrote: the statistics beside the weights.
+    document["metadata"]["weights"]["input"] = {"resolution": recorded["size"], "mean": recorded["mean"],
+                                                "std": recorded["std"],
+                                                "normalise": "(x - mean) / std on uint8 pixel values x"}
+    document["name"] = "old"
+    shutil.copy(tmp_path / "new.safetensors", tmp_path / "old.safetensors")
+    document["weights"]["file"] = "old.safetensors"
+    (tmp_path / "old.json").write_text(json.dumps(document))
+    old, new = (library.build(name, library=tmp_path, weights="trained") for name in ("old", "new"))
+    assert all(torch.equal(a, b) for a, b in zip(old.state_dict().values(), new.state_dict().values(), strict=True))
+    image = Image.open(next(root.rglob("*.jpg")))
+    old_input, new_input = (library.get(name, library=tmp_path).transforms()(image) for name in ("old", "new"))
+    assert torch.equal(old_input, new_input)
+    # An entry that records no statistics at all (architecture only) builds, and has no transforms().
+    del document["metadata"]["weights"], document["weights"]
+    (tmp_path / "arch.json").write_text(json.dumps(document | {"name": "arch"}))
+    library.build("arch", library=tmp_path)
+    with pytest.raises(UserError, match="records no input preprocessing"):
+        library.get("arch", library=tmp_path).transforms()

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ from torchvision.transforms.v2 import functional as F
 from mobilenet_search.arch.spec import REFERENCE_RESOLUTION
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
+from mobilenet_search.measure.preprocessing import Preprocessing
 
 # elpv over mnist, measured by benchmarks/measure_datasets.py with the default TrainConfig: it
 # separates cheap from expensive candidates (balanced accuracy 0.55 vs 0.65) with half the images.
@@ -305,12 +307,67 @@ def _write_cache(path: Path, tensors: dict) -> None:
         torch.save(tensors, tmp)
 
 
-def _resize(images: torch.Tensor, size: int, chunk: int = 256) -> torch.Tensor:
-    """Antialiased resize of the shorter side to ``size``, then a centre crop to a square."""
+def resize(images: torch.Tensor, size: int, *, interpolation: str = "bilinear", antialias: bool = True,
+           chunk: int = 256) -> torch.Tensor:
+    """Resize uint8 N×C×H×W images' shorter side to ``size`` (transforms v2, bilinear and antialiased by
+    default), then centre-crop them to a square: how every image here reaches its proxy size."""
     if len(images) == 0:
         return images.new_empty((0, images.shape[1], size, size))
-    return torch.cat([F.center_crop(F.resize(images[i:i + chunk], [size], antialias=True), [size])
+    mode = F.InterpolationMode(interpolation)
+    return torch.cat([F.center_crop(F.resize(images[i:i + chunk], [size], interpolation=mode, antialias=antialias),
+                                    [size])
                       for i in range(0, len(images), chunk)])
+
+
+def image_pixels(image: Image.Image, mode: str) -> torch.Tensor:
+    """A Pillow image converted to ``mode`` (``L`` or ``RGB``), as a uint8 C×H×W tensor (it decodes the file)."""
+    return F.pil_to_tensor(image.convert(mode))
+
+
+def preprocessing(data: ImageData) -> Preprocessing:
+    """How ``data``'s images become network inputs: its size and channels, and its training images'
+    channel statistics (:func:`channel_stats`), which normalise every batch trained or scored on it."""
+    mean, std = channel_stats(data.train_images)
+    # float32 -> Python float -> float32 is exact: the recorded statistics normalise bit for bit as these.
+    return Preprocessing(size=data.size, channels=data.in_channels, mean=tuple(float(v) for v in mean.flatten()),
+                         std=tuple(float(v) for v in std.flatten()), torchvision=version("torchvision"))
+
+
+def normaliser(prep: Preprocessing, device: torch.device | str = "cpu",
+               memory_format: torch.memory_format = torch.contiguous_format,
+               ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """uint8 N×C×H×W images -> float32 inputs on ``device``: ``(x - mean) / std`` with ``prep``'s statistics."""
+    mean = torch.tensor(prep.mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+    std = torch.tensor(prep.std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+
+    def normalise(images: torch.Tensor) -> torch.Tensor:
+        images = images.to(device, non_blocking=True).float()
+        return ((images - mean) / std).contiguous(memory_format=memory_format)
+
+    return normalise
+
+
+def input_function(prep: Preprocessing) -> Callable[[Any], torch.Tensor]:
+    """``prep`` as a function of a raw image (see :meth:`Preprocessing.transforms`): the decode of image
+    folders (:func:`image_pixels`), :func:`resize` and :func:`normaliser`, the functions a study uses."""
+    normalise = normaliser(prep)
+
+    def transform(image: Image.Image | torch.Tensor) -> torch.Tensor:
+        if isinstance(image, Image.Image):
+            if prep.mode is None:
+                raise ValueError(f"a Pillow image cannot give {prep.channels} channels: pass a uint8 tensor")
+            image = image_pixels(image, prep.mode)
+        if not isinstance(image, torch.Tensor) or image.dtype != torch.uint8 or not 2 <= image.ndim <= 4:
+            what = f"a {image.dtype} tensor of shape {tuple(image.shape)}" if isinstance(image, torch.Tensor) \
+                else type(image).__name__
+            raise ValueError(f"expected a Pillow image or a uint8 tensor H×W, C×H×W or N×C×H×W, not {what}")
+        batch = image[None, None] if image.ndim == 2 else image[None] if image.ndim == 3 else image
+        if batch.shape[1] != prep.channels:
+            raise ValueError(f"the image has {batch.shape[1]} channels; this network takes {prep.channels}")
+        inputs = normalise(resize(batch, prep.size, interpolation=prep.interpolation, antialias=prep.antialias))
+        return inputs if image.ndim == 4 else inputs[0]
+
+    return transform
 
 
 _opened: dict[str, _Source] = {}
@@ -432,7 +489,7 @@ def _fashion_mnist(files: list[Path], source: str) -> _Source:
     digits = np.concatenate([train_images, test_images])[:, None]
 
     def decode(indices: np.ndarray, size: int) -> tuple[torch.Tensor, dict[int, str]]:
-        return _resize(torch.from_numpy(digits[indices]), size), {}
+        return resize(torch.from_numpy(digits[indices]), size), {}
 
     official_test = np.arange(len(digits)) >= len(train_images)
     labels = np.concatenate([train_labels, test_labels]).astype(np.int64)
@@ -446,7 +503,7 @@ def _elpv() -> _Source:
     images, probs, _types = load_elpv()
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(images[indices]).unsqueeze(1), size), {}
+        return resize(torch.from_numpy(images[indices]).unsqueeze(1), size), {}
 
     labels = (probs >= ELPV_DEFECT_THRESHOLD).astype(np.int64)
     return _Source(labels, ("functional", "defective"), True, decode)
@@ -459,7 +516,7 @@ def _mnist() -> _Source:
     digits = pixels.reshape(-1, 1, 28, 28).astype(np.uint8)
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(digits[indices]), size), {}
+        return resize(torch.from_numpy(digits[indices]), size), {}
 
     # A mirrored digit is not the same digit: no horizontal flips.
     return _Source(labels.astype(np.int64), tuple(str(d) for d in range(10)), False, decode)
@@ -475,7 +532,7 @@ def _cifar10(root: str) -> _Source:
                         "'cifar-10-batches-py' folder (from cifar-10-python.tar.gz) inside it") from None
 
     def decode(indices: np.ndarray, size: int) -> torch.Tensor:
-        return _resize(torch.from_numpy(dataset.data[indices]).permute(0, 3, 1, 2), size), {}
+        return resize(torch.from_numpy(dataset.data[indices]).permute(0, 3, 1, 2), size), {}
 
     return _Source(np.asarray(dataset.targets), tuple(dataset.classes), True, decode)
 
@@ -507,11 +564,11 @@ def _imagefolder(root: str) -> _Source:
             path = paths[indices[position]]
             try:
                 with Image.open(path) as im:
-                    pixels = F.pil_to_tensor(im.convert(mode))  # decodes: finds truncated files
+                    pixels = image_pixels(im, mode)  # decodes: finds truncated files
             except _UNREADABLE_ERRORS as exc:
                 unreadable[position] = _unreadable(path, root, exc)
                 continue
-            images.append(_resize(pixels.unsqueeze(0), size)[0])
+            images.append(resize(pixels.unsqueeze(0), size)[0])
         if not images:
             return torch.empty(0, 1 if mode == "L" else 3, size, size, dtype=torch.uint8), unreadable
         return torch.stack(images), unreadable

@@ -6,6 +6,7 @@ source at 48 px once (or reads the on-disk cache), and every later trial at that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,6 +27,7 @@ class DataCache:
         self.source, self.seed, self.limit, self.cache_dir = source, seed, limit, cache_dir
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self._data: dict[int, ImageData] = {}
+        self._listeners: list[Callable[[ImageData], None]] = []
         probe = self(base_size)
         self.num_classes, self.in_channels = probe.num_classes, probe.in_channels
         splits = [("training", probe.train_labels), ("validation", probe.val_labels)]
@@ -45,4 +47,13 @@ class DataCache:
             self._data[size] = load_dataset(self.source, size, seed=self.seed, cache_dir=self.cache_dir,
                                             limit=self.limit, val_fraction=self.val_fraction,
                                             test_fraction=self.test_fraction)
+            for listener in self._listeners:
+                listener(self._data[size])
         return self._data[size]
+
+    def on_load(self, listener: Callable[[ImageData], None]) -> None:
+        """Call ``listener(data)`` for each size loaded so far, and for each size when it is first loaded
+        (a study records each proxy size's preprocessing this way)."""
+        self._listeners.append(listener)
+        for data in list(self._data.values()):
+            listener(data)

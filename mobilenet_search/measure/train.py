@@ -30,7 +30,7 @@ from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from mobilenet_search.errors import UserError
-from mobilenet_search.measure.data import ImageData, channel_stats
+from mobilenet_search.measure.data import ImageData, normaliser, preprocessing
 from mobilenet_search.measure.small_depthwise import small_map_depthwise
 
 
@@ -186,14 +186,11 @@ def input_transform(data: ImageData, device: torch.device | str = "cpu",
                     memory_format: torch.memory_format = torch.contiguous_format,
                     ) -> Callable[[torch.Tensor], torch.Tensor]:
     """uint8 images -> float inputs on ``device``, normalised by the training images' channel statistics
-    (so inputs are roughly zero-mean and unit-variance): what every network trained or scored here sees."""
-    mean, std = (t.to(device) for t in channel_stats(data.train_images))
+    (so inputs are roughly zero-mean and unit-variance): what every network trained or scored here sees.
 
-    def prepare(images: torch.Tensor) -> torch.Tensor:
-        images = images.to(device, non_blocking=True).float()
-        return ((images - mean) / std).contiguous(memory_format=memory_format)
-
-    return prepare
+    The normalisation of :func:`~mobilenet_search.measure.data.preprocessing`, the description a study
+    records and a library entry's ``transforms()`` applies."""
+    return normaliser(preprocessing(data), device, memory_format)
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:

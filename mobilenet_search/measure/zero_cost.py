@@ -44,7 +44,7 @@ from torch.nn import functional as F
 
 from mobilenet_search.arch.builder import ACTIVATION_LAYERS
 from mobilenet_search.errors import UserError
-from mobilenet_search.measure.data import ImageData, channel_stats, stratified_subset
+from mobilenet_search.measure.data import ImageData, normaliser, preprocessing, stratified_subset
 
 PROXIES = ("synflow", "jacob_cov", "snip", "grad_norm")
 _BATCH_PROXIES = ("jacob_cov", "snip", "grad_norm")  # share one forward (and backward) pass
@@ -163,8 +163,7 @@ def fixed_batch(data: ImageData, size: int, seed: int = 0) -> tuple[torch.Tensor
         raise UserError(f"invalid zero-cost batch size {size!r}: expected an integer >= 2")
     n = min(size, len(data.train_labels))
     index = stratified_subset(data.train_labels, n, torch.Generator().manual_seed(seed))
-    mean, std = channel_stats(data.train_images)
-    return (data.train_images[index].float() - mean) / std, data.train_labels[index]
+    return normaliser(preprocessing(data))(data.train_images[index]), data.train_labels[index]
 
 
 def _check_name(name: str) -> None:

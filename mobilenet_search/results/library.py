@@ -22,6 +22,11 @@ never a pickle; an export from a supernet study writes them): ``build(name, weig
 loads them, strictly, following torchvision's ``weights=`` convention (``None``: fresh initial
 weights). The entry's JSON records the file's SHA-256, so weights that do not belong to the
 entry are refused rather than silently loaded.
+
+An exported entry also records how an image becomes the network's input
+(``metadata["preprocessing"]``, a :class:`~mobilenet_search.measure.preprocessing.Preprocessing`):
+``get(name).transforms()`` applies it to a raw image with the tool's own functions, as
+torchvision's ``Weights.transforms()`` does.
 """
 
 from __future__ import annotations
@@ -42,9 +47,10 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
+from mobilenet_search.measure.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     import torch
     from torch import nn
@@ -89,6 +95,38 @@ class Entry:
     def weights_path(self) -> Path | None:
         """The entry's safetensors file, beside its JSON; None when it has no weights."""
         return None if self.weights is None or self.path is None else self.path.parent / self.weights["file"]
+
+    @property
+    def preprocessing(self) -> Preprocessing | None:
+        """How an image becomes this network's input, as the study scored it (``metadata["preprocessing"]``,
+        written by export); None for a built-in or an entry that records none."""
+        if self.metadata.get("preprocessing") is not None:
+            return Preprocessing.from_dict(self.metadata["preprocessing"])
+        # An entry exported before entries recorded it keeps the statistics beside its weights; the decode,
+        # resize and crop are the ones the tool has always used.
+        legacy = (self.metadata.get("weights") or {}).get("input") or {}
+        if {"resolution", "mean", "std"} <= legacy.keys():
+            return Preprocessing(size=int(legacy["resolution"]), channels=self.spec.in_channels,
+                                 mean=tuple(legacy["mean"]), std=tuple(legacy["std"]))
+        return None
+
+    def transforms(self) -> Callable[[Any], torch.Tensor]:
+        """A function from a raw image (a Pillow image, or a uint8 tensor H×W, C×H×W or N×C×H×W) to this
+        network's input, by the tool's own decode, resize and normalisation (see
+        :meth:`Preprocessing.transforms`), as torchvision's ``Weights.transforms()``::
+
+            entry = library.get("mnv2-300M")
+            model, prepare = library.build("mnv2-300M", weights="trained"), entry.transforms()
+            logits = model(prepare(PIL.Image.open("cell.png")).unsqueeze(0))
+
+        An entry that records no preprocessing is a :class:`UserError`.
+        """
+        preprocessing = self.preprocessing
+        if preprocessing is None:
+            why = "a built-in holds the paper's architecture only" if self.builtin else \
+                "exported from a study from before studies recorded it, or saved by hand"
+            raise UserError(f"library entry {self.name!r} records no input preprocessing ({why})")
+        return preprocessing.transforms()
 
 
 def library_dir(library: str | Path | None = None) -> Path:
@@ -188,7 +226,7 @@ _NUMBERS = {"metrics": ("accuracy", "latency_ms", "madds", "params", "latency_ba
 
 def _metadata_problem(metadata: dict[str, Any]) -> str | None:
     """Why an entry's metadata cannot be shown (a wrong type where readers expect a number or an object), or None."""
-    for key in ("metrics", "weights", "source", "study_config"):
+    for key in ("metrics", "weights", "source", "study_config", "preprocessing"):
         if metadata.get(key) is not None and not isinstance(metadata[key], dict):
             return f"metadata.{key} must be a JSON object, not {json.dumps(metadata[key])[:40]}"
     for key, fields in _NUMBERS.items():
@@ -197,6 +235,11 @@ def _metadata_problem(metadata: dict[str, Any]) -> str | None:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 return f"metadata.{key}.{name} must be a number, not {json.dumps(value)[:40]}"
+    if metadata.get("preprocessing") is not None:
+        try:
+            Preprocessing.from_dict(metadata["preprocessing"])
+        except (UserError, TypeError) as exc:
+            return f"metadata.preprocessing: {exc}"
     return None
 
 
@@ -243,8 +286,9 @@ def build(name: str, num_classes: int | None = None, *, library: str | Path | No
     input is ``load(name).resolution`` square images with ``in_channels`` channels).
     ``weights="trained"``, as torchvision's ``weights=`` argument, loads the entry's trained
     weights (``<name>.safetensors``, see :func:`save`) strictly, and returns the network in
-    eval mode. An export records in ``metadata["weights"]`` which trial trained them, the
-    accuracy they scored and the input they expect (proxy resolution, normalisation). Asking
+    eval mode. An export records in ``metadata["weights"]`` which trial trained them and the
+    accuracy they scored; ``get(name).transforms()`` turns raw images into the input they
+    expect (``metadata["preprocessing"]``: proxy resolution, resize, normalisation). Asking
     for the weights of an entry without any, or with another ``num_classes``, is a
     :class:`UserError`.
 

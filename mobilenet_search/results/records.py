@@ -25,6 +25,9 @@ CONFIRMS_ATTR = "confirms"  # on a trial that retrains a supernet-scored trial f
 WEIGHTS_ATTR = "weights"  # a trial's trained weights saved by the study (safetensors file)
 VAL_LABELS_ATTR = "mobilenet_search.val_labels"  # validation labels, once per study (:func:`pack_labels`)
 TEST_LABELS_ATTR = "mobilenet_search.test_labels"  # test labels, once per study; absent when it has no test split
+# How images become inputs (measure.preprocessing.Preprocessing.to_dict), once per proxy resolution R:
+# the attribute "mobilenet_search.preprocessing.R" (one key each, so workers never overwrite each other).
+PREPROCESSING_ATTR = "mobilenet_search.preprocessing"
 
 # Trial user attributes read by the statistics (results/stats.py, results/report.py).
 CORRECT_ATTR = "val_correct"  # which validation images the trial got right (:func:`pack_correct`)

@@ -13,7 +13,9 @@ When the study kept trained weights for the trial, the entry stores them too
 (``<name>.safetensors``, see :func:`trained_weights`): a supernet study's confirmation's
 scratch-trained weights, preferred, else the weights the trial inherited from the supernet,
 BatchNorm recalibrated exactly as it was scored. ``library.build(name, weights="trained")``
-then gives the network that scored the accuracy the entry records.
+then gives the network that scored the accuracy the entry records, and the entry's
+``transforms()`` the input it scored it on: the entry records the preprocessing the study
+recorded at the trial's proxy resolution (:func:`trial_preprocessing`), so export reads no dataset.
 
 :func:`export_scaled` takes a scaling study's recommended net for a budget instead of a trial
 (``export --scaled 150M-madds``): its predicted accuracy with an interval, and the trial that
@@ -36,12 +38,13 @@ from mobilenet_search.arch.cost import count_params, format_count
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError, require
 from mobilenet_search.files import atomic_path
+from mobilenet_search.measure.preprocessing import Preprocessing
 from mobilenet_search.results import library as model_library
 from mobilenet_search.results import records
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.storage import redact, storage_file
-from mobilenet_search.search.study import make_data, open_study
+from mobilenet_search.search.study import make_data, open_study, recorded_preprocessing
 
 if TYPE_CHECKING:
     from torch import nn
@@ -75,19 +78,13 @@ class TrainedWeights:
     source: str
     trial: optuna.trial.FrozenTrial
 
-    def metadata(self, study: optuna.Study, config: SearchConfig, results_dir: Path) -> dict[str, Any]:
-        """What an entry records about its weights: the trial, the accuracy, and the input they expect."""
-        from mobilenet_search.measure.data import channel_stats
-
+    def metadata(self, preprocessing: Preprocessing | None, unknown: str = "") -> dict[str, Any]:
+        """What an entry records about its weights: the trial, the accuracy, and the input they expect (its
+        resolution; the entry's ``preprocessing`` describes the rest, or ``unknown`` says why it cannot)."""
         attrs = self.trial.user_attrs
-        size = int(attrs["proxy_resolution"])
-        expected: dict[str, Any] = {"resolution": size}
-        try:  # the training images' channel statistics normalise the input (measure.train.input_transform)
-            mean, std = channel_stats(make_data(config, results_dir)(size).train_images)
-            expected |= {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()],
-                         "normalise": "(x - mean) / std on uint8 pixel values x"}
-        except UserError as exc:  # the dataset is gone: the weights are still worth keeping
-            expected["normalise"] = f"unknown (the study's dataset could not be read: {exc})"
+        expected: dict[str, Any] = {"resolution": int(attrs["proxy_resolution"])}
+        if preprocessing is None:
+            expected["normalise"] = f"unknown ({unknown})"
         return {"trial": self.trial.number,
                 **{key: attrs[key] for key in ("accuracy", "balanced_accuracy") if attrs.get(key) is not None},
                 "input": expected}
@@ -271,6 +268,26 @@ def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.tri
     return None
 
 
+def trial_preprocessing(study: optuna.Study, config: SearchConfig, trial: optuna.trial.FrozenTrial, *,
+                        results_dir: Path, decode: bool = True) -> Preprocessing | None:
+    """How the images ``trial`` was scored on became its network's input: what the study recorded at the
+    trial's proxy resolution. None for a trial scored at none.
+
+    A study made before studies recorded it: with ``decode``, the study's dataset is decoded again
+    (under ``results_dir``) to learn it, a :class:`UserError` if it cannot be read; without, None.
+    """
+    size = trial.user_attrs.get("proxy_resolution")
+    if size is None:
+        return None
+    recorded = recorded_preprocessing(study, int(size))
+    if recorded is not None or not decode:
+        return recorded
+    from mobilenet_search.measure.data import preprocessing
+
+    # A study made before studies recorded their preprocessing: only its dataset, decoded again, tells.
+    return preprocessing(make_data(config, results_dir)(int(size)))
+
+
 def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model: nn.Module | None = None) -> Path:
     """Write ``model`` (default ``build_model(spec)``, fresh weights), in eval mode, as ONNX at the deployment
     resolution.
@@ -296,6 +313,23 @@ def write_onnx(spec: ArchSpec, path: str | Path, opset: int = ONNX_OPSET, model:
     return path
 
 
+def _record_input(metadata: dict[str, Any], study: optuna.Study, config: SearchConfig,
+                  trial: optuna.trial.FrozenTrial, trained: TrainedWeights | None, results_dir: Path) -> None:
+    """Record in ``metadata`` the input the entry's network expects (``preprocessing``) and, with ``trained``
+    weights, where they come from and what they scored."""
+    unknown = "the study recorded none"
+    try:  # a study from before studies recorded it is decoded again, for weights only
+        prep = trial_preprocessing(study, config, trial if trained is None else trained.trial,
+                                   results_dir=results_dir, decode=trained is not None)
+    except UserError as exc:  # the dataset is gone: the weights are still worth keeping
+        prep, unknown = None, f"the study recorded none and its dataset could not be read: {exc}"
+    if prep is not None:
+        metadata["preprocessing"] = prep.to_dict()
+    if trained is not None:
+        metadata["weights_source"] = trained.source
+        metadata["weights"] = trained.metadata(prep, unknown)
+
+
 def _onnx_into(metadata: dict[str, Any], spec: ArchSpec, onnx: str | Path, trained: TrainedWeights | None) -> Path:
     """Write the entry's network as ONNX (its trained weights if any, else fresh ones) and record it in ``metadata``."""
     path = write_onnx(spec, onnx, model=None if trained is None else trained.model)
@@ -316,6 +350,8 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     recorded), the entry also stores them, and its metadata says where they come from
     (``weights_source``: ``confirmed``, ``inherited`` or ``trained``) and what they scored
     (``weights``: trial, accuracy, input). Without, the entry holds the architecture only.
+    Either way it records ``preprocessing`` (:func:`trial_preprocessing`; a study from before
+    studies recorded it is decoded again for an entry with weights only).
 
     With ``onnx``, also write the network there (:func:`write_onnx`; trained weights when the
     entry has them) before the entry, so a failed ONNX export leaves no entry. Nothing is
@@ -331,9 +367,7 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     if weights:
         trained = trained_weights(study, config, choice.trial, results_dir=Path(results_dir),
                                   supernet=None if supernet is None else Path(supernet))
-    if trained is not None:
-        metadata["weights_source"] = trained.source
-        metadata["weights"] = trained.metadata(study, config, Path(results_dir))
+    _record_input(metadata, study, config, choice.trial, trained, Path(results_dir))
     onnx_path = None if onnx is None else _onnx_into(metadata, spec, onnx, trained)
     path = model_library.save(name, spec, metadata, force=force, library=library,
                               weights=None if trained is None else trained.model)
@@ -426,9 +460,8 @@ def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: b
         "interval": answer["interval"], "confidence": CONFIDENCE, "plateau": answer["plateau"],
         "measured": None if not measured else {"trials": [t.number for t in measured], "accuracies": accuracies},
         "strategy": analysis.get("strategy", "scratch"), "weights": about}
-    if trained is not None:
-        metadata["weights_source"] = trained.source
-        metadata["weights"] = trained.metadata(study, config, Path(results_dir))
+    if trial is not None:
+        _record_input(metadata, study, config, trial, trained, Path(results_dir))
     onnx_path = None if onnx is None else _onnx_into(metadata, spec, onnx, trained)
     path = model_library.save(name, spec, metadata, force=force, library=library,
                               weights=None if trained is None else trained.model)

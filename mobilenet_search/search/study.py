@@ -25,13 +25,16 @@ from mobilenet_search.arch.budget import Budget
 from mobilenet_search.arch.cost import count_madds, count_params, format_count
 from mobilenet_search.arch.references import paper_family, spread
 from mobilenet_search.errors import UserError
+from mobilenet_search.measure.data import ImageData, preprocessing
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
 from mobilenet_search.measure.latency_table import load_table_for, predict_latency_ms
+from mobilenet_search.measure.preprocessing import Preprocessing
 from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
     NOISE_SEED_ATTR,
+    PREPROCESSING_ATTR,
     REFERENCES_ATTR,
     SUPERNET_ATTR,
     TEST_LABELS_ATTR,
@@ -323,6 +326,21 @@ def make_data(config: SearchConfig, results_dir: Path) -> DataCache:
                      test_fraction=config.test_fraction)
 
 
+def record_preprocessing(study: optuna.Study, data: ImageData) -> None:
+    """Record in ``study``, once per proxy resolution, how ``data``'s images become network inputs
+    (:func:`~mobilenet_search.measure.data.preprocessing`), so an export needs no dataset."""
+    key = f"{PREPROCESSING_ATTR}.{data.size}"
+    if key not in study.user_attrs:
+        study.set_user_attr(key, preprocessing(data).to_dict())
+
+
+def recorded_preprocessing(study: optuna.Study, size: int) -> Preprocessing | None:
+    """The preprocessing ``study`` recorded at proxy resolution ``size``; None if it recorded none (a study
+    made before studies recorded it, or a size none of its trials used)."""
+    recorded = study.user_attrs.get(f"{PREPROCESSING_ATTR}.{size}")
+    return None if recorded is None else Preprocessing.from_dict(recorded)
+
+
 def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: int, timeout: float | None = None,
                device: str = "cpu", results_dir: Path = Path("results"),
                heartbeat: float | None = DEFAULT_HEARTBEAT, callbacks: Sequence[Callback] = (),
@@ -392,6 +410,7 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
                    on_supernet_step: OnStep | None, slots: Slots) -> Objective:
     """The study's objective: its pipeline and accuracy source; for a supernet study the supernet trained
     (``train``) or loaded first. :func:`confirm` takes it to retrain a supernet study's front."""
+    data.on_load(functools.partial(record_preprocessing, study))
     scratch = None
     if config.strategy == "supernet" and accuracy is None:
         started, steps = time.perf_counter(), []
