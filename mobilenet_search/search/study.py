@@ -36,6 +36,7 @@ from mobilenet_search.results.records import (
     SUPERNET_ATTR,
     TEST_LABELS_ATTR,
     VAL_LABELS_ATTR,
+    Outcome,
     is_confirmation,
     pack_labels,
 )
@@ -45,6 +46,7 @@ from mobilenet_search.search.coordination import (
     Slots,
     StopAfter,
     evaluated_count,
+    fail_trial,
     recover_dead_trials,
     requeue_interrupted,
     sampler_offset,
@@ -58,7 +60,14 @@ from mobilenet_search.search.space import (
     space_from_dict,
     space_to_dict,
 )
-from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact, storage_file
+from mobilenet_search.search.storage import (
+    DEFAULT_HEARTBEAT,
+    clean_message,
+    disk_full,
+    make_storage,
+    redact,
+    storage_file,
+)
 from mobilenet_search.search.strategies import (
     InheritedWeights,
     OnStep,
@@ -380,9 +389,10 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     objective = make_objective(config, space, data, study, device=device, results_dir=results_dir,
                                accuracy=accuracy, latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                                on_supernet_step=on_supernet_step, slots=Slots(trials))
-    optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks,
+             storage=storage)
     if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
-        confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
+        confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks, storage=storage)
     return study
 
 
@@ -414,7 +424,7 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
 
 
 def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: Path,
-            callbacks: Sequence[Callback] = ()) -> list[int]:
+            callbacks: Sequence[Callback] = (), storage: str | None = None) -> list[int]:
     """Retrain from scratch, under the references' proxy, up to ``k`` Pareto candidates of a supernet study
     (inherited accuracy vs MAdds): the accuracies the search gain is computed on. Resumable: a candidate
     already confirmed is not queued again. Returns the confirmed trials' numbers."""
@@ -422,7 +432,8 @@ def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: P
     enqueue_confirmations(study, numbers)
     waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if is_confirmation(t)]
     if waiting:
-        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=len(waiting))
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, storage=storage,
+                      n_trials=len(waiting))
     return numbers
 
 
@@ -448,41 +459,91 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
                                train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     if on_start is not None:
         on_start(study)
-    return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks,
+                    storage=storage)
 
 
 def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout: float | None,
-             results_dir: Path, callbacks: Sequence[Callback] = ()) -> optuna.Study:
+             results_dir: Path, callbacks: Sequence[Callback] = (), storage: str | None = None) -> optuna.Study:
     """Run ``objective`` on ``study`` until it holds ``trials`` evaluated trials (or ``timeout``).
 
     First, trials of this host whose process died are failed and, with interrupted trials,
-    queued again: they run before any new sample.
+    queued again: they run before any new sample. A full disk stops the run (see :func:`_run_recorded`);
+    ``storage`` is the study's URL, named in that message.
     """
     recover_dead_trials(study)
     requeue_interrupted(study)
     if evaluated_count(study) < trials:
         _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, timeout=timeout,
-                      stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100))
+                      stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100), storage=storage)
     else:  # nothing to run: the result files are still brought up to date
-        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=0)
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=0, storage=storage)
     return study
 
 
-def _run_recorded(study: optuna.Study, objective: Objective, *, results_dir: Path, callbacks: Sequence[Callback],
-                  stop: StopAfter | None = None, **optimize_args: Any) -> None:
+def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, results_dir: Path,
+                  callbacks: Sequence[Callback], stop: StopAfter | None = None, storage: str | None = None,
+                  **optimize_args: Any) -> None:
     """``study.optimize`` with the study's result files kept: only each new trial is added to them
-    (complete files at every flush and at the end), then ``callbacks`` run; the report at the end."""
+    (complete files at every flush and at the end), then ``callbacks`` run; the report at the end.
+
+    A full disk (the storage's, or the result files') stops the run with one :class:`UserError` naming
+    what could not be written: the trial it hit is failed with that reason where the storage still takes
+    the write, else it stays RUNNING and the next run fails it and runs it again (:func:`recover_dead_trials`).
+    """
     folder = Path(results_dir) / study.study_name
     writer = ResultsWriter.for_study(study, folder)
+    started: list[int] = []
+
+    def run(trial: optuna.Trial) -> Any:
+        started.append(trial.number)
+        return objective(trial)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         writer.update(trial)
         for callback in callbacks:
             callback(study, trial)
 
+    full = None
     try:
-        study.optimize(objective, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])],
-                       **optimize_args)
+        study.optimize(run, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])], **optimize_args)
+    except Exception as exc:  # Optuna's AssertionError too: its trial's final write failed (see disk_full)
+        full = disk_full(exc)
+        if full is None:
+            raise
+        raise UserError(_stopped_by_full_disk(study, started, exc, full, storage)) from None
     finally:
-        writer.flush()
-        write_report(study, folder)
+        try:
+            writer.flush()
+            write_report(study, folder)
+        except Exception:
+            if full is None:
+                raise  # else the disk-full line stands; the next run brings the files up to date
+
+
+def _stopped_by_full_disk(study: optuna.Study, started: Sequence[int], exc: BaseException, full: BaseException,
+                          storage: str | None) -> str:
+    """Fail (where the storage still takes it) the trial a full disk stopped; the line that ends the run."""
+    where = next((str(e) for e in _chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
+                 None)
+    if where is None and isinstance(full, OSError) and full.filename is not None:
+        where = f"cannot write {full.filename}: {full.strerror}"
+    if where is None:
+        what = f"storage {redact(storage)}" if storage else "the study's storage"
+        where = f"cannot write {what}: {getattr(full, 'strerror', None) or clean_message(full, storage or '')}"
+    numbers = set(started)
+    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number in numbers]
+    notes = []
+    for frozen in running:
+        if fail_trial(study, frozen, Outcome.FAILED, f"disk full: {where}"):
+            notes.append(f"trial {frozen.number} is recorded as failed")
+        else:
+            notes.append(f"trial {frozen.number} could not be recorded: the next run fails it and runs it again")
+    return f"the disk is full: {where}; {'; '.join([*notes, 'free space, then run the same command to resume'])}"
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and its contexts, innermost last."""
+    while exc is not None:
+        yield exc
+        exc = exc.__context__
