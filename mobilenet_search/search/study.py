@@ -497,7 +497,15 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
 
     def run(trial: optuna.Trial) -> Any:
         started.append(trial.number)
-        return objective(trial)
+        try:
+            return objective(trial)
+        except Exception as exc:
+            full = disk_full(exc)
+            if full is not None:  # the reason, while the trial runs: Optuna then fails it without one
+                with contextlib.suppress(Exception):  # the storage itself may be the full disk
+                    trial.set_user_attr("outcome", Outcome.FAILED.value)
+                    trial.set_user_attr("status_reason", f"disk full: {_what_is_full(exc, full, storage)}")
+            raise
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         writer.update(trial)
@@ -511,7 +519,7 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
         full = disk_full(exc)
         if full is None:
             raise
-        raise UserError(_stopped_by_full_disk(study, started, exc, full, storage)) from None
+        raise UserError(_stopped_by_full_disk(study, started[-1:], _what_is_full(exc, full, storage))) from None
     finally:
         try:
             writer.flush()
@@ -521,25 +529,34 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
                 raise  # else the disk-full line stands; the next run brings the files up to date
 
 
-def _stopped_by_full_disk(study: optuna.Study, started: Sequence[int], exc: BaseException, full: BaseException,
-                          storage: str | None) -> str:
-    """Fail (where the storage still takes it) the trial a full disk stopped; the line that ends the run."""
-    where = next((str(e) for e in _chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
-                 None)
-    if where is None and isinstance(full, OSError) and full.filename is not None:
-        where = f"cannot write {full.filename}: {full.strerror}"
-    if where is None:
-        what = f"storage {redact(storage)}" if storage else "the study's storage"
-        where = f"cannot write {what}: {getattr(full, 'strerror', None) or clean_message(full, storage or '')}"
-    numbers = set(started)
-    running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) if t.number in numbers]
+def _what_is_full(exc: BaseException, full: BaseException, storage: str | None) -> str:
+    """What a full disk refused, for messages: ``cannot write PATH: REASON`` (a result file, or the storage)."""
+    ours = next((str(e) for e in _chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
+                None)
+    if ours is not None:  # files.atomic_path's message names the file
+        return ours
+    if isinstance(full, OSError) and full.filename is not None:
+        return f"cannot write {full.filename}: {full.strerror}"
+    what = f"storage {redact(storage)}" if storage else "the study's storage"
+    return f"cannot write {what}: {getattr(full, 'strerror', None) or clean_message(full, storage or '')}"
+
+
+def _stopped_by_full_disk(study: optuna.Study, numbers: Sequence[int], what: str) -> str:
+    """The line that ends a run a full disk stopped; its trial (of ``numbers``) is failed with the reason where
+    the storage still takes the write."""
     notes = []
-    for frozen in running:
-        if fail_trial(study, frozen, Outcome.FAILED, f"disk full: {where}"):
-            notes.append(f"trial {frozen.number} is recorded as failed")
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.number not in numbers:
+            continue
+        if frozen.state == TrialState.RUNNING:
+            recorded = fail_trial(study, frozen, Outcome.FAILED, f"disk full: {what}")
+        elif str(frozen.user_attrs.get("status_reason", "")).startswith("disk full: "):
+            recorded = True
         else:
-            notes.append(f"trial {frozen.number} could not be recorded: the next run fails it and runs it again")
-    return f"the disk is full: {where}; {'; '.join([*notes, 'free space, then run the same command to resume'])}"
+            continue  # it ended before the disk filled
+        notes.append(f"trial {frozen.number} is recorded as failed" if recorded else
+                     f"trial {frozen.number} could not be recorded: the next run fails it and runs it again")
+    return f"the disk is full: {what}; {'; '.join([*notes, 'free space, then run the same command to resume'])}"
 
 
 def _chain(exc: BaseException | None) -> Iterator[BaseException]:
