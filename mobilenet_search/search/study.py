@@ -24,10 +24,12 @@ from optuna.trial import TrialState
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.arch.cost import count_madds, count_params, format_count
 from mobilenet_search.arch.references import paper_family, spread
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
 from mobilenet_search.measure.latency_table import load_table_for, predict_latency_ms
+from mobilenet_search.measure.memory import available_memory
 from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
@@ -51,7 +53,7 @@ from mobilenet_search.search.coordination import (
     requeue_interrupted,
     sampler_offset,
 )
-from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining
+from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining, memory_needed, memory_reason
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
 from mobilenet_search.search.space import (
     SearchSpace,
@@ -121,6 +123,25 @@ def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes
             data = f" with any data (even {num_classes} classes of {in_channels}-channel images)" if any_data else ""
             raise UserError(f"no member of space {space.name!r} fits budget {config.budget}{data}: the cheapest by "
                             f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
+
+
+def check_memory_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int, *,
+                           available: int | None) -> None:
+    """Refuse a study none of whose members this machine can hold while training one (``available`` bytes;
+    None: unknown, nothing refused). A space whose larger members cannot fit still runs: those are rejected
+    one by one before they are built (:meth:`Pipeline.check`)."""
+    if available is None:
+        return
+
+    def needed(spec: ArchSpec) -> int:
+        return memory_needed(spec, config.proxy_size, config.batch_size).total
+
+    smallest = space.extreme(needed, num_classes=num_classes, in_channels=in_channels)
+    reason = memory_reason(memory_needed(smallest, config.proxy_size, config.batch_size), available)
+    if reason is not None:
+        raise UserError(f"no member of space {space.name!r} fits in this machine's memory at --batch-size "
+                        f"{config.batch_size} and --proxy-size {config.proxy_size}: the smallest "
+                        f"({smallest.to_string()}) {reason}")
 
 
 @contextlib.contextmanager
@@ -322,7 +343,8 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
         predict = functools.partial(predict_latency_ms, table=table)
     return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=accuracy, proxy_size=config.proxy_size,
                     seed=config.seed, device=device, latency_batch=config.latency_batch, latency=latency,
-                    search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric)
+                    search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric,
+                    batch_size=config.batch_size)
 
 
 def make_data(config: SearchConfig, results_dir: Path) -> DataCache:
@@ -362,6 +384,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     # budget, sampler, weight sharing, the settings of a study resumed), before anything is written.
     space = load_space(config.space)
     check_budget_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
+    check_memory_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, available=available_memory(device))
     make_sampler(config, space)
     if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
         check_supernet(config, space, results_dir=results_dir, checkpoint=supernet)
