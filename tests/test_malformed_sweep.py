@@ -177,6 +177,9 @@ def _cases() -> list[tuple[str, list[str]]]:
     cases.append(("search resumed with another dataset", [*SEARCH, "--study", STUDY, "--dataset", "synthetic:96"]))
     cases.append(("search resumed with another space file", [*SEARCH, "--study", STUDY, "--space", "edited.yaml"]))
     cases.append(("bare form with a malformed budget", ["--budget", "-1M-madds"]))
+    # Inside a huge budget, but every member a million blocks deep: over a TiB to train, refused before anything.
+    cases.append(("search on a space no member of which fits in memory",
+                  [*SEARCH, "--budget", "900G-madds", "--space", "deep.yaml", "--study", "fresh"]))
     cases += [(f"search supernet checkpoint {path}", [*SEARCH, "--strategy", "supernet", "--supernet", path])
               for path in ["a_file.txt", "a_folder", "a_fifo", "text.db"]]  # a missing one is trained into
     return cases
@@ -207,6 +210,7 @@ def world(tmp_path_factory) -> Path:
     (root / "text.db").write_text("not a database\n")
     tiny = (SPACES_DIR / "tiny.yaml").read_text()
     (root / "edited.yaml").write_text(tiny.replace("width_mult: [", "width_mult: [0.3, "))
+    (root / "deep.yaml").write_text(tiny.replace("repeats: [1, 2]", "repeats: 1000000"))
     here = os.getcwd()
     os.chdir(root)
     try:

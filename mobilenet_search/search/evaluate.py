@@ -152,7 +152,7 @@ def memory_reason(needed: MemoryEstimate, available: int | None) -> str | None:
         return None
     return (f"needs about {format_bytes(needed.total)} of memory to train (activations "
             f"{format_bytes(needed.activations)}, weights and optimiser {format_bytes(needed.weights)}, layers "
-            f"{format_bytes(needed.modules)}), more than the {format_bytes(available)} available: not built")
+            f"{format_bytes(needed.modules)}), more than the {format_bytes(available)} available")
 
 
 class Pipeline:
@@ -202,6 +202,8 @@ class Pipeline:
             reason += " (predicted by the latency table)"
         if not reason:  # inside the budget: can this machine hold it while it trains?
             reason = memory_reason(memory_needed(spec, self.proxy_size, self.batch_size), self.available_memory())
+            if reason:
+                reason += ": not built"
         return record.reject(reason) if reason else record
 
     def measure(self, spec: ArchSpec, record: Record, *, on_epoch: OnEpoch | None = None,

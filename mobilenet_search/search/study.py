@@ -547,9 +547,14 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
         try:
             writer.flush()
             write_report(study, folder)
-        except Exception:
-            if full is None:
-                raise  # else the disk-full line stands; the next run brings the files up to date
+        except Exception as exc:
+            if full is not None:
+                pass  # the disk-full line stands; the next run brings the files up to date
+            elif disk_full(exc) is not None:  # the trials are recorded; their result files are not
+                raise UserError(_stopped_by_full_disk(study, [], _what_is_full(exc, disk_full(exc), storage))) \
+                    from None
+            else:
+                raise
 
 
 def _what_is_full(exc: BaseException, full: BaseException, storage: str | None) -> str:
