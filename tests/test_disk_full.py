@@ -239,9 +239,12 @@ def test_a_disk_that_fills_during_a_run_ends_it_with_one_line_and_the_resumed_st
     study = optuna.load_study(study_name="s", storage=make_storage(storage, heartbeat=None))
     assert [t.state for t in study.trials][:2] == [TrialState.COMPLETE, *running] or not running
 
-    (small_disk / "filler").unlink()  # space freed: the same command resumes
     config = SearchConfig(budget="2M-madds", space="tiny", dataset="synthetic:64", epochs=1, proxy_size=32,
                           references="none", noise_repeats=0)
+    with pytest.raises(UserError, match="^the disk is full: cannot write "):  # resumed while still full
+        run_search(config, storage=storage, study_name="s", trials=4, results_dir=results)
+
+    (small_disk / "filler").unlink()  # space freed: the same command resumes
     study = run_search(config, storage=storage, study_name="s", trials=2 if running else 4, results_dir=results)
     trials = study.trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]

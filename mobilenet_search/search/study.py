@@ -494,8 +494,14 @@ def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout:
     queued again: they run before any new sample. A full disk stops the run (see :func:`_run_recorded`);
     ``storage`` is the study's URL, named in that message.
     """
-    recover_dead_trials(study)
-    requeue_interrupted(study)
+    try:  # on resume: the disk may still be full
+        recover_dead_trials(study)
+        requeue_interrupted(study)
+    except Exception as exc:
+        error = _full_disk_error(exc, study, storage)
+        if error is None:
+            raise
+        raise error from None
     if evaluated_count(study) < trials:
         _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, timeout=timeout,
                       stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100), storage=storage)
@@ -535,26 +541,32 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
         for callback in callbacks:
             callback(study, trial)
 
-    full = None
+    stopped = None  # the line a full disk ends the run with
     try:
         study.optimize(run, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])], **optimize_args)
     except Exception as exc:  # Optuna's AssertionError too: its trial's final write failed (see disk_full)
-        full = disk_full(exc)
-        if full is None:
+        stopped = _full_disk_error(exc, study, storage, started[-1:])
+        if stopped is None:
             raise
-        raise UserError(_stopped_by_full_disk(study, started[-1:], _what_is_full(exc, full, storage))) from None
+        raise stopped from None
     finally:
         try:
             writer.flush()
             write_report(study, folder)
         except Exception as exc:
-            if full is not None:
-                pass  # the disk-full line stands; the next run brings the files up to date
-            elif disk_full(exc) is not None:  # the trials are recorded; their result files are not
-                raise UserError(_stopped_by_full_disk(study, [], _what_is_full(exc, disk_full(exc), storage))) \
-                    from None
-            else:
-                raise
+            if stopped is None:  # else that line stands; the next run brings the files up to date
+                error = _full_disk_error(exc, study, storage)  # the trials are recorded, their result files not
+                if error is None:
+                    raise
+                raise error from None
+
+
+def _full_disk_error(exc: BaseException, study: optuna.Study, storage: str | None,
+                     numbers: Sequence[int] = ()) -> UserError | None:
+    """The one line a full disk found in ``exc`` ends the run with, after failing (where the storage still takes
+    it) the trial of ``numbers`` it hit; None when ``exc`` is not a full disk."""
+    full = disk_full(exc)
+    return None if full is None else UserError(_stopped_by_full_disk(study, numbers, _what_is_full(exc, full, storage)))
 
 
 def _what_is_full(exc: BaseException, full: BaseException, storage: str | None) -> str:
