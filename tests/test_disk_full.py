@@ -252,6 +252,6 @@ def test_a_disk_that_fills_during_a_run_ends_it_with_one_line_and_the_resumed_st
     if running:  # the trial the full disk stopped is failed on resume, and run again
         stopped = trials[1]
         assert stopped.state == TrialState.FAIL and stopped.user_attrs["outcome"] == "interrupted"
-        assert "ended without recording it (killed, or a full disk)" in stopped.user_attrs["status_reason"]
+        assert "died (killed, or stopped by a full disk)" in stopped.user_attrs["status_reason"]
         retry = next(t for t in trials if t.user_attrs.get("retry_of") == 1)
         assert retry.params == stopped.params and retry.user_attrs["outcome"] == "trained"

@@ -68,7 +68,7 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
         worker = frozen.user_attrs.get("worker")
         if not _process_is_gone(worker):
             continue
-        reason = f"its process {worker} ended without recording it (killed, or a full disk); run again on resume"
+        reason = f"its process {worker} died (killed, or stopped by a full disk); run again on resume"
         if fail_trial(study, frozen, Outcome.INTERRUPTED, reason):
             recovered.append(frozen.number)
     return recovered
