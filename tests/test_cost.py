@@ -11,12 +11,17 @@ from torch import nn
 
 from mobilenet_search.arch.builder import build_model
 from mobilenet_search.arch.cost import (
+    FLOAT_BYTES,
+    MODULE_BYTES,
+    TRAINING_COPIES,
     conv_out,
+    count_activations,
     count_madds,
     count_params,
     format_stage_table,
     profile_module,
     stage_table,
+    training_memory,
 )
 from mobilenet_search.arch.spec import ArchSpec
 
@@ -237,3 +242,67 @@ def test_count_madds_does_not_depend_on_batch_and_is_exact_integer() -> None:
     madds, _ = profile_module(build_model(V2.replace(width_mult=0.5, resolution=96)), (4, 3, 96, 96))
     assert madds == 4 * count_madds(V2.replace(width_mult=0.5, resolution=96))
     assert isinstance(count_madds(V2), int) and not math.isnan(count_madds(V2))
+
+
+# -- memory ----------------------------------------------------------------------------------------
+
+
+def _saved_elements_per_image(spec: ArchSpec, batch: int = 2) -> float:
+    """Elements of the tensors autograd keeps for backward in one training step, parameters and buffers aside,
+    each storage once (an in-place activation's output is also the next convolution's input)."""
+    model = build_model(spec, seed=0).train()
+    own = {t.untyped_storage().data_ptr() for t in [*model.parameters(), *model.buffers()]}
+    saved: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in own:
+            saved[storage.data_ptr()] = storage.nbytes() // tensor.element_size()
+        return tensor
+
+    images = torch.randn(batch, spec.in_channels, spec.resolution, spec.resolution)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(images).logsumexp(1).mean().backward()
+    return sum(saved.values()) / batch
+
+
+MEMORY_SPECS = [ArchSpec.mobilenet_v2(0.5, 64, num_classes=3), ArchSpec.mobilenet_v1(0.5, 64, num_classes=3),
+                ArchSpec.mobilenet_v2(0.5, 64, num_classes=3).replace(linear_bottleneck=False),
+                ArchSpec.mobilenet_v2(0.5, 64, num_classes=3).replace(head_channels=None),
+                ArchSpec.mobilenet_v2(0.35, 32, num_classes=2, in_channels=1,
+                                      stages=((1, 8, 1, 1), (6, 16, 5, 2), (4, 24, 3, 1)))]
+
+
+@pytest.mark.parametrize("spec", MEMORY_SPECS, ids=lambda spec: spec.to_string()[:60])
+def test_count_activations_is_what_autograd_keeps_for_backward(spec: ArchSpec) -> None:
+    # Uncounted: BatchNorm's per-channel batch statistics (2 x channels per layer, whatever the image size),
+    # under 1 % of the total on these nets: 2 % tolerance, never an overcount beyond it.
+    assert count_activations(spec) == pytest.approx(_saved_elements_per_image(spec), rel=0.02)
+
+
+def test_count_activations_of_random_specs(random_specs: list[ArchSpec]) -> None:
+    # Odd nets stray further: BatchNorm's statistics weigh a few % at 1x1 feature maps (under), and without a
+    # head layer the last unit's output is counted though pooling does not keep it (over). Measured on the first
+    # 80 random specs: 0.97 to 1.09 of what autograd keeps.
+    for spec in random_specs[:16]:
+        assert count_activations(spec) == pytest.approx(_saved_elements_per_image(spec), rel=0.1), spec.to_string()
+
+
+def test_training_memory_counts_exact_weights_and_modules(random_specs: list[ArchSpec]) -> None:
+    for spec in [*MEMORY_SPECS, *random_specs[:20]]:
+        model = build_model(spec)
+        memory = training_memory(spec, batch_size=8)
+        assert memory.weights == TRAINING_COPIES * sum(p.numel() * p.element_size() for p in model.parameters())
+        assert memory.modules == MODULE_BYTES * sum(1 for _ in model.modules())
+        assert memory.activations == FLOAT_BYTES * 8 * count_activations(spec)
+        assert memory.total == memory.weights + memory.activations + memory.modules
+
+
+def test_training_memory_of_a_million_block_net_is_arithmetic_not_a_build() -> None:
+    deep = ArchSpec.mobilenet_v2(0.25, 32, num_classes=2, stages=((1, 8, 1, 1), (2, 8, 1_000_000, 2)))
+    shallow = deep.replace(stages=((1, 8, 1, 1), (2, 8, 1, 2)))
+    # One repeated block's share, times the repeats: linear in depth, in microseconds.
+    per_block = training_memory(deep.replace(stages=((1, 8, 1, 1), (2, 8, 2, 2))), 64).total - \
+        training_memory(shallow, 64).total
+    assert training_memory(deep, 64).total == training_memory(shallow, 64).total + 999_999 * per_block
+    assert training_memory(deep, 64).total > 2**40  # over a TiB: no machine trains it

@@ -182,6 +182,9 @@ def _cases() -> list[tuple[str, list[str]]]:
     scaled = ["export", "--study", STUDY, "--results-dir", "results", "--name", "entry", "--scaled"]
     cases += [(f"export --scaled {value!r}", [*scaled, value])
               for value in ["2M-madds", "foo", "0M-madds", "5ms-latency", "2M", "٣M-madds", ""]]
+    # Inside a huge budget, but every member a million blocks deep: over a TiB to train, refused before anything.
+    cases.append(("search on a space no member of which fits in memory",
+                  [*SEARCH, "--budget", "900G-madds", "--space", "deep.yaml", "--study", "fresh"]))
     cases += [(f"search supernet checkpoint {path}", [*SEARCH, "--strategy", "supernet", "--supernet", path])
               for path in ["a_file.txt", "a_folder", "a_fifo", "text.db"]]  # a missing one is trained into
     return cases
@@ -212,6 +215,7 @@ def world(tmp_path_factory) -> Path:
     (root / "text.db").write_text("not a database\n")
     tiny = (SPACES_DIR / "tiny.yaml").read_text()
     (root / "edited.yaml").write_text(tiny.replace("width_mult: [", "width_mult: [0.3, "))
+    (root / "deep.yaml").write_text(tiny.replace("repeats: [1, 2]", "repeats: 1000000"))
     here = os.getcwd()
     os.chdir(root)
     try:

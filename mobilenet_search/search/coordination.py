@@ -68,16 +68,28 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
         worker = frozen.user_attrs.get("worker")
         if not _process_is_gone(worker):
             continue
-        # Optuna has no public number -> id lookup; FrozenTrial._trial_id is what its own callbacks use.
-        trial = optuna.Trial(study, frozen._trial_id)
-        try:
-            trial.set_user_attr("outcome", Outcome.INTERRUPTED.value)
-            trial.set_user_attr("status_reason", f"its process {worker} died (killed); run again on resume")
-            study.tell(frozen.number, state=TrialState.FAIL)
-        except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError):
-            continue  # another process recovered it first
-        recovered.append(frozen.number)
+        reason = f"its process {worker} died (killed, or stopped by a full disk); run again on resume"
+        if fail_trial(study, frozen, Outcome.INTERRUPTED, reason):
+            recovered.append(frozen.number)
     return recovered
+
+
+def fail_trial(study: optuna.Study, frozen: FrozenTrial, outcome: Outcome, reason: str) -> bool:
+    """Record a RUNNING trial as FAIL with ``outcome`` and ``reason`` (its ``status_reason``).
+
+    False when that cannot be written: another process finished the trial first, or the storage
+    refuses the write (a full disk); the trial then stays as it was.
+    """
+    # Optuna has no public number -> id lookup; FrozenTrial._trial_id is what its own callbacks use.
+    trial = optuna.Trial(study, frozen._trial_id)
+    try:
+        trial.set_user_attr("outcome", outcome.value)
+        trial.set_user_attr("status_reason", reason)
+        study.tell(frozen.number, state=TrialState.FAIL)
+    except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError, OSError,
+            optuna.exceptions.StorageInternalError):
+        return False
+    return True
 
 
 def requeue_interrupted(study: optuna.Study) -> int:

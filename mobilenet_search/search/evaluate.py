@@ -16,6 +16,7 @@ candidate from its spec alone (microseconds) and rejects it when over budget; on
 
 from __future__ import annotations
 
+import functools
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -26,11 +27,12 @@ import torch
 
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.arch.builder import build_model
-from mobilenet_search.arch.cost import count_madds, count_params
+from mobilenet_search.arch.cost import MemoryEstimate, count_madds, count_params, format_bytes, training_memory
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.measure.data import ImageData, proxy_resolution
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import Latency, measure_latency
+from mobilenet_search.measure.memory import available_memory as _available_memory
 from mobilenet_search.measure.train import TrainConfig, TrainingDiverged, input_transform, train_and_evaluate
 from mobilenet_search.measure.zero_cost import PROXIES, fixed_batch
 from mobilenet_search.measure.zero_cost import scores as zero_cost_scores
@@ -137,6 +139,22 @@ class ScratchTraining:
             "time_train": result.train_seconds, "time_eval": result.eval_seconds}, result.test_predictions)
 
 
+def memory_needed(spec: ArchSpec, proxy_size: int, batch_size: int) -> MemoryEstimate:
+    """What evaluating ``spec`` takes in memory at its peak, from the spec alone: training on batches of
+    ``batch_size`` (or the zero-cost proxies' mini-batch, if larger) at its proxy resolution."""
+    size = proxy_resolution(proxy_size, spec.resolution)
+    return training_memory(spec.replace(resolution=size), max(batch_size, ZERO_COST_BATCH))
+
+
+def memory_reason(needed: MemoryEstimate, available: int | None) -> str | None:
+    """Why a network needing ``needed`` cannot be evaluated with ``available`` bytes, or None if it fits."""
+    if available is None or needed.total <= available:
+        return None
+    return (f"needs about {format_bytes(needed.total)} of memory to train (activations "
+            f"{format_bytes(needed.activations)}, weights and optimiser {format_bytes(needed.weights)}, layers "
+            f"{format_bytes(needed.modules)}), more than the {format_bytes(available)} available")
+
+
 class Pipeline:
     """cost -> budget -> latency -> zero-cost -> accuracy, for one candidate at a time.
 
@@ -144,26 +162,31 @@ class Pipeline:
     (``--objective zero-cost:NAME``). ``latency(model, shape, device=...)`` returns a
     :class:`Latency`. ``seed`` seeds initial weights (through :func:`init_seed`) and the
     zero-cost mini-batch. ``metric`` is what a trial's quality is: ``accuracy`` or ``balanced``
-    (balanced accuracy, fairer on imbalanced data).
+    (balanced accuracy, fairer on imbalanced data). ``batch_size`` is the training batch; a candidate whose
+    estimated memory (:func:`memory_needed`) exceeds what ``available_memory()`` returns (default: what
+    :func:`mobilenet_search.measure.memory.available_memory` says of ``device``) is rejected before it is built.
     """
 
     def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
                  seed: int = 0, device: str = "cpu", latency_batch: int = 1,
                  latency: Callable[..., Latency] = measure_latency, search_zero_cost: str | None = None,
                  zero_cost: Sequence[str] = PROXIES,
-                 predict_latency: Callable[[ArchSpec], float] | None = None, metric: str = "accuracy") -> None:
+                 predict_latency: Callable[[ArchSpec], float] | None = None, metric: str = "accuracy",
+                 batch_size: int = 64, available_memory: Callable[[], int | None] | None = None) -> None:
         if accuracy is None and search_zero_cost is None:
             raise ValueError("a pipeline needs an accuracy source or a zero-cost proxy to search on")
         self.budget, self.data, self.accuracy = budget, data, accuracy
         self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
         self.latency, self.search_zero_cost, self.predict_latency = latency, search_zero_cost, predict_latency
-        self.metric = metric
+        self.metric, self.batch_size = metric, batch_size
+        self.available_memory = available_memory or functools.partial(_available_memory, device)
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def check(self, spec: ArchSpec) -> Record:
-        """Count the candidate from its spec and check the budget's limits (microseconds, no build).
+        """Count the candidate from its spec and check the budget's limits and this machine's memory
+        (microseconds, no build).
 
         With a latency table (``predict_latency``) a latency budget is checked here too, on the
         predicted latency; a candidate that passes is still timed for real by :meth:`measure`.
@@ -177,6 +200,10 @@ class Pipeline:
         reason = self.budget.reason(madds=madds, params=params, latency_ms=predicted)
         if reason and predicted is not None and self.budget.reason(madds=madds, params=params) is None:
             reason += " (predicted by the latency table)"
+        if not reason:  # inside the budget: can this machine hold it while it trains?
+            reason = memory_reason(memory_needed(spec, self.proxy_size, self.batch_size), self.available_memory())
+            if reason:
+                reason += ": not built"
         return record.reject(reason) if reason else record
 
     def measure(self, spec: ArchSpec, record: Record, *, on_epoch: OnEpoch | None = None,

@@ -15,6 +15,8 @@ marked failed after the grace period and queued once more for any worker to take
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import re
 import tempfile
@@ -112,6 +114,38 @@ def check_storage_writable(url: str) -> None:
 
 
 SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: "database or disk is full"
+POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain (causes and contexts) that says a disk is full, or None.
+
+    Recognises ``OSError`` ENOSPC and EDQUOT (our own files, Optuna's journal file), SQLite's
+    SQLITE_FULL and PostgreSQL's SQLSTATE 53100, wherever Optuna and SQLAlchemy wrapped them: Optuna's
+    RDB storage raises ``StorageInternalError``, and when the trial's final write fails too its
+    ``study.optimize`` raises ``AssertionError: Should not reach.`` with those in its context.
+
+    >>> disk_full(ValueError("x")) is None
+    True
+    >>> disk_full(OSError(errno.ENOSPC, "No space left on device")).strerror
+    'No space left on device'
+    """
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return error
+        if getattr(error, "sqlite_errorcode", None) == SQLITE_FULL:
+            return error
+        if POSTGRES_DISK_FULL in (getattr(error, "sqlstate", None), getattr(error, "pgcode", None)):
+            return error
+        pending += [error.__cause__, error.__context__]
+    return None
 
 
 def check_storage_url(url: str) -> None:
@@ -193,11 +227,67 @@ def _remove_empty(file: Path) -> None:
             Path(f"{file}-journal").unlink(missing_ok=True)  # SQLite's rollback journal, if it got that far
 
 
+def drop_partial_record(journal: Path) -> bool:
+    """Cut a journal file's last record when a write was cut short (a full disk: no final newline).
+
+    Optuna's ``JournalFileBackend`` appends after whatever is there: its next record would be joined to
+    the partial one, and from then on every read of the journal fails. The cut is made under the
+    backend's own lock (``JournalFileSymlinkLock``, its default), so no writer is mid-record. Returns
+    whether a partial record was cut.
+    """
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if not journal.is_file() or journal.stat().st_size == 0:
+        return False
+    lock = JournalFileSymlinkLock(str(journal))
+    lock.acquire()
+    try:
+        with open(journal, "rb+") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 1))
+            if f.read(1) == b"\n":
+                return False
+            end = size
+            while end > 0:  # back to the last complete record's newline, a block at a time
+                start = max(0, end - 65536)
+                f.seek(start)
+                at = f.read(end - start).rfind(b"\n")
+                if at >= 0:
+                    end = start + at + 1
+                    break
+                end = start
+            f.truncate(end)
+            return True
+    finally:
+        lock.release()
+
+
+@functools.cache
+def _rdb_storage_class() -> type[optuna.storages.RDBStorage]:
+    """Optuna's RDB storage, whose heartbeat thread lets a full disk pass (defined on first use: optuna
+    imports slowly)."""
+    import optuna
+
+    class RDBStorage(optuna.storages.RDBStorage):
+        def record_heartbeat(self, trial_id: int) -> None:
+            # A heartbeat refused by a full disk would end Optuna's heartbeat thread with a traceback in the
+            # middle of the run; skipped, the trial's own next write meets the full disk and stops the run
+            # with one line (study._run_recorded), and other workers see the trial go stale, as they should.
+            try:
+                super().record_heartbeat(trial_id)
+            except Exception as exc:
+                if disk_full(exc) is None:
+                    raise
+
+    return RDBStorage
+
+
 def _open(url: str, heartbeat: float | None) -> optuna.storages.BaseStorage:
     import optuna
 
     if url.startswith("journal:"):  # check_storage_url has refused what is malformed
         try:
+            drop_partial_record(Path(url[len("journal:"):]))
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(url[len("journal:"):]))
         except OSError as exc:
             raise UserError(f"cannot open storage {redact(url)}: {exc.strerror or exc}") from None
@@ -212,7 +302,7 @@ def _open(url: str, heartbeat: float | None) -> optuna.storages.BaseStorage:
                                   grace_period=max(2, round(2 * heartbeat)),
                                   heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
                                       max_retry=1))
-                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+                return _rdb_storage_class()(url, engine_kwargs=engine_kwargs, **kwargs)
         except ImportError as exc:
             raise UserError(f"cannot open storage {redact(url)}: missing database driver ({exc.name or exc})") from None
         except Exception as exc:  # SQLAlchemy's errors: bad URL, unknown driver, unreachable server, bad login

@@ -24,11 +24,13 @@ from optuna.trial import TrialState
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.arch.cost import count_madds, count_params, format_count
 from mobilenet_search.arch.references import paper_family, spread
+from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.data import ImageData, preprocessing
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.latency import measure_latency
 from mobilenet_search.measure.latency_table import load_table_for, predict_latency_ms
+from mobilenet_search.measure.memory import available_memory
 from mobilenet_search.measure.preprocessing import Preprocessing
 from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
@@ -39,6 +41,7 @@ from mobilenet_search.results.records import (
     SUPERNET_ATTR,
     TEST_LABELS_ATTR,
     VAL_LABELS_ATTR,
+    Outcome,
     is_confirmation,
     pack_labels,
 )
@@ -48,11 +51,12 @@ from mobilenet_search.search.coordination import (
     Slots,
     StopAfter,
     evaluated_count,
+    fail_trial,
     recover_dead_trials,
     requeue_interrupted,
     sampler_offset,
 )
-from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining
+from mobilenet_search.search.evaluate import AccuracySource, Pipeline, ScratchTraining, memory_needed, memory_reason
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
 from mobilenet_search.search.space import (
     SearchSpace,
@@ -61,7 +65,14 @@ from mobilenet_search.search.space import (
     space_from_dict,
     space_to_dict,
 )
-from mobilenet_search.search.storage import DEFAULT_HEARTBEAT, clean_message, make_storage, redact, storage_file
+from mobilenet_search.search.storage import (
+    DEFAULT_HEARTBEAT,
+    clean_message,
+    disk_full,
+    make_storage,
+    redact,
+    storage_file,
+)
 from mobilenet_search.search.strategies import (
     InheritedWeights,
     OnStep,
@@ -115,6 +126,25 @@ def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes
             data = f" with any data (even {num_classes} classes of {in_channels}-channel images)" if any_data else ""
             raise UserError(f"no member of space {space.name!r} fits budget {config.budget}{data}: the cheapest by "
                             f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
+
+
+def check_memory_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int, *,
+                           available: int | None) -> None:
+    """Refuse a study none of whose members this machine can hold while training one (``available`` bytes;
+    None: unknown, nothing refused). A space whose larger members cannot fit still runs: those are rejected
+    one by one before they are built (:meth:`Pipeline.check`)."""
+    if available is None:
+        return
+
+    def needed(spec: ArchSpec) -> int:
+        return memory_needed(spec, config.proxy_size, config.batch_size).total
+
+    smallest = space.extreme(needed, num_classes=num_classes, in_channels=in_channels)
+    reason = memory_reason(memory_needed(smallest, config.proxy_size, config.batch_size), available)
+    if reason is not None:
+        raise UserError(f"no member of space {space.name!r} fits in this machine's memory at --batch-size "
+                        f"{config.batch_size} and --proxy-size {config.proxy_size}: the smallest "
+                        f"({smallest.to_string()}) {reason}")
 
 
 @contextlib.contextmanager
@@ -316,7 +346,8 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
         predict = functools.partial(predict_latency_ms, table=table)
     return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=accuracy, proxy_size=config.proxy_size,
                     seed=config.seed, device=device, latency_batch=config.latency_batch, latency=latency,
-                    search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric)
+                    search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric,
+                    batch_size=config.batch_size)
 
 
 def make_data(config: SearchConfig, results_dir: Path) -> DataCache:
@@ -371,6 +402,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     # budget, sampler, weight sharing, the settings of a study resumed), before anything is written.
     space = load_space(config.space)
     check_budget_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
+    check_memory_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, available=available_memory(device))
     make_sampler(config, space)
     if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
         check_supernet(config, space, results_dir=results_dir, checkpoint=supernet)
@@ -398,9 +430,10 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     objective = make_objective(config, space, data, study, device=device, results_dir=results_dir,
                                accuracy=accuracy, latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                                on_supernet_step=on_supernet_step, slots=Slots(trials))
-    optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks,
+             storage=storage)
     if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
-        confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
+        confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks, storage=storage)
     return study
 
 
@@ -433,7 +466,7 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
 
 
 def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: Path,
-            callbacks: Sequence[Callback] = ()) -> list[int]:
+            callbacks: Sequence[Callback] = (), storage: str | None = None) -> list[int]:
     """Retrain from scratch, under the references' proxy, up to ``k`` Pareto candidates of a supernet study
     (inherited accuracy vs MAdds): the accuracies the search gain is computed on. Resumable: a candidate
     already confirmed is not queued again. Returns the confirmed trials' numbers."""
@@ -441,7 +474,8 @@ def confirm(study: optuna.Study, objective: Objective, k: int, *, results_dir: P
     enqueue_confirmations(study, numbers)
     waiting = [t for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)) if is_confirmation(t)]
     if waiting:
-        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=len(waiting))
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, storage=storage,
+                      n_trials=len(waiting))
     return numbers
 
 
@@ -467,41 +501,125 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
                                train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     if on_start is not None:
         on_start(study)
-    return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
+    return optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks,
+                    storage=storage)
 
 
 def optimize(study: optuna.Study, objective: Objective, *, trials: int, timeout: float | None,
-             results_dir: Path, callbacks: Sequence[Callback] = ()) -> optuna.Study:
+             results_dir: Path, callbacks: Sequence[Callback] = (), storage: str | None = None) -> optuna.Study:
     """Run ``objective`` on ``study`` until it holds ``trials`` evaluated trials (or ``timeout``).
 
     First, trials of this host whose process died are failed and, with interrupted trials,
-    queued again: they run before any new sample.
+    queued again: they run before any new sample. A full disk stops the run (see :func:`_run_recorded`);
+    ``storage`` is the study's URL, named in that message.
     """
-    recover_dead_trials(study)
-    requeue_interrupted(study)
+    try:  # on resume: the disk may still be full
+        recover_dead_trials(study)
+        requeue_interrupted(study)
+    except Exception as exc:
+        error = _full_disk_error(exc, study, storage)
+        if error is None:
+            raise
+        raise error from None
     if evaluated_count(study) < trials:
         _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, timeout=timeout,
-                      stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100))
+                      stop=StopAfter(trials, max_attempts=len(study.trials) + 50 * trials + 100), storage=storage)
     else:  # nothing to run: the result files are still brought up to date
-        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=0)
+        _run_recorded(study, objective, results_dir=results_dir, callbacks=callbacks, n_trials=0, storage=storage)
     return study
 
 
-def _run_recorded(study: optuna.Study, objective: Objective, *, results_dir: Path, callbacks: Sequence[Callback],
-                  stop: StopAfter | None = None, **optimize_args: Any) -> None:
+def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any], *, results_dir: Path,
+                  callbacks: Sequence[Callback], stop: StopAfter | None = None, storage: str | None = None,
+                  **optimize_args: Any) -> None:
     """``study.optimize`` with the study's result files kept: only each new trial is added to them
-    (complete files at every flush and at the end), then ``callbacks`` run; the report at the end."""
+    (complete files at every flush and at the end), then ``callbacks`` run; the report at the end.
+
+    A full disk (the storage's, or the result files') stops the run with one :class:`UserError` naming
+    what could not be written: the trial it hit is failed with that reason where the storage still takes
+    the write, else it stays RUNNING and the next run fails it and runs it again (:func:`recover_dead_trials`).
+    """
     folder = Path(results_dir) / study.study_name
     writer = ResultsWriter.for_study(study, folder)
+    started: list[int] = []
+
+    def run(trial: optuna.Trial) -> Any:
+        started.append(trial.number)
+        try:
+            return objective(trial)
+        except Exception as exc:
+            full = disk_full(exc)
+            if full is not None:  # the reason, while the trial runs: Optuna then fails it without one
+                with contextlib.suppress(Exception):  # the storage itself may be the full disk
+                    trial.set_user_attr("outcome", Outcome.FAILED.value)
+                    trial.set_user_attr("status_reason", f"disk full: {_what_is_full(exc, full, storage)}")
+            raise
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         writer.update(trial)
         for callback in callbacks:
             callback(study, trial)
 
+    stopped = None  # the line a full disk ends the run with
     try:
-        study.optimize(objective, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])],
-                       **optimize_args)
+        study.optimize(run, catch=TRIAL_ERRORS, callbacks=[after_trial, *([stop] if stop else [])], **optimize_args)
+    except Exception as exc:  # Optuna's AssertionError too: its trial's final write failed (see disk_full)
+        stopped = _full_disk_error(exc, study, storage, started[-1:])
+        if stopped is None:
+            raise
+        raise stopped from None
     finally:
-        writer.flush()
-        write_report(study, folder)
+        try:
+            writer.flush()
+            write_report(study, folder)
+        except Exception as exc:
+            if stopped is None:  # else that line stands; the next run brings the files up to date
+                error = _full_disk_error(exc, study, storage)  # the trials are recorded, their result files not
+                if error is None:
+                    raise
+                raise error from None
+
+
+def _full_disk_error(exc: BaseException, study: optuna.Study, storage: str | None,
+                     numbers: Sequence[int] = ()) -> UserError | None:
+    """The one line a full disk found in ``exc`` ends the run with, after failing (where the storage still takes
+    it) the trial of ``numbers`` it hit; None when ``exc`` is not a full disk."""
+    full = disk_full(exc)
+    return None if full is None else UserError(_stopped_by_full_disk(study, numbers, _what_is_full(exc, full, storage)))
+
+
+def _what_is_full(exc: BaseException, full: BaseException, storage: str | None) -> str:
+    """What a full disk refused, for messages: ``cannot write PATH: REASON`` (a result file, or the storage)."""
+    ours = next((str(e) for e in _chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
+                None)
+    if ours is not None:  # files.atomic_path's message names the file
+        return ours
+    if isinstance(full, OSError) and full.filename is not None:
+        return f"cannot write {full.filename}: {full.strerror}"
+    what = f"storage {redact(storage)}" if storage else "the study's storage"
+    return f"cannot write {what}: {getattr(full, 'strerror', None) or clean_message(full, storage or '')}"
+
+
+def _stopped_by_full_disk(study: optuna.Study, numbers: Sequence[int], what: str) -> str:
+    """The line that ends a run a full disk stopped; its trial (of ``numbers``) is failed with the reason where
+    the storage still takes the write."""
+    notes = []
+    for frozen in study.get_trials(deepcopy=False):
+        if frozen.number not in numbers:
+            continue
+        if frozen.state == TrialState.RUNNING:
+            recorded = fail_trial(study, frozen, Outcome.FAILED, f"disk full: {what}")
+        elif str(frozen.user_attrs.get("status_reason", "")).startswith("disk full: "):
+            recorded = True
+        else:
+            continue  # it ended before the disk filled
+        notes.append(f"trial {frozen.number} is recorded as failed" if recorded else
+                     f"trial {frozen.number} could not be recorded: the next run fails it and runs it again")
+    return f"the disk is full: {what}; {'; '.join([*notes, 'free space, then run the same command to resume'])}"
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and its contexts, innermost last."""
+    while exc is not None:
+        yield exc
+        exc = exc.__context__
