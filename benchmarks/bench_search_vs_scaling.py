@@ -83,7 +83,7 @@ from mobilenet_search.results.records import (
 )
 from mobilenet_search.results.report import Splits, hypervolume, reference_row  # the tool's own per-net rules
 from mobilenet_search.results.stats import bootstrap_hypervolume_interval, validation_noise
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import recover_dead_trials
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.halving import halving_step
@@ -328,7 +328,7 @@ def retrain_fronts(args: argparse.Namespace, shard: str) -> None:
     config = search_config(args, seed=seed, epochs=args.final_epochs)
     pipeline = make_pipeline(config, make_data(search_config(args), args.results_dir), device=args.device,
                              results_dir=args.results_dir)
-    source = ScratchTraining(config.train_config(args.device))
+    source = ScratchTraining(train_config(config, args.device))
     for _, row in wanted_fronts(args).iloc[index::count].iterrows():
         if row["arch"] in done or row["arch"] in elsewhere:
             continue

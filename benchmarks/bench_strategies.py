@@ -68,7 +68,7 @@ from mobilenet_search.results.records import (
 )
 from mobilenet_search.results.report import hypervolume, search_gain
 from mobilenet_search.results.stats import bootstrap_hypervolume_interval
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import Slots
 from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import correlations
@@ -269,7 +269,7 @@ def retrain(args: argparse.Namespace, shard: str) -> None:
                 continue
             started, cpu = time.perf_counter(), time.process_time()
             result = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data,
-                                        config.train_config(args.device, epochs=epochs))
+                                        train_config(config, args.device, epochs=epochs))
             entry[name] = result.accuracy
             entry[f"{name}_seconds"] = time.perf_counter() - started
             entry[f"{name}_cpu"] = time.process_time() - cpu
@@ -285,7 +285,7 @@ def retrain(args: argparse.Namespace, shard: str) -> None:
         data = data_cache(proxy_resolution(config.proxy_size, spec.resolution))
         seed = config.seed + 1
         result = train_and_evaluate(build_model(spec, seed=init_seed(spec, seed)), data,
-                                    config.train_config(args.device, seed=seed))
+                                    train_config(config, args.device, seed=seed))
         done[key] = {"accuracy": result.accuracy, "madds": float(row["madds"]), "number": int(row["number"]),
                      "correct": pack_correct((result.predictions == data.val_labels).numpy()),
                      "size": len(data.val_labels)}

@@ -40,7 +40,7 @@ from mobilenet_search.results.records import (
     pack_labels,
 )
 from mobilenet_search.results.report import write_report
-from mobilenet_search.search.config import SearchConfig, check_results_dir
+from mobilenet_search.search.config import SearchConfig, check_results_dir, train_config
 from mobilenet_search.search.coordination import (
     Slots,
     StopAfter,
@@ -298,7 +298,7 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
     been built (``mobilenet-search latency-table build``), predicts every candidate's latency from its
     spec, so a latency budget rejects before anything is built."""
     if accuracy is None and config.zero_cost is None:
-        accuracy = ScratchTraining(config.train_config(device))
+        accuracy = ScratchTraining(train_config(config, device))
     predict = None
     table = load_table_for(device, batch=config.latency_batch, results_dir=results_dir) if results_dir else None
     if table is not None:
@@ -406,7 +406,7 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
         # Training seconds only when it trained: loading a finished checkpoint is not training.
         record_supernet(study, path, tag, time.perf_counter() - started if steps else None)
         accuracy = InheritedWeights(net, seed=config.seed, device=device)
-        scratch = ScratchTraining(config.train_config(device))
+        scratch = ScratchTraining(train_config(config, device))
     pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir,
                              space=space)
     return Objective(config, space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,

@@ -20,8 +20,7 @@ from typing import Any, NoReturn
 from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
-from mobilenet_search.errors import UserError
-from mobilenet_search.search.bounds import (
+from mobilenet_search.bounds import (
     INT_BOUNDS,
     MAX_CLASSES,
     MAX_HEARTBEAT,
@@ -32,6 +31,7 @@ from mobilenet_search.search.bounds import (
     MAX_TRIALS,
     MAX_WIDTH,
 )
+from mobilenet_search.errors import UserError
 from mobilenet_search.search.space import available_spaces, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
