@@ -94,7 +94,8 @@ def test_the_torch_free_split_arithmetic_refuses_what_the_torch_split_did_on_ran
             continue
         counts = _split_sides_by_torch(size, val_fraction, test_fraction)
         torch_refuses = any(n < 4 for n in counts[:2]) or bool(test_fraction and counts[2] < 4)
-        arithmetic_refuses = _refused(lambda: check_split(f"synthetic:{size}", None, val_fraction, test_fraction))
+        source = f"synthetic:{size}"
+        arithmetic_refuses = _refused(lambda s=source, v=val_fraction, t=test_fraction: check_split(s, None, v, t))
         assert arithmetic_refuses == torch_refuses, (size, val_fraction, test_fraction)
         refused += arithmetic_refuses
     assert 0 < refused < 500  # both kinds of case were drawn

@@ -289,13 +289,10 @@ def frame_counts_toward_target(frame: pd.DataFrame) -> pd.Series:
     return finished & frame["outcome"].isin(COUNTED) & ~frame_is_reference(frame) & ~frame_is_confirmation(frame)
 
 
-def quality_key(config: dict[str, Any] | None) -> str:
-    """What a study maximises, from its stored settings: ``accuracy``, ``balanced_accuracy`` (``--metric
-    balanced``), or ``zc_NAME`` for a zero-cost objective."""
-    kind, _, name = (config or {}).get("objective", "multi").partition(":")
-    if kind == "zero-cost":
-        return f"zc_{name}"
-    return "balanced_accuracy" if (config or {}).get("metric") == "balanced" else "accuracy"
+def quality_key(settings: StudySettings | None) -> str:
+    """What a study of ``settings`` maximises (:attr:`StudySettings.quality`); ``accuracy`` for a study without
+    stored settings."""
+    return "accuracy" if settings is None else settings.quality
 
 
 # -- the trivial classifier: where every gain starts ------------------------------------------------
@@ -423,7 +420,8 @@ def study_val_labels(study: optuna.Study) -> np.ndarray | None:
 
 
 def study_test_labels(study: optuna.Study) -> np.ndarray | None:
-    """The study's test labels, or None when it has no test split (made before test splits, or ``--test-fraction 0``)."""
+    """The study's test labels, or None when it has no test split (made before test splits, or
+    ``--test-fraction 0``)."""
     text = study.user_attrs.get(TEST_LABELS_ATTR)
     return None if text is None else unpack_labels(text)
 
