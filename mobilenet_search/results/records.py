@@ -229,6 +229,16 @@ def frame_role(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(roles, index=frame.index, dtype=object)
 
 
+#: What a retry of a trial keeps of it: what decides its role (and a noise repeat's seed).
+ROLE_FIELDS = ("reference", "reference_name", NOISE_SEED_ATTR, CONFIRMS_ATTR)
+
+
+def retry_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """The record a retry of ``trial`` is queued with: the trial it reruns, and its role's attributes."""
+    record = TrialRecord.from_trial(trial)
+    return TrialRecord(retry_of=trial.number, **{name: getattr(record, name) for name in ROLE_FIELDS})
+
+
 def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
     """Set trial user attributes by :class:`TrialRecord` field name (an unknown name raises ``TypeError``)."""
     for key, value in TrialRecord(**attrs).to_attrs().items():

@@ -44,8 +44,8 @@ from mobilenet_search.arch.scaling import (
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.records import (
-    NOISE_SEED_ATTR,
     Outcome,
+    TrialRecord,
     outcome,
     study_val_labels,
     trial_correct,
@@ -65,7 +65,7 @@ from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.space import SearchSpace
 
 SCALING_ATTR = "mobilenet_search.scaling"  # study attribute: the plan (base, seeds, points, coefficients)
-DIRECTION_ATTR = "scaling_direction"  # trial attributes: the point that queued the trial
+DIRECTION_ATTR = "scaling_direction"  # trial attributes (TrialRecord fields): the point that queued the trial
 STEP_ATTR = "scaling_step"
 COEFFICIENTS = "coefficients"  # the direction name of EfficientNet's grid points at phi = 1
 DEFAULT_BASE = "mobilenet_v2_0.35_96"
@@ -165,10 +165,10 @@ def enqueue_points(study: optuna.Study, points: list[dict[str, Any]], space: Sea
         queued = {*queued, record["arch"]}
         params = space.params_of(ArchSpec.from_string(record["arch"]))
         for k in range(seeds):
-            attrs = {DIRECTION_ATTR: record["direction"], STEP_ATTR: record["step"]}
-            if k:  # another seed for the same network: its initial weights and training order
-                attrs[NOISE_SEED_ATTR] = seed + k
-            study.enqueue_trial(params, user_attrs=attrs)
+            # Another seed (k > 0) for the same network: its initial weights and training order.
+            queued_record = TrialRecord(scaling_direction=record["direction"], scaling_step=record["step"],
+                                        noise_seed=seed + k if k else None)
+            study.enqueue_trial(params, user_attrs=queued_record.to_attrs())
             count += 1
     return count
 
@@ -232,9 +232,9 @@ def _measured(study: optuna.Study) -> dict[str, Point]:
         correct = trial_correct(trial)
         if outcome(trial) != Outcome.TRAINED.value or correct is None:
             continue
-        arch = trial.user_attrs["arch"]
-        rows.setdefault(arch, []).append(correct)
-        madds[arch] = float(trial.user_attrs["madds"])
+        record = TrialRecord.from_trial(trial)
+        rows.setdefault(record.arch, []).append(correct)
+        madds[record.arch] = float(record.madds)
     return {arch: Point(madds[arch], np.array(vectors, dtype=bool)) for arch, vectors in rows.items()}
 
 

@@ -31,11 +31,12 @@ from mobilenet_search.measure.latency_table import load_table_for, predict_laten
 from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
-    NOISE_SEED_ATTR,
     REFERENCES_ATTR,
     SUPERNET_ATTR,
     TEST_LABELS_ATTR,
     VAL_LABELS_ATTR,
+    StudySettings,
+    TrialRecord,
     is_confirmation,
     pack_labels,
 )
@@ -181,14 +182,13 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
         message = clean_message(exc, storage)
         raise UserError(f"cannot open study {study_name!r} in {redact(storage)}: {message}") from None
 
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
+    stored_config = StudySettings.from_study(study)
+    if stored_config is None:
         if config is None or load_only:
             raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
         study.set_user_attr(SPACE_ATTR, space_to_dict(space))
         return study, config, created
-    stored_config = SearchConfig.from_dict(stored)
     if config is not None and not load_only:
         stored_config = check_same_settings(study_name, study.user_attrs, config, space)
         if SPACE_ATTR not in study.user_attrs:  # a study from before spaces were stored: its space from now on
@@ -215,8 +215,8 @@ def check_same_settings(study_name: str, user_attrs: dict[str, Any], config: Sea
     The space compares by content: the same file under another path resumes, an edited one is refused
     with the parameters that changed. Any other setting that differs is refused, naming it.
     """
-    stored = user_attrs[CONFIG_ATTR]
-    stored_config = SearchConfig.from_dict(stored)
+    stored_config = StudySettings.from_study(user_attrs)
+    stored = stored_config.to_dict()  # as the study runs: a setting added since it was made takes its default
     stored_space = user_attrs.get(SPACE_ATTR)
     if stored_space is not None:
         changed = changed_fields(space_from_dict(stored_space), space)
@@ -274,7 +274,7 @@ def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]
     if study.user_attrs.get(REFERENCES_ATTR) is not None:
         return
     for name, params in references.items():
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name})
+        study.enqueue_trial(params, user_attrs=TrialRecord(reference=True, reference_name=name).to_attrs())
     study.set_user_attr(REFERENCES_ATTR, list(references))
 
 
@@ -286,8 +286,8 @@ def enqueue_noise_repeats(study: optuna.Study, references: dict[str, dict[str, A
         return
     name, params = next(iter(references.items()))  # cheapest first
     for k in range(1, config.noise_repeats + 1):
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name,
-                                                NOISE_SEED_ATTR: config.seed + k})
+        record = TrialRecord(reference=True, reference_name=name, noise_seed=config.seed + k)
+        study.enqueue_trial(params, user_attrs=record.to_attrs())
 
 
 def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
@@ -354,7 +354,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     space = load_space(config.space)
     check_budget_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
     make_sampler(config, space)
-    if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
+    if config.supernet:  # the space shares weights; the checkpoint is readable and of these settings
         check_supernet(config, space, results_dir=results_dir, checkpoint=supernet)
     existing = stored_attrs(storage, study_name)
     if existing is not None and CONFIG_ATTR in existing:
@@ -381,7 +381,7 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                                accuracy=accuracy, latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                                on_supernet_step=on_supernet_step, slots=Slots(trials))
     optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks)
-    if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
+    if config.supernet and trials > 0:  # the search ended (target or --timeout): confirm its front
         confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks)
     return study
 
@@ -393,7 +393,7 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
     """The study's objective: its pipeline and accuracy source; for a supernet study the supernet trained
     (``train``) or loaded first. :func:`confirm` takes it to retrain a supernet study's front."""
     scratch = None
-    if config.strategy == "supernet" and accuracy is None:
+    if config.supernet and accuracy is None:
         started, steps = time.perf_counter(), []
 
         def on_step(*step: Any) -> None:
@@ -436,7 +436,7 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     the one the study recorded); it never trains one.
     """
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
-    if supernet is not None and config.strategy != "supernet":
+    if supernet is not None and not config.supernet:
         raise UserError(f"--supernet {str(supernet)!r} applies to supernet studies only; study {study_name!r} trains "
                         f"each candidate ({config.strategy})")
     space = study_space(study, config)
