@@ -26,7 +26,8 @@ def _is_user_attrs(node: ast.AST) -> bool:
 def raw_record_uses(source: str) -> list[tuple[int, str]]:
     """(line, what) for every raw use of a record in ``source``: ``user_attrs["key"]``, ``user_attrs.get("key")``,
     ``set_user_attr("key", ...)``, ``enqueue_trial(..., user_attrs={"key": ...})``, a comparison with
-    ``"supernet"``, or the stored settings read as a dict (``.get(CONFIG_ATTR)``, ``[CONFIG_ATTR]``)."""
+    ``"supernet"``, the stored settings read as a dict (``.get(CONFIG_ATTR)``, ``[CONFIG_ATTR]``), or a trial's
+    ``user_attrs`` held under another name (``attrs = trial.user_attrs``, then read out of sight)."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Subscript):
@@ -46,9 +47,11 @@ def raw_record_uses(source: str) -> list[tuple[int, str]]:
                 if keyword.arg == "user_attrs" and isinstance(keyword.value, ast.Dict) and any(
                         _is_str(key) for key in keyword.value.keys):
                     found.append((node.lineno, f"{method}(user_attrs={{'...': ...}})"))
-        elif isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
-            if any(_is_str(side) and side.value == "supernet" for side in (node.left, *node.comparators)):
-                found.append((node.lineno, 'compared with "supernet"'))
+        elif (isinstance(node, ast.Compare) and any(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops)
+              and any(_is_str(side) and side.value == "supernet" for side in (node.left, *node.comparators))):
+            found.append((node.lineno, 'compared with "supernet"'))
+        elif isinstance(node, ast.Assign) and _is_user_attrs(node.value):  # read later by name, out of sight
+            found.append((node.lineno, "user_attrs held under another name"))
     return sorted(found)
 
 
@@ -57,8 +60,9 @@ def test_the_scan_finds_each_kind_of_raw_use():
         'a = trial.user_attrs["accuracy"]', 'b = t.user_attrs.get("reference")', 'trial.set_user_attr("worker", 1)',
         'study.enqueue_trial(p, user_attrs={"reference": True})', 'c = config.strategy == "supernet"',
         'd = (study.user_attrs.get(CONFIG_ATTR) or {})', 'e = study.user_attrs[records.CONFIG_ATTR]',
+        'attrs = trial.user_attrs',
         'ok = trial.user_attrs.get(NOISE_SEED_ATTR), set_attrs(trial, worker=1), settings.supernet'])
-    assert [line for line, _ in raw_record_uses(source)] == [1, 2, 3, 4, 5, 6, 7]
+    assert [line for line, _ in raw_record_uses(source)] == [1, 2, 3, 4, 5, 6, 7, 8]
 
 
 def test_no_module_but_records_reads_or_writes_a_record_raw():

@@ -144,7 +144,7 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
     ``header`` and the bar appear once the run has passed its checks (bad input prints its one line
     alone); a supernet study's bar after its training, which has a bar of its own.
     """
-    from mobilenet_search.results.records import CONFIG_ATTR
+    from mobilenet_search.results.records import StudySettings
     from mobilenet_search.ui.progress import SearchProgress
 
     state: dict[str, Any] = {}
@@ -154,8 +154,8 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
             print(header, file=sys.stderr)
         # The bar from the start, so a newcomer sees the run at work; a supernet study's after its training (which
         # has its own bar), from the first scored trial.
-        supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
-        if not quiet and not supernet:
+        settings = StudySettings.from_study(study)
+        if not quiet and not (settings is not None and settings.supernet):
             state["progress"] = SearchProgress(study, trials)
 
     def after_trial(study, trial) -> None:
@@ -225,7 +225,7 @@ def _search(args: argparse.Namespace) -> int:
         metric=args.metric, noise_repeats=args.noise_repeats, strategy=args.strategy,
         supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
-    if args.supernet is not None and config.strategy != "supernet":
+    if args.supernet is not None and not config.supernet:
         raise UserError(f"--supernet {args.supernet!r} applies to --strategy supernet only (this study's strategy is "
                         f"{config.strategy})")
     device = resolve_device(args.device)
@@ -240,7 +240,7 @@ def _search(args: argparse.Namespace) -> int:
         f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
         f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}")
     supernet = Path(args.supernet) if args.supernet else None
-    with _supernet_progress(config.supernet_epochs, enabled=config.strategy == "supernet") as on_step:
+    with _supernet_progress(config.supernet_epochs, enabled=config.supernet) as on_step:
         study = _run_with_progress(
             lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
             quiet=several, header=header, timeout=args.timeout, device=device, results_dir=results_dir,

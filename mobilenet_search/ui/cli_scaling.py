@@ -86,7 +86,7 @@ def _scaling(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.files import atomic_write_text
-    from mobilenet_search.results.records import CONFIG_ATTR
+    from mobilenet_search.results.records import StudySettings
     from mobilenet_search.search.config import check_results_dir, check_study_name, default_storage
     from mobilenet_search.search.scaling import admitted, analyse, madds_limit, nominal_madds, recommend
     from mobilenet_search.search.space import load_space
@@ -110,11 +110,11 @@ def _scaling(args: argparse.Namespace) -> int:
     else:
         storage = args.storage or default_storage(results_dir, check_study_name(args.study))
         study, _ = open_study(storage, args.study, None, load_only=True)
-    config = study.user_attrs.get(CONFIG_ATTR) or {}
+    settings = StudySettings.from_study(study)  # open_study and run_search refuse a study without them
     analysis = analyse(study, resamples=args.resamples)
     answer = None
     if at is not None:
-        space = load_space(config.get("space", "mobilenetv2"))
+        space = load_space(settings.space)
         answer = recommend(analysis, nominal_madds(at), space, admits=lambda spec: admitted(at, spec))
     folder = check_results_dir(results_dir) / study.study_name
     atomic_write_text(folder / "scaling.json", json.dumps({**analysis, "recommendation": answer}, indent=2))

@@ -51,10 +51,13 @@ from mobilenet_search.results.records import (
     FIDELITY_ATTR,
     VAL_LABELS_ATTR,
     VAL_SIZE_ATTR,
+    StudySettings,
+    TrialRecord,
     frame_is_confirmation,
     frame_is_noise_repeat,
     frame_is_reference,
     is_feasible,
+    is_reference,
     study_val_labels,
     trial_correct,
     trivial_quality,
@@ -82,7 +85,7 @@ class StudyData:
     name: str
     frame: pd.DataFrame  # trials_frame's columns, one row per trial, by number
     directions: tuple[str, ...]  # "maximize"/"minimize" per objective
-    config: dict[str, Any] = field(default_factory=dict)  # the SearchConfig the study was created with
+    config: StudySettings | None = None  # the settings the study was created with (None: not by mobilenet-search)
     fidelity: dict[str, Any] | None = None  # what `mobilenet-search fidelity` stored, once measured
     source: str = "sql"  # "sql" (Optuna's tables read directly) or "optuna" (the Optuna API)
     trivial: dict[str, float] = field(default_factory=dict)  # the trivial classifier's score per quality
@@ -226,7 +229,7 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
     frame["reference"] = frame_is_reference(frame)
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
-                     config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
+                     config=StudySettings.from_study(study), source="optuna",
                      fidelity=study.user_attrs.get(FIDELITY_ATTR), trivial=trivial_scores(study_val_labels(study)))
 
 
@@ -305,7 +308,7 @@ def _load_sql(url: str, study_name: str) -> StudyData:
     complete = pd.to_datetime(trials["datetime_complete"]).to_numpy()
     frame["duration_s"] = (complete - start) / pd.Timedelta(seconds=1)
     frame = frame[list(FRAME_COLUMNS)]
-    config = next((json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR), {})
+    config = StudySettings.from_study({key: json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR})
     fidelity = next((json.loads(text) for key, text in study_attrs if key == FIDELITY_ATTR), None)
     labels = next((unpack_labels(json.loads(text)) for key, text in study_attrs if key == VAL_LABELS_ATTR), None)
     frame = fill_learned_nothing(frame, labels)
@@ -555,7 +558,7 @@ def param_importances(url: str, study_name: str) -> dict[str, float]:
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(url)}") from None
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("accuracy") is not None and t.params and not t.user_attrs.get("reference")
+              if TrialRecord.from_trial(t).accuracy is not None and t.params and not is_reference(t)
               and is_feasible(t)]
     if len(trials) < 2:
         return {}
@@ -564,7 +567,8 @@ def param_importances(url: str, study_name: str) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*importances of params to achieve low `target`")
         # Optuna's default (PED-ANOVA) asks what makes the target low: negate accuracy to ask what makes it high.
-        return optuna.importance.get_param_importances(scratch, target=lambda t: -t.user_attrs["accuracy"])
+        return optuna.importance.get_param_importances(scratch,
+                                                       target=lambda t: -TrialRecord.from_trial(t).accuracy)
 
 
 def stage_frame(spec: ArchSpec) -> pd.DataFrame:
