@@ -450,16 +450,8 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default="results", help="where the study's folder is (default results)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Architecture search and scaling exploration for MobileNetV1/V2. "
-                    f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
-        epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
-    )
-    parser.add_argument("--version", action=_Version)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_search_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``search`` command (the default); returns its parser, which ``supernet train`` copies options from."""
     search = sub.add_parser(
         "search", help="search the space under a budget (the default: `mobilenet-search --budget ...`)",
         description="Run (or resume) an Optuna study of candidate networks under a budget: each trial is "
@@ -545,7 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "and they stop when this process dies")
     _add_run_options(search)
     search.set_defaults(run=_search)
+    return search
 
+
+def _add_worker_command(sub: argparse._SubParsersAction) -> None:
+    """The ``worker`` command: join an existing study."""
     worker = sub.add_parser(
         "worker", help="join an existing study (on PostgreSQL, from any machine) and run its trials",
         description="Run trials of an existing study with the settings stored in it (budget, space, data, "
@@ -567,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(worker)
     worker.set_defaults(run=_worker)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    """The ``report`` command: a study's search gain."""
     report = sub.add_parser(
         "report", help="search gain of a study over the papers' hand-scaled networks",
         description="Compare a study's searched Pareto front with its reference networks (hypervolume, and for "
@@ -576,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_options(report)
     report.set_defaults(run=_report)
 
+
+def _add_fidelity_command(sub: argparse._SubParsersAction) -> None:
+    """The ``fidelity`` command: how well the proxy ranks a study's candidates."""
     fidelity = sub.add_parser(
         "fidelity", help="retrain a study's candidates longer and measure how well the proxy ranks them",
         description="Retrain K trained candidates (the Pareto set, then others spread over MAdds) with a longer "
@@ -592,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     fidelity.set_defaults(run=_fidelity)
 
+
+def _add_describe_command(sub: argparse._SubParsersAction) -> None:
+    """The ``describe`` command: one architecture's stage table and totals."""
     describe = sub.add_parser(
         "describe", help="print an architecture's stage table, MAdds and parameters",
         description="Print an architecture's stage table (shapes, channels after rounding, MAdds and "
@@ -608,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="number of classes for v1/v2 (default 1000)")
     describe.set_defaults(run=_describe)
 
+
+def _add_space_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``space`` and ``references`` commands: a search space, and the papers' networks."""
     space = sub.add_parser(
         "space", help="describe a search space: its choices, size, cheapest and most expensive member",
         epilog=f"Examples: {PROG} space mobilenetv2;  {PROG} space my_space.yaml;  {PROG} space --list",
@@ -620,6 +628,23 @@ def build_parser() -> argparse.ArgumentParser:
     references = sub.add_parser("references", help="cost table of the papers' width x resolution networks")
     references.set_defaults(run=_references)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every subcommand, its options and their bounds."""
+    parser = _Parser(
+        prog=PROG,
+        description="Architecture search and scaling exploration for MobileNetV1/V2. "
+                    f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
+        epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
+    )
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    search = _add_search_command(sub)
+    _add_worker_command(sub)
+    _add_report_command(sub)
+    _add_fidelity_command(sub)
+    _add_describe_command(sub)
+    _add_space_commands(sub)
     add_library_commands(sub)
     add_dashboard_command(sub)
     add_latency_commands(sub)
