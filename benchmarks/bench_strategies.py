@@ -74,7 +74,7 @@ from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import correlations
 from mobilenet_search.search.space import load_space
 from mobilenet_search.search.strategies import checkpoint_tag, default_checkpoint
-from mobilenet_search.search.study import confirm, make_data, make_objective, open_study, run_search
+from mobilenet_search.search.study import RunContext, confirm, make_data, make_objective, open_study, run_search
 
 TRIALS = 10_000  # the budget, not a trial count, ends each search
 SCORES = {"scratch": "scratch proxy", "supernet": "supernet (inherited)", "madds": "MAdds alone"}
@@ -224,10 +224,10 @@ def run_study(args: argparse.Namespace, strategy: str) -> None:
     if strategy == "supernet":
         # run_search confirms only once the study holds its --trials target; a budget ends it sooner, so the
         # confirmations run here, with the objective run_search builds (the supernet loaded, not trained again).
-        objective = make_objective(config, space, make_data(config, args.results_dir), study,
-                               device=args.device, results_dir=args.results_dir, accuracy=None,
-                               latency=measure_latency, supernet=None, train=False, on_epoch=None,
-                               on_supernet_step=None, slots=Slots(TRIALS))
+        objective = make_objective(RunContext.of(config, make_data(config, args.results_dir), space), study,
+                                   device=args.device, results_dir=args.results_dir, accuracy=None,
+                                   latency=measure_latency, supernet=None, train=False, on_epoch=None,
+                                   on_supernet_step=None, slots=Slots(TRIALS))
         confirm(study, objective, config.confirm, results_dir=args.results_dir)
     save(done=True)
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import optuna
 import torch
 
-from mobilenet_search.arch.budget import Budget
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import save_weights
 from mobilenet_search.measure.train import TrainingDiverged
@@ -51,7 +50,7 @@ class Objective:
                  weights_dir: Path | None = None) -> None:
         self.config, self.space, self.pipeline, self.slots, self.on_epoch = config, space, pipeline, slots, on_epoch
         self.scratch, self.weights_dir = scratch, weights_dir
-        self.budget = Budget.parse(config.budget)
+        self.budget = pipeline.budget  # parsed once, by whoever made the pipeline
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
         set_attrs(trial, worker=WORKER)  # at once: a resumed study recovers the trial if this process dies

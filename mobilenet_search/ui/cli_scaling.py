@@ -175,7 +175,7 @@ def _experiment(args: argparse.Namespace):
                     on_start(study)
                 show(study)
 
-            return run_search(config, on_create=on_create, on_start=started, **kw)
+            return run_search(config, on_create=on_create, on_start=started, space=space, data=data, **kw)
 
         shown = header if not printed else None  # once, not once per phase
         printed.append(True)
