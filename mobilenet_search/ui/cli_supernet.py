@@ -111,6 +111,8 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
 
     Imports nothing heavy: ``--help`` loads neither torch nor optuna.
     """
+    from mobilenet_search.results.records import Strategy
+
     supernet = sub.add_parser("supernet", help="train a --strategy supernet study's supernet, on one process or "
                                                "many (torchrun)")
     commands = supernet.add_subparsers(dest="supernet_command", metavar="COMMAND", required=True)
@@ -127,7 +129,7 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
         if action.dest not in _RUN_OPTIONS:  # so that a search's settings can be pasted
             action = copy.copy(action)
             action.required = False  # --budget: the supernet does not depend on it
-            action.default = {"budget": None, "strategy": "supernet"}.get(action.dest, action.default)
+            action.default = {"budget": None, "strategy": Strategy.SUPERNET.value}.get(action.dest, action.default)
             train._add_action(action)
     train.add_argument("--study", default=None,
                        help="an existing --strategy supernet study: its stored settings (instead of the flags above); "
