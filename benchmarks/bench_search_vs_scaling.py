@@ -83,13 +83,13 @@ from mobilenet_search.results.records import (
 )
 from mobilenet_search.results.report import Splits, hypervolume, reference_row  # the tool's own per-net rules
 from mobilenet_search.results.stats import bootstrap_hypervolume_interval, validation_noise
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import recover_dead_trials
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.halving import halving_step
 from mobilenet_search.search.objective import TRIAL_ERRORS, Objective
 from mobilenet_search.search.space import load_space
-from mobilenet_search.search.study import make_data, make_pipeline, open_study
+from mobilenet_search.search.study import RunContext, make_data, make_pipeline, open_study
 
 ARMS = ("scaling", "random", "tpe", "supernet", "halving")
 LABELS = {"scaling": "hand scaling", "random": "random search", "tpe": "TPE search", "supernet": "supernet",
@@ -209,7 +209,7 @@ def prepare_scaling(args: argparse.Namespace, state: dict[str, Any]) -> Callable
     """Arm 1's step: the next paper net of :func:`scaling_order` not yet trained, under the proxy."""
     config = search_config(args)
     data = make_data(config, args.results_dir)
-    pipeline = make_pipeline(config, data, device=args.device, results_dir=args.results_dir)
+    pipeline = make_pipeline(RunContext.of(config, data), device=args.device, results_dir=args.results_dir)
     order = scaling_order(config, data.num_classes, data.in_channels)
     nets = state.setdefault("nets", {})
     state["family"] = len(order)
@@ -248,8 +248,8 @@ def prepare_halving(args: argparse.Namespace, state: dict[str, Any]) -> Callable
         study, _ = open_study(storage, name, config, heartbeat=None)  # ask and tell: no optimize to beat
         recover_dead_trials(study)  # a trial of a killed run: failed, and (rung 1) promoted again
         studies.append(study)
-        objectives.append(Objective(config, space, make_pipeline(config, data, device=args.device,
-                                                                 results_dir=args.results_dir)))
+        pipeline = make_pipeline(RunContext.of(config, data, space), device=args.device, results_dir=args.results_dir)
+        objectives.append(Objective(config, space, pipeline))
     return lambda: bool(halving_step(*studies, *objectives, eta=args.eta))
 
 
@@ -326,9 +326,9 @@ def retrain_fronts(args: argparse.Namespace, shard: str) -> None:
     elsewhere = finals(args)
     seed = args.seed + 1
     config = search_config(args, seed=seed, epochs=args.final_epochs)
-    pipeline = make_pipeline(config, make_data(search_config(args), args.results_dir), device=args.device,
-                             results_dir=args.results_dir)
-    source = ScratchTraining(config.train_config(args.device))
+    pipeline = make_pipeline(RunContext.of(config, make_data(search_config(args), args.results_dir)),
+                             device=args.device, results_dir=args.results_dir)
+    source = ScratchTraining(train_config(config, args.device))
     for _, row in wanted_fronts(args).iloc[index::count].iterrows():
         if row["arch"] in done or row["arch"] in elsewhere:
             continue

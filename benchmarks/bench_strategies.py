@@ -68,13 +68,13 @@ from mobilenet_search.results.records import (
 )
 from mobilenet_search.results.report import hypervolume, search_gain
 from mobilenet_search.results.stats import bootstrap_hypervolume_interval
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import Slots
 from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import correlations
 from mobilenet_search.search.space import load_space
 from mobilenet_search.search.strategies import checkpoint_tag, default_checkpoint
-from mobilenet_search.search.study import confirm, make_data, make_objective, open_study, run_search
+from mobilenet_search.search.study import RunContext, confirm, make_data, make_objective, open_study, run_search
 
 TRIALS = 10_000  # the budget, not a trial count, ends each search
 SCORES = {"scratch": "scratch proxy", "supernet": "supernet (inherited)", "madds": "MAdds alone"}
@@ -224,10 +224,10 @@ def run_study(args: argparse.Namespace, strategy: str) -> None:
     if strategy == "supernet":
         # run_search confirms only once the study holds its --trials target; a budget ends it sooner, so the
         # confirmations run here, with the objective run_search builds (the supernet loaded, not trained again).
-        objective = make_objective(config, space, make_data(config, args.results_dir), study,
-                               device=args.device, results_dir=args.results_dir, accuracy=None,
-                               latency=measure_latency, supernet=None, train=False, on_epoch=None,
-                               on_supernet_step=None, slots=Slots(TRIALS))
+        objective = make_objective(RunContext.of(config, make_data(config, args.results_dir), space), study,
+                                   device=args.device, results_dir=args.results_dir, accuracy=None,
+                                   latency=measure_latency, supernet=None, train=False, on_epoch=None,
+                                   on_supernet_step=None, slots=Slots(TRIALS))
         confirm(study, objective, config.confirm, results_dir=args.results_dir)
     save(done=True)
 
@@ -269,7 +269,7 @@ def retrain(args: argparse.Namespace, shard: str) -> None:
                 continue
             started, cpu = time.perf_counter(), time.process_time()
             result = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data,
-                                        config.train_config(args.device, epochs=epochs))
+                                        train_config(config, args.device, epochs=epochs))
             entry[name] = result.accuracy
             entry[f"{name}_seconds"] = time.perf_counter() - started
             entry[f"{name}_cpu"] = time.process_time() - cpu
@@ -285,7 +285,7 @@ def retrain(args: argparse.Namespace, shard: str) -> None:
         data = data_cache(proxy_resolution(config.proxy_size, spec.resolution))
         seed = config.seed + 1
         result = train_and_evaluate(build_model(spec, seed=init_seed(spec, seed)), data,
-                                    config.train_config(args.device, seed=seed))
+                                    train_config(config, args.device, seed=seed))
         done[key] = {"accuracy": result.accuracy, "madds": float(row["madds"]), "number": int(row["number"]),
                      "correct": pack_correct((result.predictions == data.val_labels).numpy()),
                      "size": len(data.val_labels)}

@@ -23,6 +23,7 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.records import CONFIRMS_ATTR, SUPERNET_ATTR, is_confirmation, trial_correct
 from mobilenet_search.results.stats import mcnemar_exact
+from mobilenet_search.search.config import train_config
 from mobilenet_search.search.space import load_space
 from mobilenet_search.search.strategies import InheritedWeights, prepare_supernet
 from mobilenet_search.search.study import make_data, open_study
@@ -64,7 +65,7 @@ def main() -> None:
                              f"{source.user_attrs['accuracy']} in the study")
         cells = []
         for lr in rates:
-            result = train_and_evaluate(scorer.model(spec, images).train(), images, config.train_config("cpu", lr=lr))
+            result = train_and_evaluate(scorer.model(spec, images).train(), images, train_config(config, "cpu", lr=lr))
             correct = (result.predictions == images.val_labels).numpy()
             test = mcnemar_exact(correct, scratch_correct)
             gains[lr].append(result.accuracy - scratch)

@@ -24,7 +24,7 @@ from mobilenet_search.measure.data import proxy_resolution
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import trained, trials_frame
 from mobilenet_search.results.records import CONFIG_ATTR
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.fidelity import FIDELITY_ATTR, correlations, format_fidelity
 from mobilenet_search.search.study import make_data
@@ -44,7 +44,7 @@ def main() -> None:
     if args.proxy_size:
         config = dataclasses.replace(config, proxy_size=args.proxy_size)
     changes = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr)) if v is not None}
-    train_config = dataclasses.replace(config.train_config("cpu"), **changes)
+    proxy = dataclasses.replace(train_config(config, "cpu"), **changes)
     data_cache = make_data(config, Path("results"))
     long = study.user_attrs[FIDELITY_ATTR]
 
@@ -54,16 +54,16 @@ def main() -> None:
         spec = ArchSpec.from_json(row.spec)
         data = data_cache(proxy_resolution(config.proxy_size, spec.resolution))
         started = time.perf_counter()
-        result = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data, train_config)
+        result = train_and_evaluate(build_model(spec, seed=init_seed(spec, config.seed)), data, proxy)
         seconds.append(time.perf_counter() - started)
         accuracy.append(result.accuracy)
         balanced.append(result.balanced_accuracy)
     frame["accuracy"], frame["balanced_accuracy"] = accuracy, balanced
     frame["madds"] = pd.to_numeric(frame["madds"])
     frame["long_accuracy"] = [long["long_accuracy"][str(n)] for n in frame["number"]]
-    summary = {"epochs": long["epochs"], "proxy_epochs": train_config.epochs, "trials": list(frame["number"]),
+    summary = {"epochs": long["epochs"], "proxy_epochs": proxy.epochs, "trials": list(frame["number"]),
                "correlations": correlations(frame, ["accuracy", "balanced_accuracy", "madds"])}
-    print(f"proxy: {train_config.epochs} epochs, lr {train_config.lr}, proxy size {config.proxy_size}; "
+    print(f"proxy: {proxy.epochs} epochs, lr {proxy.lr}, proxy size {config.proxy_size}; "
           f"{sum(seconds) / len(seconds):.1f} s of training per candidate (1 thread)")
     print(format_fidelity(summary))
 

@@ -6,10 +6,11 @@ import itertools
 
 import pytest
 
+from mobilenet_search.bounds import INT_BOUNDS
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.datasets import DataCache
-from mobilenet_search.search.bounds import INT_BOUNDS
-from mobilenet_search.search.config import SearchConfig, check_split
+from mobilenet_search.results.records import check_split
+from mobilenet_search.search.config import SearchConfig
 
 
 def _refused(call) -> bool:
@@ -61,3 +62,59 @@ def test_budgets_are_ascii_short_and_finite(budget, message):
 def test_synthetic_sizes_are_ascii_and_bounded(dataset):
     with pytest.raises(UserError, match="invalid --dataset"):
         SearchConfig(budget="300M-madds", dataset=dataset)
+
+
+def _split_sides_by_torch(size: int, val_fraction: float, test_fraction: float) -> list[int]:
+    """Classes per side (validation, training, test) of the synthetic set's real split, drawn with torch by
+    measure.data's stratified_subset: what check_split did before its arithmetic went torch-free."""
+    import torch
+
+    from mobilenet_search.measure.data import stratified_subset
+
+    labels = torch.arange(size) % 4
+    val = torch.zeros(size, dtype=torch.bool)
+    val[stratified_subset(labels, round(size * val_fraction), torch.Generator())] = True
+    test = torch.zeros(size, dtype=torch.bool)
+    if test_fraction:
+        rest = (~val).nonzero().flatten()
+        test[rest[stratified_subset(labels[rest], round(size * test_fraction), torch.Generator())]] = True
+    return [len(labels[side].unique()) for side in (val, ~val & ~test, test)]
+
+
+def test_the_torch_free_split_arithmetic_refuses_what_the_torch_split_did_on_random_cases():
+    import random
+
+    rng = random.Random(23)
+    refused = 0
+    for _ in range(600):
+        size = rng.randint(8, 120)
+        val_fraction = rng.choice([rng.uniform(0.01, 0.9), rng.choice([0.1, 0.2, 0.25, 0.5])])
+        test_fraction = rng.choice([0.0, rng.uniform(0.0, 0.94 - val_fraction), 0.2])
+        if val_fraction + test_fraction >= 0.95:
+            continue
+        counts = _split_sides_by_torch(size, val_fraction, test_fraction)
+        torch_refuses = any(n < 4 for n in counts[:2]) or bool(test_fraction and counts[2] < 4)
+        source = f"synthetic:{size}"
+        arithmetic_refuses = _refused(lambda s=source, v=val_fraction, t=test_fraction: check_split(s, None, v, t))
+        assert arithmetic_refuses == torch_refuses, (size, val_fraction, test_fraction)
+        refused += arithmetic_refuses
+    assert 0 < refused < 500  # both kinds of case were drawn
+
+
+def test_stratified_counts_are_what_stratified_subset_takes():
+    import random
+
+    import torch
+
+    from mobilenet_search.measure.data import stratified_subset
+    from mobilenet_search.results.records import stratified_counts
+
+    rng = random.Random(24)
+    for _ in range(300):
+        counts = [rng.choice([0, rng.randint(1, 40)]) for _ in range(rng.randint(1, 7))]
+        if not sum(counts):
+            continue
+        labels = torch.cat([torch.full((c,), k) for k, c in enumerate(counts)])[torch.randperm(sum(counts))]
+        n = rng.randint(0, sum(counts))
+        taken = labels[stratified_subset(labels, n, torch.Generator().manual_seed(0))]
+        assert stratified_counts(counts, n) == [int((taken == k).sum()) for k in range(len(counts))], (counts, n)

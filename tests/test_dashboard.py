@@ -81,7 +81,7 @@ def test_fast_sql_loader_matches_trials_frame(url):
     reference = trials_frame(study)
     assert list(data.frame.columns[:len(FRAME_COLUMNS)]) == list(FRAME_COLUMNS)
     pd.testing.assert_frame_equal(_comparable(data.frame[list(FRAME_COLUMNS)]), _comparable(reference))
-    assert data.directions == ("maximize", "minimize") and data.config["budget"] == "300M-madds"
+    assert data.directions == ("maximize", "minimize") and data.config.budget == "300M-madds"
     # The old-form constraint list [-1, 2] is infeasible, as Optuna reads it.
     assert not data.frame["feasible"].iat[-1] and not study.trials[-1].constraints["1"] <= 0
 

@@ -183,7 +183,7 @@ import sys, time
 from pathlib import Path
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.study import run_search
 import optuna
@@ -210,7 +210,7 @@ def filling(model, data, cfg, on_epoch=None):
 
 try:
     run_search(config, storage=storage, study_name="s", trials=4, results_dir=results, heartbeat=1,
-               accuracy=ScratchTraining(config.train_config("cpu"), train=filling))
+               accuracy=ScratchTraining(train_config(config, "cpu"), train=filling))
 except UserError as exc:
     print(f"mobilenet-search: error: {exc}", file=sys.stderr)
     sys.exit(2)

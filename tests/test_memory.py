@@ -22,7 +22,7 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.measure.datasets import DataCache
 from mobilenet_search.measure.memory import available_memory
 from mobilenet_search.results.records import Outcome
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.evaluate import Pipeline, ScratchTraining, memory_needed
 
 TREE = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ stages:
 def _pipeline(tmp_path: Path, available: int | None) -> Pipeline:
     config = SearchConfig(budget="100G-madds", space="tiny", dataset="synthetic:64", proxy_size=32)
     data = DataCache("synthetic:64", 32, cache_dir=tmp_path)
-    return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=ScratchTraining(config.train_config("cpu")),
+    return Pipeline(budget=Budget.parse(config.budget), data=data,
+                    accuracy=ScratchTraining(train_config(config, "cpu")),
                     proxy_size=32, batch_size=64, available_memory=lambda: available)
 
 

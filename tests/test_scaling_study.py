@@ -11,7 +11,7 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.records import NOISE_SEED_ATTR
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.scaling import (
     DIRECTION_ATTR,
@@ -89,14 +89,14 @@ def test_the_analysis_fits_the_directions_with_enough_networks_and_says_why_not_
 def test_resume_after_an_interruption_does_not_retrain_finished_points(tmp_path):
     config = _config()
     calls = []
-    interrupting = ScratchTraining(config.train_config("cpu"), train=interrupt_on_call(train_and_evaluate, 3, calls))
+    interrupting = ScratchTraining(train_config(config, "cpu"), train=interrupt_on_call(train_and_evaluate, 3, calls))
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path, "r", accuracy=interrupting)
     finished = {t.number: t.user_attrs for t in _load(tmp_path, "r").trials if t.user_attrs.get("outcome") == "trained"}
     assert len(finished) == 2
 
     retrained = []
-    counting = ScratchTraining(config.train_config("cpu"),
+    counting = ScratchTraining(train_config(config, "cpu"),
                                train=lambda model, *a, **k: retrained.append(model.spec.to_string())
                                or train_and_evaluate(model, *a, **k))
     study = _run(tmp_path, "r", accuracy=counting)

@@ -16,7 +16,7 @@ from mobilenet_search import ArchSpec, count_madds
 from mobilenet_search.measure.train import TrainingDiverged, train_and_evaluate
 from mobilenet_search.results.frame import TRIAL_ATTRS, pareto_front, trials_frame
 from mobilenet_search.results.records import study_val_labels, trial_correct
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.evaluate import ScratchTraining
 from mobilenet_search.search.study import run_search
 from mobilenet_search.ui.cli import main
@@ -63,7 +63,7 @@ def test_cli_search_records_every_attribute_and_writes_results(tmp_path, capsys)
 def test_over_budget_candidates_are_rejected_before_training(tmp_path, monkeypatch):
     trained = []
     config = _config(budget="300K-madds", sampler="random")
-    spy = ScratchTraining(config.train_config("cpu"), train=lambda model, *a, **k: trained.append(model.spec)
+    spy = ScratchTraining(train_config(config, "cpu"), train=lambda model, *a, **k: trained.append(model.spec)
                           or train_and_evaluate(model, *a, **k))
     study = run_search(config, storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="b", trials=3,
                        results_dir=tmp_path, accuracy=spy)
@@ -101,7 +101,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
 
     config = _config()
     study = run_search(config, storage=f"sqlite:///{tmp_path / 'f.db'}", study_name="f", trials=3,
-                       results_dir=tmp_path, accuracy=ScratchTraining(config.train_config("cpu"), train=flaky))
+                       results_dir=tmp_path, accuracy=ScratchTraining(train_config(config, "cpu"), train=flaky))
     failed = study.trials[0]
     assert failed.state == optuna.trial.TrialState.FAIL
     assert failed.user_attrs["status_reason"] == "TrainingDiverged: loss became nan at step 3"
@@ -111,7 +111,7 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(tmp_path, monkeypatch
 def test_interrupted_study_resumes_without_losing_trials(tmp_path, monkeypatch):
     config = _config(budget="2M-madds")  # every member fits: no rejections between the trained trials
     storage = f"sqlite:///{tmp_path / 'r.db'}"
-    interrupting = ScratchTraining(config.train_config("cpu"), train=interrupt_on_call(train_and_evaluate, 2, []))
+    interrupting = ScratchTraining(train_config(config, "cpu"), train=interrupt_on_call(train_and_evaluate, 2, []))
     with pytest.raises(KeyboardInterrupt):
         run_search(config, storage=storage, study_name="r", trials=4, results_dir=tmp_path, accuracy=interrupting)
     before = _load(tmp_path, "r").trials

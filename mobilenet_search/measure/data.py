@@ -53,6 +53,7 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as F
 
 from mobilenet_search.arch.spec import REFERENCE_RESOLUTION
+from mobilenet_search.bounds import SYNTHETIC_DEFAULT_SIZE
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_path
 from mobilenet_search.measure.preprocessing import Preprocessing
@@ -61,7 +62,6 @@ from mobilenet_search.measure.preprocessing import Preprocessing
 # separates cheap from expensive candidates (balanced accuracy 0.55 vs 0.65) with half the images.
 EMBEDDED = "elpv"
 ELPV_DEFECT_THRESHOLD = 0.5  # annotated defect probabilities are 0, 1/3, 2/3 or 1
-SYNTHETIC_DEFAULT_SIZE = 256
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 FASHION_MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                        "t10k-labels-idx1-ubyte")

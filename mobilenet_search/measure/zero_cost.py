@@ -43,10 +43,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from mobilenet_search.arch.builder import ACTIVATION_LAYERS
+from mobilenet_search.bounds import ZERO_COST_PROXIES
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.data import ImageData, normaliser, preprocessing, stratified_subset
 
-PROXIES = ("synflow", "jacob_cov", "snip", "grad_norm")
+PROXIES = ZERO_COST_PROXIES  # named without torch in bounds.py, so the settings check them without loading it
 _BATCH_PROXIES = ("jacob_cov", "snip", "grad_norm")  # share one forward (and backward) pass
 _WEIGHTED = (nn.Conv2d, nn.Linear)  # the layers whose weights the scores sum over
 _ACTIVATIONS = tuple(ACTIVATION_LAYERS.values())  # jacob_cov's binary codes come from these units

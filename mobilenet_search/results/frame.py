@@ -2,7 +2,7 @@
 
 Shared by the command line, the dashboard and the model library, so that all of them see a
 study the same way. A trial's measurements live in Optuna user attributes with the names in
-:data:`TRIAL_ATTRS`; this module never needs to know how they were produced.
+:data:`TRIAL_ATTRS` (:class:`records.TrialRecord`'s fields); this module never needs to know how they were produced.
 """
 
 from __future__ import annotations
@@ -19,14 +19,13 @@ import pandas as pd
 
 from mobilenet_search.files import atomic_write_text
 from mobilenet_search.results.records import (
-    CONFIG_ATTR,
-    CONFIRMS_ATTR,
-    INTERVAL_COLUMNS,
+    FRAME_ATTRS,
+    INTERVAL_COLUMNS,  # noqa: F401  (read with the frame: its interval columns)
     INTERVAL_SEED,
     LEARNED_NOTHING_ATTR,
-    NOISE_SEED_ATTR,
-    TEST_ATTRS,
     VAL_SIZE_ATTR,
+    StudySettings,
+    TrialRecord,
     frame_is_noise_repeat,
     is_feasible,
     is_noise_repeat,
@@ -34,20 +33,11 @@ from mobilenet_search.results.records import (
     quality_key,
     study_val_labels,
     trivial_accuracy,
-    unpack_correct,
 )
 from mobilenet_search.results.stats import bootstrap_balanced_accuracy_interval, wilson_interval
 
-# The user attributes every trial records (the contract with the dashboard and export).
-TRIAL_ATTRS = (
-    "arch", "spec", "madds", "params", "latency_ms", "latency_device", "latency_batch", "accuracy",
-    "balanced_accuracy", VAL_SIZE_ATTR, "accuracy_history", "loss_history", "proxy_resolution", "epochs",
-    "train_seconds", "time_build", "time_latency", "time_train", "time_eval", "time_zero_cost", "outcome",
-    "status_reason", "retry_of", "reference", "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow",
-    "zc_jacob_cov", "zc_snip", "zc_grad_norm",
-    *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms", LEARNED_NOTHING_ATTR,
-    *TEST_ATTRS,
-)
+# The user attributes every trial records (the contract with the dashboard and export): TrialRecord's fields.
+TRIAL_ATTRS = FRAME_ATTRS
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 HISTORY_ATTRS = ("accuracy_history", "loss_history")  # per-epoch lists
 
@@ -58,7 +48,8 @@ def trial_row(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
     The one place a row is made: :func:`trials_frame` and :class:`ResultsWriter` both call it.
     """
     row: dict[str, Any] = {"number": trial.number, "state": trial.state.name, "feasible": is_feasible(trial)}
-    row.update({key: trial.user_attrs.get(key) for key in TRIAL_ATTRS})
+    record = TrialRecord.from_trial(trial)
+    row.update({key: getattr(record, key) for key in TRIAL_ATTRS})
     # Lists (the per-epoch histories) do not fit a CSV cell: keep them as JSON text.
     for key in HISTORY_ATTRS:
         if isinstance(row[key], list):
@@ -141,7 +132,7 @@ def pareto_front(frame: pd.DataFrame, cost: str = "madds", quality: str = "accur
 
 def study_quality(study: optuna.Study) -> str:
     """What the study maximises: ``accuracy``, or ``zc_NAME`` for ``--objective zero-cost:NAME``."""
-    return quality_key(study.user_attrs.get(CONFIG_ATTR))
+    return quality_key(StudySettings.from_study(study))
 
 
 def write_results(study: optuna.Study, folder: Path) -> pd.DataFrame:

@@ -43,9 +43,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mobilenet_search.arch.cost import count_madds, count_params
-from mobilenet_search.errors import UserError
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec
+from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
 from mobilenet_search.measure.preprocessing import Preprocessing
 

@@ -1,15 +1,33 @@
-"""What a study records, defined once: attribute keys, trial outcomes, and the rules that read them.
+"""What a study records, defined once: its settings, its trials' attributes, outcomes and roles, and the rules
+that read them.
 
-No torch and no search here: the search writes these records, and results, report, export,
-dashboard and figures read them through this module alone. Every rule comes in two forms, one
-for an Optuna ``FrozenTrial`` and one for a row-per-trial pandas frame
-(:func:`mobilenet_search.results.frame.trials_frame`), so both always agree.
+No torch, no Optuna and no pandas at import: the search writes these records, and results, report, export,
+dashboard and figures read them through this module alone. A study's settings are a :class:`StudySettings`,
+a trial's attributes a :class:`TrialRecord` (its field names are the attribute names), what a trial is for a
+:class:`Role`. Every rule comes in two forms, one for an Optuna ``FrozenTrial`` and one for a row-per-trial
+pandas frame (:func:`mobilenet_search.results.frame.trials_frame`), so both always agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
+
+from mobilenet_search.arch.budget import Budget
+from mobilenet_search.bounds import (
+    INT_BOUNDS,
+    MAX_BUDGET,
+    MAX_BUDGET_CHARS,
+    MAX_LR,
+    MAX_SYNTHETIC,
+    SYNTHETIC_CLASSES,
+    SYNTHETIC_DEFAULT_SIZE,
+    ZERO_COST_PROXIES,
+)
+from mobilenet_search.errors import UserError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -63,6 +81,171 @@ class Outcome(str, Enum):
 COUNTED = frozenset({Outcome.TRAINED.value, Outcome.SCORED.value, Outcome.FAILED.value, Outcome.PRUNED.value})
 #: Outcomes that carry a quality (accuracy or a zero-cost score).
 EVALUATED = frozenset({Outcome.TRAINED.value, Outcome.SCORED.value})
+
+
+class Strategy(str, Enum):
+    """How a candidate gets its accuracy (``--strategy``), recorded as a trained trial's ``strategy``."""
+
+    SCRATCH = "scratch"  # proxy training from its initial weights
+    SUPERNET = "supernet"  # weights inherited from a trained weight-sharing supernet
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Role(str, Enum):
+    """What a trial is in its study, derived from its record (:func:`role`), never stored."""
+
+    SEARCHED = "searched"  # proposed by the sampler (or queued by a scaling plan): the search's own candidates
+    REFERENCE = "reference"  # one of the paper's networks, trained alongside the search
+    NOISE_REPEAT = "noise_repeat"  # a reference net retrained with another seed: seed noise, on no front
+    CONFIRMATION = "confirmation"  # a supernet-scored candidate retrained from scratch
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _attr(*, frame: bool = True) -> Any:
+    """A :class:`TrialRecord` field: None when not recorded; ``frame=False`` keeps it out of the trials frame."""
+    return field(default=None, metadata={"frame": frame})
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """Every user attribute a trial may record, by its stored name; None where the trial recorded none.
+
+    The one list of trial attributes: writers set them through :meth:`to_attrs` (an unknown name is a
+    ``TypeError`` at construction), readers get them from :meth:`from_trial`, which ignores names it does not
+    know and leaves missing ones None, so studies of older versions open. The trials frame's columns are the
+    fields not marked ``frame=False`` (:data:`FRAME_ATTRS`), in this order.
+
+    >>> record = TrialRecord(arch="w1.0_r224", reference=True, reference_name="mobilenet_v2_1.0_224")
+    >>> record.to_attrs()["reference_name"], record.role
+    ('mobilenet_v2_1.0_224', <Role.REFERENCE: 'reference'>)
+    >>> TrialRecord.from_attrs({"arch": "w1.0_r224", "from_a_later_version": 1}).madds is None
+    True
+    """
+
+    arch: str | None = _attr()  # the architecture's lossless string
+    spec: str | None = _attr()  # its JSON
+    madds: int | None = _attr()
+    params: int | None = _attr()
+    latency_ms: float | None = _attr()
+    latency_device: str | None = _attr()
+    latency_batch: int | None = _attr()
+    accuracy: float | None = _attr()  # on the validation split
+    balanced_accuracy: float | None = _attr()
+    val_size: int | None = _attr()  # validation images: the length of the unpacked ``val_correct``
+    accuracy_history: list[float] | None = _attr()  # per epoch
+    loss_history: list[float] | None = _attr()
+    proxy_resolution: int | None = _attr()  # the image size it was trained at
+    epochs: int | None = _attr()
+    train_seconds: float | None = _attr()
+    time_build: float | None = _attr()
+    time_latency: float | None = _attr()
+    time_train: float | None = _attr()
+    time_eval: float | None = _attr()
+    time_zero_cost: float | None = _attr()
+    outcome: str | None = _attr()  # an :class:`Outcome` value
+    status_reason: str | None = _attr()  # why it was rejected or failed
+    retry_of: int | None = _attr()  # the number of the trial it reruns
+    reference: bool | None = _attr()  # one of the paper's networks
+    reference_name: str | None = _attr()
+    noise_seed: int | None = _attr()  # retrained with this seed (a noise repeat, or a scaling point's other seed)
+    worker: str | None = _attr()  # host:pid of the process that ran it
+    zc_synflow: float | None = _attr()  # zero-cost scores at initialisation, one per ZERO_COST_PROXIES name
+    zc_jacob_cov: float | None = _attr()
+    zc_snip: float | None = _attr()
+    zc_grad_norm: float | None = _attr()
+    accuracy_low: float | None = _attr()  # 95 % intervals (INTERVAL_COLUMNS)
+    accuracy_high: float | None = _attr()
+    balanced_accuracy_low: float | None = _attr()
+    balanced_accuracy_high: float | None = _attr()
+    strategy: str | None = _attr()  # a :class:`Strategy` value: how its accuracy was measured
+    confirms: int | None = _attr()  # the supernet-scored trial it retrains from scratch
+    time_score: float | None = _attr()  # seconds to score with inherited weights
+    latency_predicted_ms: float | None = _attr()  # by the device's latency table
+    learned_nothing: bool | None = _attr()  # not better than the trivial classifier
+    test_accuracy: float | None = _attr()
+    test_balanced_accuracy: float | None = _attr()
+    test_size: int | None = _attr()
+    # Kept out of the frame: packed per-image records, paths and coordination marks.
+    val_correct: str | None = _attr(frame=False)  # :func:`pack_correct` of the validation split
+    test_correct: str | None = _attr(frame=False)
+    weights: str | None = _attr(frame=False)  # the saved trained weights (safetensors file)
+    claimed: bool | None = _attr(frame=False)  # took one of the study's ``--trials`` slots
+    scaling_direction: str | None = _attr(frame=False)  # the scaling plan's point that queued it
+    scaling_step: int | None = _attr(frame=False)
+    promoted_from: int | None = _attr(frame=False)  # successive halving: the rung-0 trial it trains further
+
+    def to_attrs(self) -> dict[str, Any]:
+        """The recorded attributes by name, without the None ones; enum members as their values."""
+        return {f.name: value.value if isinstance(value, Enum) else value
+                for f in dataclasses.fields(self) if (value := getattr(self, f.name)) is not None}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> TrialRecord:
+        """The record of stored attributes: unknown names are ignored, missing ones are None."""
+        return cls(**{name: attrs[name] for name in TRIAL_FIELDS if name in attrs})
+
+    @classmethod
+    def from_trial(cls, trial: optuna.trial.FrozenTrial) -> TrialRecord:
+        """The record of an Optuna trial (frozen or running)."""
+        return cls.from_attrs(trial.user_attrs)
+
+    @property
+    def role(self) -> Role:
+        """What the trial is in its study (:func:`role_of`)."""
+        return role_of(self.reference, self.noise_seed, self.confirms)
+
+
+#: Every trial attribute name; :data:`FRAME_ATTRS` the ones the trials frame has a column for, in order.
+TRIAL_FIELDS = tuple(f.name for f in dataclasses.fields(TrialRecord))
+FRAME_ATTRS = tuple(f.name for f in dataclasses.fields(TrialRecord) if f.metadata["frame"])
+
+
+def role_of(reference: Any, noise_seed: Any, confirms: Any) -> Role:
+    """A trial's :class:`Role` from the three attributes that decide it (the one rule; :func:`frame_role` applies
+    it to a frame). A confirmation retrains a candidate; a reference net with a noise seed measures seed noise."""
+    if confirms is not None:
+        return Role.CONFIRMATION
+    if reference:
+        return Role.REFERENCE if noise_seed is None else Role.NOISE_REPEAT
+    return Role.SEARCHED
+
+
+def role(trial: optuna.trial.FrozenTrial) -> Role:
+    """The trial's :class:`Role`."""
+    attrs = trial.user_attrs
+    return role_of(attrs.get("reference"), attrs.get(NOISE_SEED_ATTR), attrs.get(CONFIRMS_ATTR))
+
+
+def frame_role(frame: pd.DataFrame) -> pd.Series:
+    """:func:`role` for every row of a trials frame (:class:`Role` values), by the same rule as :func:`role_of`."""
+    import numpy as np
+    import pandas as pd
+
+    confirmation, reference = frame_is_confirmation(frame), frame_is_reference(frame)
+    noise = frame_is_noise_repeat(frame)
+    roles = np.select([confirmation, noise, reference], [Role.CONFIRMATION.value, Role.NOISE_REPEAT.value,
+                                                         Role.REFERENCE.value], Role.SEARCHED.value)
+    return pd.Series(roles, index=frame.index, dtype=object)
+
+
+#: What a retry of a trial keeps of it: what decides its role (and a noise repeat's seed).
+ROLE_FIELDS = ("reference", "reference_name", NOISE_SEED_ATTR, CONFIRMS_ATTR)
+
+
+def retry_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
+    """The record a retry of ``trial`` is queued with: the trial it reruns, and its role's attributes."""
+    record = TrialRecord.from_trial(trial)
+    return TrialRecord(retry_of=trial.number, **{name: getattr(record, name) for name in ROLE_FIELDS})
+
+
+def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
+    """Set trial user attributes by :class:`TrialRecord` field name (an unknown name raises ``TypeError``)."""
+    for key, value in TrialRecord(**attrs).to_attrs().items():
+        trial.set_user_attr(key, value)
 
 
 def is_feasible(trial: optuna.trial.FrozenTrial) -> bool:
@@ -119,13 +302,10 @@ def frame_counts_toward_target(frame: pd.DataFrame) -> pd.Series:
     return finished & frame["outcome"].isin(COUNTED) & ~frame_is_reference(frame) & ~frame_is_confirmation(frame)
 
 
-def quality_key(config: dict[str, Any] | None) -> str:
-    """What a study maximises, from its stored settings: ``accuracy``, ``balanced_accuracy`` (``--metric
-    balanced``), or ``zc_NAME`` for a zero-cost objective."""
-    kind, _, name = (config or {}).get("objective", "multi").partition(":")
-    if kind == "zero-cost":
-        return f"zc_{name}"
-    return "balanced_accuracy" if (config or {}).get("metric") == "balanced" else "accuracy"
+def quality_key(settings: StudySettings | None) -> str:
+    """What a study of ``settings`` maximises (:attr:`StudySettings.quality`); ``accuracy`` for a study without
+    stored settings."""
+    return "accuracy" if settings is None else settings.quality
 
 
 # -- the trivial classifier: where every gain starts ------------------------------------------------
@@ -253,7 +433,8 @@ def study_val_labels(study: optuna.Study) -> np.ndarray | None:
 
 
 def study_test_labels(study: optuna.Study) -> np.ndarray | None:
-    """The study's test labels, or None when it has no test split (made before test splits, or ``--test-fraction 0``)."""
+    """The study's test labels, or None when it has no test split (made before test splits, or
+    ``--test-fraction 0``)."""
     text = study.user_attrs.get(TEST_LABELS_ATTR)
     return None if text is None else unpack_labels(text)
 
@@ -270,3 +451,201 @@ def frame_is_noise_repeat(frame: pd.DataFrame) -> pd.Series:
     if NOISE_SEED_ATTR not in frame:
         return pd.Series(False, index=frame.index)
     return frame_is_reference(frame) & frame[NOISE_SEED_ATTR].notna()
+
+
+# -- a study's settings -----------------------------------------------------------------------------
+
+OBJECTIVES = ("multi", "accuracy")
+SAMPLERS = ("tpe", "nsga2", "random", "grid")
+STRATEGIES = tuple(s.value for s in Strategy)
+REFERENCE_CHOICES = ("default", "all", "none")
+METRICS = ("accuracy", "balanced")
+MIN_SPLIT = 2  # every dataset has at least 2 classes: each needs a training and a validation image
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """What defines a study: stored in it (:data:`CONFIG_ATTR`), so every run or worker of the study uses the same.
+
+    Every field is checked here, before a study or a file exists, without torch: a bad setting is one
+    :class:`UserError` line naming the option. Readers get a study's with :meth:`from_study`.
+    """
+
+    budget: str
+    space: str = "mobilenetv2"
+    dataset: str = "embedded"
+    dataset_limit: int | None = None  # a seeded stratified subset, for quick runs and tests
+    epochs: int = 8  # measured: 4 epochs ranked candidates no better than chance within MAdds bins
+    batch_size: int = 64
+    proxy_size: int = 64
+    lr: float = 2e-3
+    objective: str = "multi"
+    sampler: str = "tpe"
+    seed: int = 0
+    latency_batch: int = 1
+    references: str = "default"  # the papers' scaling family trained alongside: default (<= 2), all, none
+    val_fraction: float = 0.2  # share of the images held out for validation (stratified, seeded): ranks candidates
+    test_fraction: float = 0.2  # share held out for the test split: reports the final figures, never ranks
+    metric: str = "accuracy"  # what a candidate is ranked by: accuracy, or balanced accuracy (imbalanced data)
+    noise_repeats: int = 1  # the cheapest reference net retrained with this many other seeds: the seed noise
+    strategy: str = "scratch"  # how a candidate gets its accuracy: a :class:`Strategy` value
+    supernet_epochs: int = 24  # supernet training epochs (strategy supernet): 3x the 8-epoch proxy
+    confirm: int = 3  # Pareto candidates trained from scratch when a supernet study ends
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "budget", check_budget(self.budget))
+        if self.objective not in OBJECTIVES and self.zero_cost not in ZERO_COST_PROXIES:
+            raise UserError(f"invalid objective {self.objective!r}: expected one of {', '.join(OBJECTIVES)} or "
+                            f"zero-cost:NAME with NAME one of {', '.join(ZERO_COST_PROXIES)}")
+        for name, value, choices in (("references", self.references, REFERENCE_CHOICES),
+                                     ("sampler", self.sampler, SAMPLERS), ("strategy", self.strategy, STRATEGIES),
+                                     ("metric", self.metric, METRICS)):
+            if value not in choices:
+                raise UserError(f"invalid --{name} {value!r}: expected one of {', '.join(choices)}")
+        for name, (low, high) in INT_BOUNDS.items():
+            value = getattr(self, name)
+            if value is None and name == "dataset_limit":
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise UserError(f"invalid --{name.replace('_', '-')} {value!r}: expected an integer in [{low}, {high}]")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and 0 < self.lr <= MAX_LR):
+            raise UserError(f"invalid --lr {self.lr!r}: expected a number in (0, {MAX_LR:g}]")
+        if not (isinstance(self.val_fraction, (int, float)) and 0 < self.val_fraction < 1):
+            raise UserError(f"invalid --val-fraction {self.val_fraction!r}: expected a number in (0, 1)")
+        if not 0 <= self.test_fraction < 1:
+            raise UserError(f"invalid --test-fraction {self.test_fraction!r}: expected a number in [0, 1)")
+        if self.val_fraction + self.test_fraction >= 0.95:
+            raise UserError(f"invalid --val-fraction {self.val_fraction!r} with --test-fraction {self.test_fraction!r}:"
+                            " together they must leave at least 5 % of the images for training")
+        check_dataset(self.dataset)
+        check_split(self.dataset, self.dataset_limit, self.val_fraction, self.test_fraction)
+        if self.metric == "balanced" and self.zero_cost is not None:
+            raise UserError("--metric balanced ranks by balanced accuracy; a zero-cost objective trains nothing")
+        if self.strategy == Strategy.SUPERNET and self.objective != "multi":
+            raise UserError(f"--strategy supernet scores with inherited weights; it takes --objective multi, "
+                            f"not {self.objective!r}")
+
+    @property
+    def zero_cost(self) -> str | None:
+        """The zero-cost proxy that replaces accuracy (``--objective zero-cost:NAME``), if any."""
+        kind, _, name = self.objective.partition(":")
+        return name if kind == "zero-cost" else None
+
+    @property
+    def supernet(self) -> bool:
+        """Whether candidates are scored with weights inherited from a supernet (``--strategy supernet``)."""
+        return self.strategy == Strategy.SUPERNET
+
+    @property
+    def quality(self) -> str:
+        """What the study maximises: ``accuracy``, ``balanced_accuracy`` (``--metric balanced``) or ``zc_NAME``."""
+        if self.zero_cost is not None:
+            return f"zc_{self.zero_cost}"
+        return "balanced_accuracy" if self.metric == "balanced" else "accuracy"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as stored in a study."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudySettings:
+        """The settings stored in a study; fields added since it was created take their defaults, except that a
+        study made before test splits existed has none (``test_fraction`` 0), so its split stays the same.
+        Names it does not know (stored by a later version) are ignored."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        legacy = {} if "test_fraction" in data else {"test_fraction": 0.0}
+        return cls(**{**legacy, **{k: v for k, v in data.items() if k in known}})
+
+    @classmethod
+    def from_study(cls, study: Any) -> StudySettings | None:
+        """The settings ``study`` (an Optuna study, or its user attributes as a dict) was created with; None for a
+        study mobilenet-search did not create."""
+        attrs = study if isinstance(study, dict) else study.user_attrs
+        stored = attrs.get(CONFIG_ATTR)
+        return None if stored is None else cls.from_dict(stored)
+
+
+def study_settings(study: Any) -> StudySettings | None:
+    """:meth:`StudySettings.from_study`, for callers that take a function."""
+    return StudySettings.from_study(study)
+
+
+def check_budget(text: str) -> str:
+    """A ``--budget`` in its canonical form: ASCII only (``\\d`` would take Arabic-Indic or full-width digits),
+    at most :data:`MAX_BUDGET_CHARS` characters, each limit below :data:`MAX_BUDGET`."""
+    if not isinstance(text, str) or not text.isascii() or len(text) > MAX_BUDGET_CHARS:
+        shown = text if len(str(text)) <= 40 else f"{str(text)[:40]}..."
+        raise UserError(f"invalid --budget {shown!r}: expected ASCII digits and at most {MAX_BUDGET_CHARS} characters, "
+                        "e.g. 300M-madds")
+    budget = Budget.parse(text)
+    for limit in budget.limits:
+        if limit.bound > MAX_BUDGET[limit.kind]:
+            raise UserError(f"invalid --budget {text!r}: {limit.text} is above {MAX_BUDGET[limit.kind]:.0e} "
+                            f"{'ms' if limit.kind == 'latency' else limit.kind}")
+    return str(budget)
+
+
+def check_dataset(source: str) -> None:
+    """What of a ``--dataset`` can be checked without reading it: ``synthetic:N`` has ASCII digits and N is
+    at most :data:`MAX_SYNTHETIC`; an empty source is refused."""
+    if not isinstance(source, str) or not source.strip():
+        raise UserError(f"invalid --dataset {source!r}: expected embedded, elpv, mnist, cifar10:ROOT, "
+                        "imagefolder:ROOT or synthetic[:N]")
+    kind, sep, count = source.partition(":")
+    if kind == "synthetic" and sep and not (count.isascii() and count.isdigit() and int(count) <= MAX_SYNTHETIC):
+        raise UserError(f"invalid --dataset {source!r}: expected synthetic:N with N an integer in [8, "
+                        f"{MAX_SYNTHETIC:,}] (ASCII digits)")
+
+
+def stratified_counts(counts: list[int], n: int) -> list[int]:
+    """How many items of each class a stratified subset of ``n`` takes from classes of ``counts`` items:
+    each class's share rounded down, the rest one each to the largest remainders (ties to the earlier class).
+    The arithmetic of :func:`mobilenet_search.measure.data.stratified_subset`, without torch; a class of no items
+    takes none.
+
+    >>> stratified_counts([3, 3, 2, 2], 3)
+    [1, 1, 1, 0]
+    """
+    total = sum(counts)
+    present = [i for i, count in enumerate(counts) if count]
+    quotas = {i: counts[i] * n / total for i in present}
+    take = {i: math.floor(quotas[i]) for i in present}
+    extra = n - sum(take.values())
+    for i in sorted(present, key=lambda i: -(quotas[i] - take[i]))[:max(extra, 0)]:  # sorted() is stable
+        take[i] += 1
+    return [min(take.get(i, 0), count) for i, count in enumerate(counts)]
+
+
+def check_split(source: str, limit: int | None, val_fraction: float, test_fraction: float = 0.0) -> None:
+    """Refuse, by arithmetic alone, a ``--dataset-limit``/``--val-fraction``/``--test-fraction`` that leaves a class
+    without a training, validation or test image: at least :data:`MIN_SPLIT` images on each side for any data, and
+    for ``synthetic:N`` (4 classes in turn) each class's share of the stratified split exactly
+    (:func:`stratified_counts`). Fashion-MNIST's limit keeps training images only (validation and test come from
+    its test set): at least one per class."""
+    kind, sep, count = source.partition(":")
+    if kind == "fashion-mnist":
+        if limit is not None and limit < 10:
+            raise UserError(f"invalid --dataset-limit {limit}: fashion-mnist has 10 classes; keep at least 10 "
+                            "training images")
+        return
+    if limit is not None:
+        val, test = round(limit * val_fraction), round(limit * test_fraction)
+        if val < MIN_SPLIT or limit - val - test < MIN_SPLIT or (test_fraction and test < MIN_SPLIT):
+            raise UserError(f"invalid --dataset-limit {limit} with --val-fraction {val_fraction:g} and "
+                            f"--test-fraction {test_fraction:g}: {limit - val - test} training, {val} validation "
+                            f"and {test} test images; every class needs one of each (at least {MIN_SPLIT} of each)")
+    if kind != "synthetic":
+        return
+    total = int(count) if sep else SYNTHETIC_DEFAULT_SIZE
+    size = min(total, limit or total)
+    counts = [len(range(c, size, SYNTHETIC_CLASSES)) for c in range(SYNTHETIC_CLASSES)]
+    val = stratified_counts(counts, round(size * val_fraction))
+    rest = [c - v for c, v in zip(counts, val, strict=True)]
+    test = stratified_counts(rest, round(size * test_fraction)) if test_fraction else [0] * SYNTHETIC_CLASSES
+    train = [r - t for r, t in zip(rest, test, strict=True)]
+    sides = [("validation", val), ("training", train)] + ([("test", test)] if test_fraction else [])
+    for side, per_class in sides:
+        if not all(per_class):
+            what = f"--dataset-limit {limit} with " if limit else ""
+            raise UserError(f"invalid {what}--val-fraction {val_fraction:g} and --test-fraction {test_fraction:g}: "
+                            f"a class of {source!r} gets no {side} image")

@@ -25,11 +25,10 @@ from mobilenet_search.arch.budget import Budget
 from mobilenet_search.files import atomic_write_text
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
 from mobilenet_search.results.records import (
-    CONFIG_ATTR,
     FIDELITY_ATTR,
-    frame_is_confirmation,
-    frame_is_noise_repeat,
-    frame_is_reference,
+    Role,
+    StudySettings,
+    frame_role,
     learned_nothing,
     quality_key,
     study_test_labels,
@@ -40,11 +39,9 @@ from mobilenet_search.results.records import (
 )
 from mobilenet_search.results.stats import (
     Verdict,
-    binomial_se,
     bootstrap_hypervolume_interval,
     compare,
     hypervolume_2d,
-    noise_floor,
     seed_noise,
     seed_noise_margin,
     validation_noise,
@@ -289,17 +286,17 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
     ``gain`` and ``verdict``: what it adds up to, a kind and one sentence.
     Everything that needs per-image correctness (``val_correct``) is None when trials lack it.
     """
-    config = study.user_attrs.get(CONFIG_ATTR, {})
-    quality = quality_key(config)
+    settings = StudySettings.from_study(study)
+    quality = quality_key(settings)
     quality = quality if quality.endswith("accuracy") else "accuracy"  # a zero-cost study's trials have no score
     frame = trained(trials_frame(study), quality)
-    is_ref, is_repeat, confirmed = frame_is_reference(frame), frame_is_noise_repeat(frame), frame_is_confirmation(frame)
+    roles = frame_role(frame)
     # A supernet study's inherited accuracies come from other weights than the references' training: only its
     # confirmations (the Pareto candidates retrained from scratch, the same way) are compared with them.
-    supernet = config.get("strategy") == "supernet"
-    searched = frame[confirmed] if supernet else frame[~is_ref & ~confirmed]
-    refs, repeats = frame[is_ref & ~is_repeat], frame[is_repeat]
-    limit = Budget.parse(config["budget"]).get("madds") if config.get("budget") else None
+    supernet = settings is not None and settings.supernet
+    searched = frame[roles == Role.CONFIRMATION] if supernet else frame[roles == Role.SEARCHED]
+    refs, repeats = frame[roles == Role.REFERENCE], frame[roles == Role.NOISE_REPEAT]
+    limit = Budget.parse(settings.budget).get("madds") if settings is not None else None
     largest = frame["madds"].max()  # NaN when nothing trained yet
     reference_madds = float(limit.bound) if limit is not None else 1.1 * float(largest) if largest > 0 else 1.0
 
@@ -338,7 +335,7 @@ def search_gain(study: optuna.Study) -> dict[str, Any]:
         "split": {"picked_on": "validation", "reported_on": split,
                   "images": None if labels is None else int(len(labels))},
         "trained": {"searched": int(len(searched)), "reference": int(len(refs)), "noise_repeats": int(len(repeats)),
-                    "inherited": int((~is_ref & ~confirmed).sum()) if supernet else 0},
+                    "inherited": int((roles == Role.SEARCHED).sum()) if supernet else 0},
         "compared": "confirmed (retrained from scratch)" if supernet else "proxy-trained",
         "statistics": {"confidence": CONFIDENCE, "alpha": ALPHA, "bootstrap_seed": REPORT_SEED,
                        "resamples": RESAMPLES},
@@ -405,7 +402,8 @@ def format_gain(gain: dict[str, Any]) -> str:
         lines.append("  no candidate was confirmed (--confirm 0, or the search ended first): nothing to compare")
     else:
         lines.append(
-            f"  hypervolume ({quality.replace('_', ' ')} above the trivial classifier's {floor:.3f} x MAdds, up to {hv['reference_point']['madds'] / 1e6:.1f}M MAdds): "
+            f"  hypervolume ({quality.replace('_', ' ')} above the trivial classifier's {floor:.3f} x MAdds, "
+            f"up to {hv['reference_point']['madds'] / 1e6:.1f}M MAdds): "
             f"searched {hv['searched']:.4f}{_span(hv.get('searched_interval'), 4)}, "
             f"hand-scaled references {hv['reference']:.4f}{_span(hv.get('reference_interval'), 4)}")
     for row in gain["references"]:
@@ -433,8 +431,9 @@ def format_gain(gain: dict[str, Any]) -> str:
         lines.append("  no reference network was trained in this study")
     if trivial.get("accuracy") is not None:
         counts = trivial["learned_nothing"]
-        lines.append(f"  trivial classifier {trivial['accuracy']:.3f} (always the most frequent class); learned nothing "
-                     f"(one-sided binomial test, 5 %): {counts['searched']} searched, {counts['reference']} reference")
+        lines.append(f"  trivial classifier {trivial['accuracy']:.3f} (always the most frequent class); "
+                     f"learned nothing (one-sided binomial test, 5 %): {counts['searched']} searched, "
+                     f"{counts['reference']} reference")
     noise = gain.get("noise") or {}
     if noise.get("floor") is not None:
         seed = "not measured" if noise["seed_sd"] is None else f"{noise['seed_sd']:.4f}"

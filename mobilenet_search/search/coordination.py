@@ -20,10 +20,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mobilenet_search.results.records import (
     Outcome,
+    TrialRecord,
     counts_toward_target,
     is_confirmation,
     is_reference,
     outcome,
+    retry_record,
+    set_attrs,
 )
 
 HOST = socket.gethostname()
@@ -32,7 +35,7 @@ WORKER = f"{HOST}:{os.getpid()}"  # which process ran a trial
 
 def retry_of(trial: FrozenTrial) -> int | None:
     """The trial this one runs again: one interrupted (our ``retry_of``) or failed by heartbeat (Optuna's)."""
-    mine = trial.user_attrs.get("retry_of")
+    mine = TrialRecord.from_trial(trial).retry_of
     if mine is not None:
         return mine
     with warnings.catch_warnings():  # marked experimental, stable since Optuna 2.8
@@ -65,7 +68,7 @@ def recover_dead_trials(study: optuna.Study) -> list[int]:
     grace period. Returns their numbers."""
     recovered = []
     for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = frozen.user_attrs.get("worker")
+        worker = TrialRecord.from_trial(frozen).worker
         if not _process_is_gone(worker):
             continue
         reason = f"its process {worker} died (killed, or stopped by a full disk); run again on resume"
@@ -83,8 +86,7 @@ def fail_trial(study: optuna.Study, frozen: FrozenTrial, outcome: Outcome, reaso
     # Optuna has no public number -> id lookup; FrozenTrial._trial_id is what its own callbacks use.
     trial = optuna.Trial(study, frozen._trial_id)
     try:
-        trial.set_user_attr("outcome", outcome.value)
-        trial.set_user_attr("status_reason", reason)
+        set_attrs(trial, outcome=outcome, status_reason=reason)
         study.tell(frozen.number, state=TrialState.FAIL)
     except (optuna.exceptions.UpdateFinishedTrialError, RuntimeError, ValueError, OSError,
             optuna.exceptions.StorageInternalError):
@@ -104,10 +106,7 @@ def requeue_interrupted(study: optuna.Study) -> int:
     for trial in trials:
         if (trial.state == TrialState.FAIL and outcome(trial) == Outcome.INTERRUPTED.value
                 and trial.number not in retried):
-            attrs = {"retry_of": trial.number}
-            attrs.update({k: trial.user_attrs[k] for k in ("reference", "reference_name", "noise_seed", "confirms")
-                          if k in trial.user_attrs})
-            study.enqueue_trial(trial.params, user_attrs=attrs)
+            study.enqueue_trial(trial.params, user_attrs=retry_record(trial).to_attrs())
             count += 1
     return count
 
@@ -131,7 +130,7 @@ class Slots:
 
     def take(self, trial: optuna.Trial) -> bool:
         """Claim a slot for ``trial``; False if it must give up (the study is full or a retry needs it)."""
-        trial.set_user_attr("claimed", True)
+        set_attrs(trial, claimed=True)
         study = trial.study
         is_retry = retry_of(next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)) is not None
         while True:
@@ -142,8 +141,8 @@ class Slots:
             done = sum(counts_toward_target(t) for t in trials)
             below = [t for t in trials if t.state == TrialState.RUNNING and t.number < trial.number
                      and not is_reference(t) and not is_confirmation(t)
-                     and not _process_is_gone(t.user_attrs.get("worker"))]
-            ahead = sum(1 for t in below if t.user_attrs.get("claimed"))
+                     and not _process_is_gone(TrialRecord.from_trial(t).worker)]
+            ahead = sum(1 for t in below if TrialRecord.from_trial(t).claimed)
             waiting = sum(1 for t in trials if t.state == TrialState.WAITING and not is_reference(t))
             if done >= self.target:  # full: this trial ends as surplus, and StopAfter stops the study
                 return False

@@ -44,6 +44,7 @@ from mobilenet_search.results.records import (
     TEST_SIZE_ATTR,
     VAL_SIZE_ATTR,
     Outcome,
+    Strategy,
     learned_nothing,
     pack_correct,
     trivial_accuracy,
@@ -90,7 +91,7 @@ class Scored:
 class AccuracySource(Protocol):
     """How a candidate gets its accuracy: ``source(spec, model, data, on_epoch=...) -> Scored``."""
 
-    strategy: str
+    strategy: Strategy
 
     def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
                  on_epoch: OnEpoch | None = None) -> Scored: ...
@@ -123,7 +124,7 @@ class ScratchTraining:
     benchmark passes another function of the same signature.
     """
 
-    strategy = "scratch"
+    strategy = Strategy.SCRATCH
 
     def __init__(self, config: TrainConfig, train: Callable[..., Any] = train_and_evaluate) -> None:
         self.config, self.train = config, train
@@ -236,7 +237,7 @@ class Pipeline:
         scored = accuracy(spec, model, data, on_epoch=on_epoch)
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
                             strategy=accuracy.strategy)
-        record.model = model if accuracy.strategy == "scratch" else None
+        record.model = model if accuracy.strategy == Strategy.SCRATCH else None
         if scored.predictions is not None:  # per-image correctness: intervals and paired tests
             correct = (scored.predictions == data.val_labels).numpy()
             record.attrs.update({CORRECT_ATTR: pack_correct(correct), VAL_SIZE_ATTR: len(correct),

@@ -81,12 +81,13 @@ class TrainedWeights:
     def metadata(self, preprocessing: Preprocessing | None, unknown: str = "") -> dict[str, Any]:
         """What an entry records about its weights: the trial, the accuracy, and the input they expect (its
         resolution; the entry's ``preprocessing`` describes the rest, or ``unknown`` says why it cannot)."""
-        attrs = self.trial.user_attrs
-        expected: dict[str, Any] = {"resolution": int(attrs["proxy_resolution"])}
+        record = records.TrialRecord.from_trial(self.trial)
+        expected: dict[str, Any] = {"resolution": int(record.proxy_resolution)}
         if preprocessing is None:
             expected["normalise"] = f"unknown ({unknown})"
         return {"trial": self.trial.number,
-                **{key: attrs[key] for key in ("accuracy", "balanced_accuracy") if attrs.get(key) is not None},
+                **{key: getattr(record, key) for key in ("accuracy", "balanced_accuracy")
+                   if getattr(record, key) is not None},
                 "input": expected}
 
 
@@ -161,17 +162,18 @@ def _numbered(study: optuna.Study, number: int) -> Choice:
         span = f"trials 0-{len(trials) - 1}" if trials else "no trials"
         raise UserError(f"study {study.study_name!r} has no trial {number} ({span})")
     chosen = trials[number]
-    if "spec" not in chosen.user_attrs:
+    record = records.TrialRecord.from_trial(chosen)
+    if record.spec is None:
         raise UserError(f"trial {number} of study {study.study_name!r} has no recorded architecture "
                         f"(state {chosen.state.name}); choose another trial")
     reason = f"trial {number}, as asked"
     outcome = records.outcome(chosen) or chosen.state.name.lower()
     feasible = records.is_feasible(chosen)
     if outcome != records.Outcome.TRAINED.value or not feasible:
-        why = chosen.user_attrs.get("status_reason")
+        why = record.status_reason
         reason += (f" (note: outcome {outcome}, {'feasible' if feasible else 'infeasible'}"
                    f"{'' if why is None else ': ' + why}"
-                   f"{'' if 'accuracy' in chosen.user_attrs else '; no proxy accuracy'})")
+                   f"{'' if record.accuracy is not None else '; no proxy accuracy'})")
     return Choice(chosen, reason)
 
 
@@ -189,10 +191,11 @@ def entry_metadata(study: optuna.Study, choice: Choice, storage: str, config: Se
     The storage URL is stored with any password redacted.
     """
     trial = choice.trial
+    record = records.TrialRecord.from_trial(trial)
     return {
         "source": {"storage": redact(_absolute(storage)), "study": study.study_name, "trial": trial.number,
                    "picked": choice.reason},
-        "metrics": {key: trial.user_attrs[key] for key in METRICS if trial.user_attrs.get(key) is not None}
+        "metrics": {key: getattr(record, key) for key in METRICS if getattr(record, key) is not None}
         | {"feasible": records.is_feasible(trial)},
         # Dataset, proxy size, epochs, learning rate: what the proxy accuracy was measured under.
         "study_config": config.to_dict(),
@@ -202,15 +205,15 @@ def entry_metadata(study: optuna.Study, choice: Choice, storage: str, config: Se
 def _confirmation_of(study: optuna.Study, number: int) -> optuna.trial.FrozenTrial | None:
     """The latest finished confirmation of trial ``number`` that saved its weights, if any."""
     found = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-             if t.user_attrs.get(records.CONFIRMS_ATTR) == number
-             and records.outcome(t) == records.Outcome.TRAINED.value and t.user_attrs.get(records.WEIGHTS_ATTR)]
+             if (record := records.TrialRecord.from_trial(t)).confirms == number
+             and record.outcome == records.Outcome.TRAINED and record.weights]
     return found[-1] if found else None
 
 
 def _saved(trial: optuna.trial.FrozenTrial, spec: ArchSpec, source: str) -> TrainedWeights:
     from mobilenet_search.arch.builder import build_with_weights
 
-    path = Path(trial.user_attrs[records.WEIGHTS_ATTR])
+    path = Path(records.TrialRecord.from_trial(trial).weights)
     if not path.is_file():
         raise UserError(f"trial {trial.number}'s weights {str(path)!r} are missing (moved with the results "
                         "folder?); export without weights (--no-weights) or restore the file")
@@ -235,7 +238,8 @@ def _inherited(study: optuna.Study, config: SearchConfig, trial: optuna.trial.Fr
     net, _, _ = prepare_supernet(config, load_space(config.space), data, results_dir=results_dir,
                                  checkpoint=checkpoint, train=False)
     # The scorer's own defaults (BatchNorm images, seed): the network exported is the one that was scored.
-    model = InheritedWeights(net, seed=config.seed).model(spec, data(int(trial.user_attrs["proxy_resolution"])))
+    size = int(records.TrialRecord.from_trial(trial).proxy_resolution)
+    model = InheritedWeights(net, seed=config.seed).model(spec, data(size))
     return TrainedWeights(model.eval(), "inherited", trial)
 
 
@@ -255,13 +259,14 @@ def trained_weights(study: optuna.Study, config: SearchConfig, trial: optuna.tri
     proxy (fine-tuning the inherited network with that schedule gave 0.743-0.781: no better than
     inheriting, ``benchmarks/confirm_finetune.py``).
     """
-    spec = ArchSpec.from_json(trial.user_attrs["spec"])
-    if trial.user_attrs.get(records.WEIGHTS_ATTR):
-        return _saved(trial, spec, "confirmed" if records.is_confirmation(trial) else "trained")
+    record = records.TrialRecord.from_trial(trial)
+    spec = ArchSpec.from_json(record.spec)
+    if record.weights:
+        return _saved(trial, spec, "confirmed" if record.role == records.Role.CONFIRMATION else "trained")
     confirmation = _confirmation_of(study, trial.number)
-    inherited = trial.user_attrs.get("strategy") == "supernet" and trial.user_attrs.get("proxy_resolution") is not None
+    inherited = record.strategy == records.Strategy.SUPERNET and record.proxy_resolution is not None
     if confirmation is not None and not (
-            inherited and trial.user_attrs["accuracy"] > confirmation.user_attrs["accuracy"]):
+            inherited and record.accuracy > records.TrialRecord.from_trial(confirmation).accuracy):
         return _saved(confirmation, spec, "confirmed")
     if inherited:
         return _inherited(study, config, trial, spec, results_dir=Path(results_dir), supernet=supernet)
@@ -276,7 +281,7 @@ def trial_preprocessing(study: optuna.Study, config: SearchConfig, trial: optuna
     A study made before studies recorded it: with ``decode``, the study's dataset is decoded again
     (under ``results_dir``) to learn it, a :class:`UserError` if it cannot be read; without, None.
     """
-    size = trial.user_attrs.get("proxy_resolution")
+    size = records.TrialRecord.from_trial(trial).proxy_resolution
     if size is None:
         return None
     recorded = recorded_preprocessing(study, int(size))
@@ -361,7 +366,7 @@ def export(study_name: str, *, storage: str, name: str, trial: int | None = None
     model_library.check_writable(name, force=force, library=library)
     study, config = load_study(study_name, storage)
     choice = choose_trial(study, trial=trial, best=best, under=under)
-    spec = ArchSpec.from_json(choice.trial.user_attrs["spec"])
+    spec = ArchSpec.from_json(records.TrialRecord.from_trial(choice.trial).spec)
     metadata = entry_metadata(study, choice, storage, config)
     trained = None
     if weights:
@@ -391,7 +396,7 @@ class ScaledExport:
 def _trained_as(study: optuna.Study, arch: str) -> list[optuna.trial.FrozenTrial]:
     """The trials of ``study`` that trained exactly ``arch`` (its seeds; confirmations aside), by number."""
     return [t for t in study.get_trials(deepcopy=False)
-            if t.user_attrs.get("arch") == arch and records.outcome(t) == records.Outcome.TRAINED.value
+            if records.TrialRecord.from_trial(t).arch == arch and records.outcome(t) == records.Outcome.TRAINED.value
             and not records.is_confirmation(t)]
 
 
@@ -432,7 +437,7 @@ def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: b
         "" if answer["interval"] is None else f" [{answer['interval'][0]:.4f}, {answer['interval'][1]:.4f}]")
     reason = (f"recommended for {at} by the scaling fit of study {study.study_name!r}: {answer['direction']} "
               f"scaling, {format_count(answer['madds'])} MAdds, {predicted}")
-    accuracies = [t.user_attrs["accuracy"] for t in measured]
+    accuracies = [records.TrialRecord.from_trial(t).accuracy for t in measured]
     if measured:
         reason += (f"; trained in the study by trial(s) {', '.join(str(t.number) for t in measured)} (accuracy "
                    f"{sum(accuracies) / len(accuracies):.4f} over {len(measured)} run(s))")

@@ -29,9 +29,9 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
-from mobilenet_search.results.records import CONFIG_ATTR, FIDELITY_ATTR
+from mobilenet_search.results.records import FIDELITY_ATTR, Strategy, StudySettings
 from mobilenet_search.results.stats import kendall_tau_interval
-from mobilenet_search.search.config import SearchConfig
+from mobilenet_search.search.config import train_config
 from mobilenet_search.search.evaluate import init_seed
 from mobilenet_search.search.study import make_data
 
@@ -132,15 +132,15 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
     Results already stored for the same epochs are reused, so an interrupted run resumes.
     ``train`` is the stand-alone training (a test passes a fake of the same signature).
     """
-    if CONFIG_ATTR not in study.user_attrs:
+    config = StudySettings.from_study(study)
+    if config is None:
         raise UserError(f"study {study.study_name!r} was not created by mobilenet-search (no stored settings)")
-    config = SearchConfig.from_dict(study.user_attrs[CONFIG_ATTR])
     epochs = epochs or LONG_FACTOR * config.epochs
     if top < MIN_BIN:
         raise UserError(f"invalid --top {top}: expected at least {MIN_BIN} trials to correlate")
     frame = trials_frame(study)
-    if config.strategy == "supernet":  # the searched trials' inherited accuracy is the proxy under test
-        frame = frame[frame["strategy"] == "supernet"]
+    if config.supernet:  # the searched trials' inherited accuracy is the proxy under test
+        frame = frame[frame["strategy"] == Strategy.SUPERNET]
     chosen = select_trials(frame, top)
     if len(chosen) < MIN_BIN:
         raise UserError(f"study {study.study_name!r} has {len(chosen)} trained trial(s); fidelity needs at least "
@@ -151,7 +151,7 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
     seconds = {int(k): v for k, v in stored.get("seconds", {}).items()} if same else {}
 
     data_cache = make_data(config, results_dir)
-    train_config = config.train_config(device, epochs=epochs)
+    proxy = train_config(config, device, epochs=epochs)
     by_number = frame.set_index("number")
     for index, number in enumerate(chosen):
         if on_trial:
@@ -162,7 +162,7 @@ def run_fidelity(study: optuna.Study, *, top: int = 12, epochs: int | None = Non
         data = data_cache(int(by_number.at[number, "proxy_resolution"]))
         started = time.perf_counter()
         done[number] = train(build_model(spec, seed=init_seed(spec, config.seed)), data,
-                                          train_config).accuracy
+                             proxy).accuracy
         seconds[number] = time.perf_counter() - started
         study.set_user_attr(FIDELITY_ATTR, {"epochs": epochs, "long_accuracy": {str(k): v for k, v in done.items()},
                                             "seconds": {str(k): v for k, v in seconds.items()}})

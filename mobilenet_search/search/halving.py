@@ -25,9 +25,11 @@ import pandas as pd
 from optuna.trial import FrozenTrial, TrialState
 
 from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
+from mobilenet_search.results.records import TrialRecord
 from mobilenet_search.search.objective import TRIAL_ERRORS
 
-PROMOTED_ATTR = "promoted_from"  # on a rung-1 trial: the number of the rung-0 trial it trains at the full proxy
+# On a rung-1 trial (a TrialRecord field): the number of the rung-0 trial it trains at the full proxy.
+PROMOTED_ATTR = "promoted_from"
 
 Evaluate = Callable[[optuna.Trial], float | tuple[float, float]]
 
@@ -84,8 +86,8 @@ def tell_outcome(study: optuna.Study, trial: optuna.Trial, evaluate: Evaluate) -
 
 def promoted_numbers(rung1: optuna.Study) -> set[int]:
     """The rung-0 trials already promoted: queued, running or finished in rung 1 (a failed promotion counts)."""
-    return {int(t.user_attrs[PROMOTED_ATTR]) for t in rung1.get_trials(deepcopy=False)
-            if t.user_attrs.get(PROMOTED_ATTR) is not None}
+    promoted = (TrialRecord.from_trial(t).promoted_from for t in rung1.get_trials(deepcopy=False))
+    return {int(number) for number in promoted if number is not None}
 
 
 def halving_step(rung0: optuna.Study, rung1: optuna.Study, short: Evaluate, full: Evaluate, eta: int,
@@ -100,7 +102,7 @@ def halving_step(rung0: optuna.Study, rung1: optuna.Study, short: Evaluate, full
         number = None if candidates.empty else promotable(candidates, promoted_numbers(rung1), eta, quality)
         if number is not None:
             source = rung0.trials[number]
-            rung1.enqueue_trial(source.params, user_attrs={PROMOTED_ATTR: number})
+            rung1.enqueue_trial(source.params, user_attrs=TrialRecord(promoted_from=number).to_attrs())
             waiting = [True]
     if waiting:
         return tell_outcome(rung1, rung1.ask(), full)

@@ -16,11 +16,17 @@ from pathlib import Path
 import optuna
 import torch
 
-from mobilenet_search.arch.budget import Budget
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import save_weights
 from mobilenet_search.measure.train import TrainingDiverged
-from mobilenet_search.results.records import NOISE_SEED_ATTR, WEIGHTS_ATTR, Outcome, is_confirmation, is_reference
+from mobilenet_search.results.records import (
+    WEIGHTS_ATTR,
+    Outcome,
+    TrialRecord,
+    is_confirmation,
+    is_reference,
+    set_attrs,
+)
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import WORKER, Slots, retry_of
 from mobilenet_search.search.evaluate import AccuracySource, Pipeline, Record
@@ -44,10 +50,10 @@ class Objective:
                  weights_dir: Path | None = None) -> None:
         self.config, self.space, self.pipeline, self.slots, self.on_epoch = config, space, pipeline, slots, on_epoch
         self.scratch, self.weights_dir = scratch, weights_dir
-        self.budget = Budget.parse(config.budget)
+        self.budget = pipeline.budget  # parsed once, by whoever made the pipeline
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, float]:
-        trial.set_user_attr("worker", WORKER)  # at once: a resumed study recovers the trial if this process dies
+        set_attrs(trial, worker=WORKER)  # at once: a resumed study recovers the trial if this process dies
         data = self.pipeline.data
         spec = self.space.sample(trial, num_classes=data.num_classes, in_channels=data.in_channels)
         record = self.pipeline.check(spec)
@@ -65,7 +71,7 @@ class Objective:
                                      "by other workers or is kept for a queued retry")
                     raise optuna.TrialPruned("surplus")
                 self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
-                                      seed=trial.user_attrs.get(NOISE_SEED_ATTR),
+                                      seed=TrialRecord.from_trial(trial).noise_seed,
                                       accuracy=self.scratch if alone else None)
                 if is_confirmation(trial) and record.model is not None and self.weights_dir is not None:
                     record.attrs[WEIGHTS_ATTR] = str(save_weights(record.model, self.weights_dir
@@ -99,12 +105,8 @@ class Objective:
         Kinds not measured (the latency of a candidate rejected on MAdds) are reported as 0: the
         candidate is infeasible through the measured kind alone.
         """
-        for key, value in record.attrs.items():
-            trial.set_user_attr(key, value)
-        if record.outcome is not None:
-            trial.set_user_attr("outcome", record.outcome.value)
-        if record.reason is not None:
-            trial.set_user_attr("status_reason", " ".join(record.reason.split())[:500])
+        reason = None if record.reason is None else " ".join(record.reason.split())[:500]
+        set_attrs(trial, **record.attrs, outcome=record.outcome, status_reason=reason)
         with warnings.catch_warnings():  # a retried trial inherits its original's constraints: Optuna warns
             warnings.filterwarnings("ignore", message=".*constraint.*", category=UserWarning)
             for kind in self.budget.kinds:

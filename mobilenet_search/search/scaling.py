@@ -44,10 +44,11 @@ from mobilenet_search.arch.scaling import (
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
 from mobilenet_search.errors import UserError
 from mobilenet_search.results.records import (
-    CONFIG_ATTR,
-    CONFIRMS_ATTR,
-    NOISE_SEED_ATTR,
     Outcome,
+    Role,
+    Strategy,
+    StudySettings,
+    TrialRecord,
     is_confirmation,
     outcome,
     study_val_labels,
@@ -68,7 +69,7 @@ from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.space import SearchSpace
 
 SCALING_ATTR = "mobilenet_search.scaling"  # study attribute: the plan (base, seeds, points, coefficients)
-DIRECTION_ATTR = "scaling_direction"  # trial attributes: the point that queued the trial
+DIRECTION_ATTR = "scaling_direction"  # trial attributes (TrialRecord fields): the point that queued the trial
 STEP_ATTR = "scaling_step"
 COEFFICIENTS = "coefficients"  # the direction name of EfficientNet's grid points at phi = 1
 DEFAULT_BASE = "mobilenet_v2_0.35_96"
@@ -168,10 +169,10 @@ def enqueue_points(study: optuna.Study, points: list[dict[str, Any]], space: Sea
         queued = {*queued, record["arch"]}
         params = space.params_of(ArchSpec.from_string(record["arch"]))
         for k in range(seeds):
-            attrs = {DIRECTION_ATTR: record["direction"], STEP_ATTR: record["step"]}
-            if k:  # another seed for the same network: its initial weights and training order
-                attrs[NOISE_SEED_ATTR] = seed + k
-            study.enqueue_trial(params, user_attrs=attrs)
+            # Another seed (k > 0) for the same network: its initial weights and training order.
+            queued_record = TrialRecord(scaling_direction=record["direction"], scaling_step=record["step"],
+                                        noise_seed=seed + k if k else None)
+            study.enqueue_trial(params, user_attrs=queued_record.to_attrs())
             count += 1
     return count
 
@@ -238,9 +239,9 @@ def _measured(study: optuna.Study) -> dict[str, Point]:
         correct = trial_correct(trial)
         if outcome(trial) != Outcome.TRAINED.value or correct is None or is_confirmation(trial):
             continue
-        arch = trial.user_attrs["arch"]
-        rows.setdefault(arch, []).append(correct)
-        madds[arch] = float(trial.user_attrs["madds"])
+        record = TrialRecord.from_trial(trial)
+        rows.setdefault(record.arch, []).append(correct)
+        madds[record.arch] = float(record.madds)
     return {arch: Point(madds[arch], np.array(vectors, dtype=bool)) for arch, vectors in rows.items()}
 
 
@@ -315,7 +316,7 @@ def analyse(study: optuna.Study, *, resamples: int = RESAMPLES) -> dict[str, Any
             "coefficients": {"fitted": compound.get("coefficients"), "fit": compound.get("fit"),
                              "efficientnet": list(EFFICIENTNET)},
             "plateau": plateau_summary(fits, noise["floor"]),
-            "strategy": (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy", "scratch"),
+            "strategy": getattr(StudySettings.from_study(study), "strategy", Strategy.SCRATCH.value),
             "confirmations": confirmations(study)}
 
 
@@ -372,12 +373,13 @@ def confirmations(study: optuna.Study) -> list[dict[str, Any]]:
     by_number = {t.number: t for t in trials}
     found = []
     for trial in trials:
-        scored = by_number.get(trial.user_attrs.get(CONFIRMS_ATTR))
-        if not is_confirmation(trial) or outcome(trial) != Outcome.TRAINED.value or scored is None:
+        record = TrialRecord.from_trial(trial)
+        scored = by_number.get(record.confirms)
+        if record.role is not Role.CONFIRMATION or record.outcome != Outcome.TRAINED.value or scored is None:
             continue
-        found.append({"arch": scored.user_attrs["arch"], "madds": float(scored.user_attrs["madds"]),
-                      "direction": scored.user_attrs.get(DIRECTION_ATTR), "trial": scored.number,
-                      "inherited": float(scored.user_attrs["accuracy"]), "scratch": float(trial.user_attrs["accuracy"]),
+        source = TrialRecord.from_trial(scored)
+        found.append({"arch": source.arch, "madds": float(source.madds), "direction": source.scaling_direction,
+                      "trial": scored.number, "inherited": float(source.accuracy), "scratch": float(record.accuracy),
                       "confirmation": trial.number})
     return sorted(found, key=lambda c: c["madds"])
 

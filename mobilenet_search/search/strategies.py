@@ -39,8 +39,10 @@ from mobilenet_search.results.frame import pareto_mask, trained, trials_frame
 from mobilenet_search.results.records import (
     CONFIRMS_ATTR,
     SUPERNET_ATTR,
-    frame_is_confirmation,
-    frame_is_reference,
+    Role,
+    Strategy,
+    TrialRecord,
+    frame_role,
 )
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.evaluate import OnEpoch, Scored
@@ -136,7 +138,7 @@ class InheritedWeights:
     (the same for every candidate), then the validation split is scored: seconds per candidate.
     """
 
-    strategy = "supernet"
+    strategy = Strategy.SUPERNET
 
     def __init__(self, supernet: Supernet, *, bn_images: int = 512, seed: int = 0, device: str = "cpu") -> None:
         self.supernet, self.bn_images, self.seed, self.device = supernet, bn_images, seed, device
@@ -163,21 +165,22 @@ def confirm_candidates(study: optuna.Study, k: int) -> list[int]:
     from mobilenet_search.arch.references import spread
 
     frame = trained(trials_frame(study))
-    searched = frame[~frame_is_reference(frame) & ~frame_is_confirmation(frame)]
+    roles = frame_role(frame)
+    searched = frame[roles == Role.SEARCHED]
     front = searched[pareto_mask(searched)].sort_values("madds")
-    done = set(frame.loc[frame_is_confirmation(frame), CONFIRMS_ATTR].astype(int))
+    done = set(frame.loc[roles == Role.CONFIRMATION, CONFIRMS_ATTR].astype(int))
     numbers = [int(n) for n in front["number"] if int(n) not in done]
     return spread(numbers, k) if k < len(numbers) else numbers
 
 
 def enqueue_confirmations(study: optuna.Study, numbers: list[int]) -> int:
     """Queue each trial in ``numbers`` once more, to be trained from scratch (``confirms`` its number)."""
-    queued = {t.user_attrs.get(CONFIRMS_ATTR) for t in study.get_trials(deepcopy=False)}
+    queued = {TrialRecord.from_trial(t).confirms for t in study.get_trials(deepcopy=False)}
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     count = 0
     for number in numbers:
         if number not in queued:
-            study.enqueue_trial(by_number[number].params, user_attrs={CONFIRMS_ATTR: number})
+            study.enqueue_trial(by_number[number].params, user_attrs=TrialRecord(confirms=number).to_attrs())
             count += 1
     return count
 

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,18 +36,20 @@ from mobilenet_search.measure.preprocessing import Preprocessing
 from mobilenet_search.results.frame import ResultsWriter
 from mobilenet_search.results.records import (
     CONFIG_ATTR,
-    NOISE_SEED_ATTR,
     PREPROCESSING_ATTR,
     REFERENCES_ATTR,
     SUPERNET_ATTR,
     TEST_LABELS_ATTR,
     VAL_LABELS_ATTR,
     Outcome,
+    StudySettings,
+    TrialRecord,
     is_confirmation,
     pack_labels,
+    set_attrs,
 )
 from mobilenet_search.results.report import write_report
-from mobilenet_search.search.config import SearchConfig, check_results_dir
+from mobilenet_search.search.config import SearchConfig, check_results_dir, train_config
 from mobilenet_search.search.coordination import (
     Slots,
     StopAfter,
@@ -93,6 +96,23 @@ GRID_LIMIT = 100_000  # Optuna's GridSampler materialises the grid: refuse bigge
 DEFAULT_REFERENCES = 2
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What one run of a study resolves once from its settings and passes down: the space (the content the
+    study stored), the parsed budget and the data cache. Nothing downstream loads the space or parses the budget
+    again."""
+
+    settings: SearchConfig
+    space: SearchSpace
+    budget: Budget
+    data: DataCache
+
+    @classmethod
+    def of(cls, settings: SearchConfig, data: DataCache, space: SearchSpace | None = None) -> RunContext:
+        """The context of ``settings`` over ``data``; ``space`` when already loaded (else the settings' file)."""
+        return cls(settings, space or load_space(settings.space), Budget.parse(settings.budget), data)
+
+
 def make_sampler(config: SearchConfig, space: SearchSpace, offset: int = 0) -> optuna.samplers.BaseSampler:
     """The sampler by name, seeded with ``seed + offset``; constraints reach TPE/NSGA-II through
     ``trial.set_constraint``. A fresh study uses offset 0 (reproducible); see :func:`sampler_offset`."""
@@ -109,14 +129,13 @@ def make_sampler(config: SearchConfig, space: SearchSpace, offset: int = 0) -> o
     return optuna.samplers.GridSampler({k: list(v) for k, v in space.searched.items()}, seed=seed)
 
 
-def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes: int, in_channels: int, *,
+def check_budget_reachable(budget: Budget, space: SearchSpace, num_classes: int, in_channels: int, *,
                            any_data: bool = False) -> None:
     """Refuse a study whose space has no member inside the budget (MAdds and parameters).
 
     With ``any_data`` the counts are the fewest a dataset can have (checked before the data are read),
     and the message says so.
     """
-    budget = Budget.parse(config.budget)
     for kind, cost in (("madds", count_madds), ("params", count_params)):
         if budget.get(kind) is None:
             continue
@@ -124,7 +143,7 @@ def check_budget_reachable(config: SearchConfig, space: SearchSpace, num_classes
         value = cost(cheapest)
         if not budget.get(kind).admits(value):
             data = f" with any data (even {num_classes} classes of {in_channels}-channel images)" if any_data else ""
-            raise UserError(f"no member of space {space.name!r} fits budget {config.budget}{data}: the cheapest by "
+            raise UserError(f"no member of space {space.name!r} fits budget {budget}{data}: the cheapest by "
                             f"{kind} has {format_count(value)} {kind} ({cheapest.to_string()})")
 
 
@@ -214,14 +233,13 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
         message = clean_message(exc, storage)
         raise UserError(f"cannot open study {study_name!r} in {redact(storage)}: {message}") from None
 
-    stored = study.user_attrs.get(CONFIG_ATTR)
-    if stored is None:
+    stored_config = StudySettings.from_study(study)
+    if stored_config is None:
         if config is None or load_only:
             raise UserError(f"study {study_name!r} was not created by mobilenet-search (no stored settings)")
         study.set_user_attr(CONFIG_ATTR, config.to_dict())
         study.set_user_attr(SPACE_ATTR, space_to_dict(space))
         return study, config, created
-    stored_config = SearchConfig.from_dict(stored)
     if config is not None and not load_only:
         stored_config = check_same_settings(study_name, study.user_attrs, config, space)
         if SPACE_ATTR not in study.user_attrs:  # a study from before spaces were stored: its space from now on
@@ -234,11 +252,13 @@ def _open_study(storage: str, study_name: str, config: SearchConfig | None, *, l
     return study, stored_config, created
 
 
-def study_space(study: optuna.Study, config: SearchConfig) -> SearchSpace:
+def study_space(study: optuna.Study, config: SearchConfig, loaded: SearchSpace | None = None) -> SearchSpace:
     """The space a study was created with: the content it stored, whatever became of the file since
-    (studies from before spaces were stored read ``config.space`` again)."""
+    (studies from before spaces were stored read ``config.space`` again, or take ``loaded``, that file loaded)."""
     stored = study.user_attrs.get(SPACE_ATTR)
-    return space_from_dict(stored) if stored else load_space(config.space)
+    if stored:
+        return space_from_dict(stored)
+    return loaded or load_space(config.space)
 
 
 def check_same_settings(study_name: str, user_attrs: dict[str, Any], config: SearchConfig,
@@ -248,8 +268,8 @@ def check_same_settings(study_name: str, user_attrs: dict[str, Any], config: Sea
     The space compares by content: the same file under another path resumes, an edited one is refused
     with the parameters that changed. Any other setting that differs is refused, naming it.
     """
-    stored = user_attrs[CONFIG_ATTR]
-    stored_config = SearchConfig.from_dict(stored)
+    stored_config = StudySettings.from_study(user_attrs)
+    stored = stored_config.to_dict()  # as the study runs: a setting added since it was made takes its default
     stored_space = user_attrs.get(SPACE_ATTR)
     if stored_space is not None:
         changed = changed_fields(space_from_dict(stored_space), space)
@@ -278,26 +298,24 @@ def stored_attrs(storage: str, study_name: str) -> dict[str, Any] | None:
         return None
 
 
-def reference_candidates(config: SearchConfig, space: SearchSpace, num_classes: int,
-                         in_channels: int) -> dict[str, dict[str, Any]]:
+def reference_candidates(run: RunContext) -> dict[str, dict[str, Any]]:
     """The papers' networks to train in this study: name -> the space's parameters for it.
 
     Members of the family the space can express and the budget admits (MAdds and parameters;
     latency is only known once measured), cheapest first; by default at most ``DEFAULT_REFERENCES``: the two
     ends of that range, with ``references="all"`` every one, with ``"none"`` none.
     """
-    if config.references == "none":
+    if run.settings.references == "none":
         return {}
-    budget = Budget.parse(config.budget)
-    family = paper_family(space.family, num_classes=num_classes, in_channels=in_channels)
+    family = paper_family(run.space.family, num_classes=run.data.num_classes, in_channels=run.data.in_channels)
     fitting = []
     for name, spec in family.items():
-        params = space.params_of(spec)
+        params = run.space.params_of(spec)
         madds, n_params = count_madds(spec), count_params(spec)
-        if params is not None and budget.reason(madds=madds, params=n_params) is None:
+        if params is not None and run.budget.reason(madds=madds, params=n_params) is None:
             fitting.append((madds, name, params))
     fitting.sort(key=lambda item: item[0])
-    if config.references == "default":
+    if run.settings.references == "default":
         fitting = spread(fitting, DEFAULT_REFERENCES)
     return {name: params for _, name, params in fitting}
 
@@ -307,7 +325,7 @@ def enqueue_references(study: optuna.Study, references: dict[str, dict[str, Any]
     if study.user_attrs.get(REFERENCES_ATTR) is not None:
         return
     for name, params in references.items():
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name})
+        study.enqueue_trial(params, user_attrs=TrialRecord(reference=True, reference_name=name).to_attrs())
     study.set_user_attr(REFERENCES_ATTR, list(references))
 
 
@@ -319,24 +337,23 @@ def enqueue_noise_repeats(study: optuna.Study, references: dict[str, dict[str, A
         return
     name, params = next(iter(references.items()))  # cheapest first
     for k in range(1, config.noise_repeats + 1):
-        study.enqueue_trial(params, user_attrs={"reference": True, "reference_name": name,
-                                                NOISE_SEED_ATTR: config.seed + k})
+        record = TrialRecord(reference=True, reference_name=name, noise_seed=config.seed + k)
+        study.enqueue_trial(params, user_attrs=record.to_attrs())
 
 
-def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
-                  accuracy: AccuracySource | None = None, latency: Callable[..., Any] = measure_latency,
-                  results_dir: Path | None = None, space: SearchSpace | None = None) -> Pipeline:
-    """The evaluation pipeline of a study's settings; ``accuracy`` defaults to scratch training
+def make_pipeline(run: RunContext, *, device: str = "cpu", accuracy: AccuracySource | None = None,
+                  latency: Callable[..., Any] = measure_latency, results_dir: Path | None = None) -> Pipeline:
+    """The evaluation pipeline of a run's settings; ``accuracy`` defaults to scratch training
     (zero-cost studies have none). This device's latency table under ``results_dir``, when one has
     been built (``mobilenet-search latency-table build``), predicts every candidate's latency from its
     spec, so a latency budget rejects before anything is built."""
+    config, data = run.settings, run.data
     if accuracy is None and config.zero_cost is None:
-        accuracy = ScratchTraining(config.train_config(device))
+        accuracy = ScratchTraining(train_config(config, device))
     predict = None
     table = load_table_for(device, batch=config.latency_batch, results_dir=results_dir) if results_dir else None
     if table is not None:
-        space = space or load_space(config.space)
-        probe = space.extreme(num_classes=data.num_classes, in_channels=data.in_channels)
+        probe = run.space.extreme(num_classes=data.num_classes, in_channels=data.in_channels)
         try:
             predict_latency_ms(probe, table)
         except UserError as exc:
@@ -344,7 +361,7 @@ def make_pipeline(config: SearchConfig, data: DataCache, *, device: str = "cpu",
                             f"`mobilenet-search latency-table build --space {config.space} --classes "
                             f"{data.num_classes} --in-channels {data.in_channels}`") from None
         predict = functools.partial(predict_latency_ms, table=table)
-    return Pipeline(budget=Budget.parse(config.budget), data=data, accuracy=accuracy, proxy_size=config.proxy_size,
+    return Pipeline(budget=run.budget, data=data, accuracy=accuracy, proxy_size=config.proxy_size,
                     seed=config.seed, device=device, latency_batch=config.latency_batch, latency=latency,
                     search_zero_cost=config.zero_cost, predict_latency=predict, metric=config.metric,
                     batch_size=config.batch_size)
@@ -379,7 +396,8 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
                latency: Callable[..., Any] = measure_latency, supernet: Path | None = None,
                on_supernet_step: OnStep | None = None,
                on_start: Callable[[optuna.Study], None] | None = None,
-               on_create: Callable[[optuna.Study], None] | None = None) -> optuna.Study:
+               on_create: Callable[[optuna.Study], None] | None = None, space: SearchSpace | None = None,
+               data: DataCache | None = None) -> optuna.Study:
     """Create or resume a study and run it until it holds ``trials`` evaluated trials.
 
     ``results_dir/<study>/trials.csv`` and ``pareto.json`` are rewritten (atomically, complete)
@@ -397,55 +415,59 @@ def run_search(config: SearchConfig, *, storage: str, study_name: str, trials: i
     ``on_start(study)`` runs once every check has passed and the study is open (the CLI prints
     its header and starts its progress bar there, so bad input prints one line). ``on_create(study)`` runs
     before it, once, in the process that created the study (the scaling experiment queues its grid there).
+
+    The space, budget and data cache are resolved once (:class:`RunContext`) and passed down; a caller that
+    has already loaded ``config``'s space or made its ``data`` passes them.
     """
     # Everything that can refuse the run is checked before the study exists: first what needs no data (space,
     # budget, sampler, weight sharing, the settings of a study resumed), before anything is written.
-    space = load_space(config.space)
-    check_budget_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
+    space, budget = space or load_space(config.space), Budget.parse(config.budget)
+    check_budget_reachable(budget, space, MIN_CLASSES, MIN_CHANNELS, any_data=True)
     check_memory_reachable(config, space, MIN_CLASSES, MIN_CHANNELS, available=available_memory(device))
     make_sampler(config, space)
-    if config.strategy == "supernet":  # the space shares weights; the checkpoint is readable and of these settings
+    if config.supernet:  # the space shares weights; the checkpoint is readable and of these settings
         check_supernet(config, space, results_dir=results_dir, checkpoint=supernet)
     existing = stored_attrs(storage, study_name)
     if existing is not None and CONFIG_ATTR in existing:
         check_same_settings(study_name, existing, config, space)
     with _undone_on_refusal(results_dir):  # then what needs the data: nothing written is left if it refuses
-        data = make_data(config, results_dir)
-        check_budget_reachable(config, space, data.num_classes, data.in_channels)
+        data = data or make_data(config, results_dir)
+        check_budget_reachable(budget, space, data.num_classes, data.in_channels)
         study, config, created = _open_study(storage, study_name, config, load_only=False, heartbeat=heartbeat,
                                              space=space)
-    space = study_space(study, config)
+    # The stored settings and space from here on (a resumed study's are checked to be the same as asked).
+    run = RunContext(config, study_space(study, config, space), budget, data)
     if created:  # only the creator: two creators racing must not queue each reference twice
         # The validation labels once per study: with each trial's correctness vector, balanced-accuracy intervals.
         study.set_user_attr(VAL_LABELS_ATTR, pack_labels(data(config.proxy_size).val_labels.numpy()))
         if config.test_fraction:  # and the test split's: the report's figures and its trivial floor
             study.set_user_attr(TEST_LABELS_ATTR, pack_labels(data(config.proxy_size).test_labels.numpy()))
-        references = reference_candidates(config, space, data.num_classes, data.in_channels)
+        references = reference_candidates(run)
         enqueue_references(study, references)
         enqueue_noise_repeats(study, references, config)
         if on_create is not None:
             on_create(study)
     if on_start is not None:
         on_start(study)
-    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir,
-                               accuracy=accuracy, latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
+    objective = make_objective(run, study, device=device, results_dir=results_dir, accuracy=accuracy,
+                               latency=latency, supernet=supernet, train=True, on_epoch=on_epoch,
                                on_supernet_step=on_supernet_step, slots=Slots(trials))
     optimize(study, objective, trials=trials, timeout=timeout, results_dir=results_dir, callbacks=callbacks,
              storage=storage)
-    if config.strategy == "supernet" and trials > 0:  # the search ended (target or --timeout): confirm its front
+    if config.supernet and trials > 0:  # the search ended (target or --timeout): confirm its front
         confirm(study, objective, config.confirm, results_dir=results_dir, callbacks=callbacks, storage=storage)
     return study
 
 
-def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, study: optuna.Study, *, device: str,
-                   results_dir: Path, accuracy: AccuracySource | None, latency: Callable[..., Any],
-                   supernet: Path | None, train: bool, on_epoch: Callable[[int, int], None] | None,
-                   on_supernet_step: OnStep | None, slots: Slots) -> Objective:
+def make_objective(run: RunContext, study: optuna.Study, *, device: str, results_dir: Path,
+                   accuracy: AccuracySource | None, latency: Callable[..., Any], supernet: Path | None, train: bool,
+                   on_epoch: Callable[[int, int], None] | None, on_supernet_step: OnStep | None,
+                   slots: Slots) -> Objective:
     """The study's objective: its pipeline and accuracy source; for a supernet study the supernet trained
     (``train``) or loaded first. :func:`confirm` takes it to retrain a supernet study's front."""
-    data.on_load(functools.partial(record_preprocessing, study))
-    scratch = None
-    if config.strategy == "supernet" and accuracy is None:
+    config, scratch = run.settings, None
+    run.data.on_load(functools.partial(record_preprocessing, study))
+    if config.supernet and accuracy is None:
         started, steps = time.perf_counter(), []
 
         def on_step(*step: Any) -> None:
@@ -453,15 +475,14 @@ def make_objective(config: SearchConfig, space: SearchSpace, data: DataCache, st
             if on_supernet_step is not None:
                 on_supernet_step(*step)
 
-        net, path, tag = prepare_supernet(config, space, data, results_dir=results_dir, device=device,
+        net, path, tag = prepare_supernet(config, run.space, run.data, results_dir=results_dir, device=device,
                                           checkpoint=supernet, train=train, on_step=on_step)
         # Training seconds only when it trained: loading a finished checkpoint is not training.
         record_supernet(study, path, tag, time.perf_counter() - started if steps else None)
         accuracy = InheritedWeights(net, seed=config.seed, device=device)
-        scratch = ScratchTraining(config.train_config(device))
-    pipeline = make_pipeline(config, data, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir,
-                             space=space)
-    return Objective(config, space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,
+        scratch = ScratchTraining(train_config(config, device))
+    pipeline = make_pipeline(run, device=device, accuracy=accuracy, latency=latency, results_dir=results_dir)
+    return Objective(config, run.space, pipeline, slots=slots, on_epoch=on_epoch, scratch=scratch,
                      weights_dir=Path(results_dir) / study.study_name / "weights")
 
 
@@ -489,14 +510,14 @@ def run_worker(*, storage: str, study_name: str, trials: int, timeout: float | N
     the one the study recorded); it never trains one.
     """
     study, config = open_study(storage, study_name, None, heartbeat=heartbeat)
-    if supernet is not None and config.strategy != "supernet":
+    if supernet is not None and not config.supernet:
         raise UserError(f"--supernet {str(supernet)!r} applies to supernet studies only; study {study_name!r} trains "
                         f"each candidate ({config.strategy})")
     space = study_space(study, config)
     check_results_dir(results_dir, create=True)
-    data = make_data(config, results_dir)
+    run = RunContext.of(config, make_data(config, results_dir), space)
     recorded = (study.user_attrs.get(SUPERNET_ATTR) or {}).get("checkpoint")
-    objective = make_objective(config, space, data, study, device=device, results_dir=results_dir, accuracy=None,
+    objective = make_objective(run, study, device=device, results_dir=results_dir, accuracy=None,
                                latency=measure_latency, supernet=supernet or (Path(recorded) if recorded else None),
                                train=False, on_epoch=on_epoch, on_supernet_step=None, slots=Slots(trials))
     if on_start is not None:
@@ -551,8 +572,8 @@ def _run_recorded(study: optuna.Study, objective: Callable[[optuna.Trial], Any],
             full = disk_full(exc)
             if full is not None:  # the reason, while the trial runs: Optuna then fails it without one
                 with contextlib.suppress(Exception):  # the storage itself may be the full disk
-                    trial.set_user_attr("outcome", Outcome.FAILED.value)
-                    trial.set_user_attr("status_reason", f"disk full: {_what_is_full(exc, full, storage)}")
+                    set_attrs(trial, outcome=Outcome.FAILED,
+                              status_reason=f"disk full: {_what_is_full(exc, full, storage)}")
             raise
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -609,7 +630,7 @@ def _stopped_by_full_disk(study: optuna.Study, numbers: Sequence[int], what: str
             continue
         if frozen.state == TrialState.RUNNING:
             recorded = fail_trial(study, frozen, Outcome.FAILED, f"disk full: {what}")
-        elif str(frozen.user_attrs.get("status_reason", "")).startswith("disk full: "):
+        elif str(TrialRecord.from_trial(frozen).status_reason or "").startswith("disk full: "):
             recorded = True
         else:
             continue  # it ended before the disk filled

@@ -142,8 +142,8 @@ counts = board.outcome_counts(frame)
 # -- header -----------------------------------------------------------------------------------------
 st.title(f"Study {study_name}")
 config = data.config
-settings = ", ".join(f"{k} {config[k]}" for k in ("budget", "space", "dataset", "epochs", "objective", "sampler")
-                     if config.get(k) is not None)
+settings = "" if config is None else ", ".join(
+    f"{k} {getattr(config, k)}" for k in ("budget", "space", "dataset", "epochs", "objective", "sampler"))
 st.caption(f"{redact(url)} · {settings or 'no mobilenet-search settings stored'} · "
            f"objectives: {', '.join(data.directions)}")
 columns = st.columns(6)

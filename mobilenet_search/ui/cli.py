@@ -20,8 +20,7 @@ from typing import Any, NoReturn
 from mobilenet_search.arch.cost import count_madds, count_params, format_count, format_stage_table
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.spec import ArchSpec, parse_arch
-from mobilenet_search.errors import UserError
-from mobilenet_search.search.bounds import (
+from mobilenet_search.bounds import (
     INT_BOUNDS,
     MAX_CLASSES,
     MAX_HEARTBEAT,
@@ -32,6 +31,7 @@ from mobilenet_search.search.bounds import (
     MAX_TRIALS,
     MAX_WIDTH,
 )
+from mobilenet_search.errors import UserError
 from mobilenet_search.search.space import available_spaces, load_space
 from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
 from mobilenet_search.ui.cli_dashboard import add_dashboard_command
@@ -144,7 +144,7 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
     ``header`` and the bar appear once the run has passed its checks (bad input prints its one line
     alone); a supernet study's bar after its training, which has a bar of its own.
     """
-    from mobilenet_search.results.records import CONFIG_ATTR
+    from mobilenet_search.results.records import StudySettings
     from mobilenet_search.ui.progress import SearchProgress
 
     state: dict[str, Any] = {}
@@ -154,8 +154,8 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
             print(header, file=sys.stderr)
         # The bar from the start, so a newcomer sees the run at work; a supernet study's after its training (which
         # has its own bar), from the first scored trial.
-        supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
-        if not quiet and not supernet:
+        settings = StudySettings.from_study(study)
+        if not quiet and not (settings is not None and settings.supernet):
             state["progress"] = SearchProgress(study, trials)
 
     def after_trial(study, trial) -> None:
@@ -225,7 +225,7 @@ def _search(args: argparse.Namespace) -> int:
         metric=args.metric, noise_repeats=args.noise_repeats, strategy=args.strategy,
         supernet_epochs=args.supernet_epochs, confirm=args.confirm,
     )
-    if args.supernet is not None and config.strategy != "supernet":
+    if args.supernet is not None and not config.supernet:
         raise UserError(f"--supernet {args.supernet!r} applies to --strategy supernet only (this study's strategy is "
                         f"{config.strategy})")
     device = resolve_device(args.device)
@@ -240,7 +240,7 @@ def _search(args: argparse.Namespace) -> int:
         f"study {study_name!r} in {redact(storage)}: budget {config.budget}, space {config.space}, "
         f"dataset {config.dataset}, {config.epochs} epochs at proxy size {config.proxy_size}, device {device}")
     supernet = Path(args.supernet) if args.supernet else None
-    with _supernet_progress(config.supernet_epochs, enabled=config.strategy == "supernet") as on_step:
+    with _supernet_progress(config.supernet_epochs, enabled=config.supernet) as on_step:
         study = _run_with_progress(
             lambda **kw: run_search(config, **kw), study_name, storage, 0 if several else args.trials,
             quiet=several, header=header, timeout=args.timeout, device=device, results_dir=results_dir,
@@ -450,16 +450,8 @@ def _add_study_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results-dir", default="results", help="where the study's folder is (default results)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Architecture search and scaling exploration for MobileNetV1/V2. "
-                    f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
-        epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
-    )
-    parser.add_argument("--version", action=_Version)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
+def _add_search_command(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """The ``search`` command (the default); returns its parser, which ``supernet train`` copies options from."""
     search = sub.add_parser(
         "search", help="search the space under a budget (the default: `mobilenet-search --budget ...`)",
         description="Run (or resume) an Optuna study of candidate networks under a budget: each trial is "
@@ -545,7 +537,11 @@ def build_parser() -> argparse.ArgumentParser:
                              "and they stop when this process dies")
     _add_run_options(search)
     search.set_defaults(run=_search)
+    return search
 
+
+def _add_worker_command(sub: argparse._SubParsersAction) -> None:
+    """The ``worker`` command: join an existing study."""
     worker = sub.add_parser(
         "worker", help="join an existing study (on PostgreSQL, from any machine) and run its trials",
         description="Run trials of an existing study with the settings stored in it (budget, space, data, "
@@ -567,6 +563,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(worker)
     worker.set_defaults(run=_worker)
 
+
+def _add_report_command(sub: argparse._SubParsersAction) -> None:
+    """The ``report`` command: a study's search gain."""
     report = sub.add_parser(
         "report", help="search gain of a study over the papers' hand-scaled networks",
         description="Compare a study's searched Pareto front with its reference networks (hypervolume, and for "
@@ -576,6 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_options(report)
     report.set_defaults(run=_report)
 
+
+def _add_fidelity_command(sub: argparse._SubParsersAction) -> None:
+    """The ``fidelity`` command: how well the proxy ranks a study's candidates."""
     fidelity = sub.add_parser(
         "fidelity", help="retrain a study's candidates longer and measure how well the proxy ranks them",
         description="Retrain K trained candidates (the Pareto set, then others spread over MAdds) with a longer "
@@ -592,6 +594,9 @@ def build_parser() -> argparse.ArgumentParser:
     fidelity.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     fidelity.set_defaults(run=_fidelity)
 
+
+def _add_describe_command(sub: argparse._SubParsersAction) -> None:
+    """The ``describe`` command: one architecture's stage table and totals."""
     describe = sub.add_parser(
         "describe", help="print an architecture's stage table, MAdds and parameters",
         description="Print an architecture's stage table (shapes, channels after rounding, MAdds and "
@@ -608,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
                           help="number of classes for v1/v2 (default 1000)")
     describe.set_defaults(run=_describe)
 
+
+def _add_space_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``space`` and ``references`` commands: a search space, and the papers' networks."""
     space = sub.add_parser(
         "space", help="describe a search space: its choices, size, cheapest and most expensive member",
         epilog=f"Examples: {PROG} space mobilenetv2;  {PROG} space my_space.yaml;  {PROG} space --list",
@@ -620,6 +628,23 @@ def build_parser() -> argparse.ArgumentParser:
     references = sub.add_parser("references", help="cost table of the papers' width x resolution networks")
     references.set_defaults(run=_references)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every subcommand, its options and their bounds."""
+    parser = _Parser(
+        prog=PROG,
+        description="Architecture search and scaling exploration for MobileNetV1/V2. "
+                    f"`{PROG} --budget ...` is short for `{PROG} search --budget ...`.",
+        epilog=f"Examples: {PROG} --budget 300M-madds;  {PROG} describe v2 --width 0.75 --resolution 160",
+    )
+    parser.add_argument("--version", action=_Version)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    search = _add_search_command(sub)
+    _add_worker_command(sub)
+    _add_report_command(sub)
+    _add_fidelity_command(sub)
+    _add_describe_command(sub)
+    _add_space_commands(sub)
     add_library_commands(sub)
     add_dashboard_command(sub)
     add_latency_commands(sub)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from mobilenet_search.errors import UserError
+from mobilenet_search.results.records import Strategy
 
 PROG = "mobilenet-search"
 
@@ -57,7 +58,7 @@ def format_analysis(analysis: dict[str, Any]) -> str:
         tied = f"; {len(fit['tied'])} of {fit['tried']} tried are within the noise floor of it" if fit else ""
         lines.append(f"  compound coefficients on this data: alpha {alpha:.2f}, beta {beta:.2f}, gamma {gamma:.2f} "
                      f"(EfficientNet on ImageNet: 1.20 / 1.10 / 1.15){tied}")
-    if analysis.get("strategy") == "supernet":
+    if analysis.get("strategy") == Strategy.SUPERNET.value:
         lines.append(_confirmations(analysis.get("confirmations", [])))
     plateau = analysis["plateau"]
     if plateau is not None:
@@ -96,7 +97,7 @@ def _scaling(args: argparse.Namespace) -> int:
     import optuna
 
     from mobilenet_search.files import atomic_write_text
-    from mobilenet_search.results.records import CONFIG_ATTR
+    from mobilenet_search.results.records import StudySettings
     from mobilenet_search.search.config import check_results_dir, check_study_name, default_storage
     from mobilenet_search.search.scaling import analyse, madds_limit, nominal_madds, recommend_at
     from mobilenet_search.search.space import load_space
@@ -105,7 +106,7 @@ def _scaling(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.seeds < 1:
         raise UserError(f"invalid --seeds {args.seeds}: expected an integer >= 1")
-    if args.seeds > 1 and args.strategy == "supernet":
+    if args.seeds > 1 and args.strategy == Strategy.SUPERNET.value:
         raise UserError(f"invalid --seeds {args.seeds} with --strategy supernet: inherited weights score a network "
                         "the same every time; seeds apply to --strategy scratch")
     if args.resamples < 10:
@@ -123,11 +124,11 @@ def _scaling(args: argparse.Namespace) -> int:
     else:
         storage = args.storage or default_storage(results_dir, check_study_name(args.study))
         study, _ = open_study(storage, args.study, None, load_only=True)
-    config = study.user_attrs.get(CONFIG_ATTR) or {}
+    settings = StudySettings.from_study(study)  # open_study and run_search refuse a study without them
     analysis = analyse(study, resamples=args.resamples)
     answer = None
     if at is not None:
-        answer = recommend_at(analysis, args.at, load_space(config.get("space", "mobilenetv2")))
+        answer = recommend_at(analysis, args.at, load_space(settings.space))
     folder = check_results_dir(results_dir) / study.study_name
     atomic_write_text(folder / "scaling.json", json.dumps({**analysis, "recommendation": answer}, indent=2))
     print(format_analysis(analysis))
@@ -188,13 +189,13 @@ def _experiment(args: argparse.Namespace):
                     on_start(study)
                 show(study)
 
-            return run_search(config, on_create=on_create, on_start=started, **kw)
+            return run_search(config, on_create=on_create, on_start=started, space=space, data=data, **kw)
 
         shown = header if not printed else None  # once, not once per phase
         printed.append(True)
         return _run_with_progress(search, study_name, storage, trials, quiet=args.quiet, header=shown, **options)
 
-    supernet = config.strategy == "supernet"
+    supernet = config.supernet
     with _supernet_progress(config.supernet_epochs, enabled=supernet and not args.quiet) as on_step:
         study = run_scaling(config, grid, storage=storage, study_name=study_name, run=run, timeout=args.timeout,
                             device=device, results_dir=results_dir, heartbeat=args.heartbeat,
@@ -204,7 +205,7 @@ def _experiment(args: argparse.Namespace):
 
 def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scaling --budget B [--base NAME|ARCH] ... | --study NAME [--at M]`` to the subparsers."""
-    from mobilenet_search.search.bounds import INT_BOUNDS
+    from mobilenet_search.bounds import INT_BOUNDS
     from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
     from mobilenet_search.ui.cli_types import integer
 

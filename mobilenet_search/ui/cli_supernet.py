@@ -32,22 +32,23 @@ _RUN_OPTIONS = {"help", "trials", "workers", "timeout", "heartbeat", "study", "s
 
 def _settings(args: argparse.Namespace):
     """The study's settings: stored in ``--study``, or from the search's flags."""
+    from mobilenet_search.results.records import Strategy
     from mobilenet_search.search.config import SearchConfig, default_storage
     from mobilenet_search.search.study import open_study
 
     fields = [f.name for f in dataclasses.fields(SearchConfig)]
-    if args.strategy != "supernet":
+    if args.strategy != Strategy.SUPERNET:
         raise UserError(f"invalid --strategy {args.strategy}: supernet train trains a --strategy supernet supernet")
     if args.study is None:
         given = {name: getattr(args, name) for name in fields if hasattr(args, name)}
         return None, SearchConfig(**(given | {"budget": args.budget or _ANY_BUDGET}))
     flags = [f"--{name.replace('_', '-')}" for name in fields
-             if getattr(args, name, None) not in (None, "supernet", _default(name))]
+             if getattr(args, name, None) not in (None, Strategy.SUPERNET, _default(name))]
     if flags:
         raise UserError(f"--study takes the settings stored in the study: drop {', '.join(flags)}")
     storage = args.storage or default_storage(Path(args.results_dir), args.study)
     study, config = open_study(storage, args.study, None, load_only=True)
-    if config.strategy != "supernet":
+    if not config.supernet:
         raise UserError(f"study {args.study!r} has --strategy {config.strategy}: it scores with no supernet")
     return study, config
 
@@ -110,6 +111,8 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
 
     Imports nothing heavy: ``--help`` loads neither torch nor optuna.
     """
+    from mobilenet_search.results.records import Strategy
+
     supernet = sub.add_parser("supernet", help="train a --strategy supernet study's supernet, on one process or "
                                                "many (torchrun)")
     commands = supernet.add_subparsers(dest="supernet_command", metavar="COMMAND", required=True)
@@ -126,7 +129,7 @@ def add_supernet_commands(sub: argparse._SubParsersAction, search: argparse.Argu
         if action.dest not in _RUN_OPTIONS:  # so that a search's settings can be pasted
             action = copy.copy(action)
             action.required = False  # --budget: the supernet does not depend on it
-            action.default = {"budget": None, "strategy": "supernet"}.get(action.dest, action.default)
+            action.default = {"budget": None, "strategy": Strategy.SUPERNET.value}.get(action.dest, action.default)
             train._add_action(action)
     train.add_argument("--study", default=None,
                        help="an existing --strategy supernet study: its stored settings (instead of the flags above); "

@@ -52,10 +52,14 @@ from mobilenet_search.results.records import (
     FIDELITY_ATTR,
     VAL_LABELS_ATTR,
     VAL_SIZE_ATTR,
+    Role,
+    StudySettings,
+    TrialRecord,
     frame_is_confirmation,
     frame_is_noise_repeat,
     frame_is_reference,
     is_feasible,
+    is_reference,
     study_val_labels,
     trial_correct,
     trivial_quality,
@@ -83,7 +87,7 @@ class StudyData:
     name: str
     frame: pd.DataFrame  # trials_frame's columns, one row per trial, by number
     directions: tuple[str, ...]  # "maximize"/"minimize" per objective
-    config: dict[str, Any] = field(default_factory=dict)  # the SearchConfig the study was created with
+    config: StudySettings | None = None  # the settings the study was created with (None: not by mobilenet-search)
     fidelity: dict[str, Any] | None = None  # what `mobilenet-search fidelity` stored, once measured
     source: str = "sql"  # "sql" (Optuna's tables read directly) or "optuna" (the Optuna API)
     trivial: dict[str, float] = field(default_factory=dict)  # the trivial classifier's score per quality
@@ -227,7 +231,7 @@ def study_data_from_study(study: optuna.Study) -> StudyData:
     frame["reference"] = frame_is_reference(frame)
     return StudyData(name=study.study_name, frame=frame,
                      directions=tuple(d.name.lower() for d in study.directions),
-                     config=dict(study.user_attrs.get(CONFIG_ATTR) or {}), source="optuna",
+                     config=StudySettings.from_study(study), source="optuna",
                      fidelity=study.user_attrs.get(FIDELITY_ATTR), trivial=trivial_scores(study_val_labels(study)))
 
 
@@ -306,7 +310,7 @@ def _load_sql(url: str, study_name: str) -> StudyData:
     complete = pd.to_datetime(trials["datetime_complete"]).to_numpy()
     frame["duration_s"] = (complete - start) / pd.Timedelta(seconds=1)
     frame = frame[list(FRAME_COLUMNS)]
-    config = next((json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR), {})
+    config = StudySettings.from_study({key: json.loads(text) for key, text in study_attrs if key == CONFIG_ATTR})
     fidelity = next((json.loads(text) for key, text in study_attrs if key == FIDELITY_ATTR), None)
     labels = next((unpack_labels(json.loads(text)) for key, text in study_attrs if key == VAL_LABELS_ATTR), None)
     frame = fill_learned_nothing(frame, labels)
@@ -556,7 +560,7 @@ def param_importances(url: str, study_name: str) -> dict[str, float]:
     except KeyError:
         raise UserError(f"study {study_name!r} does not exist in {redact(url)}") from None
     trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get("accuracy") is not None and t.params and not t.user_attrs.get("reference")
+              if TrialRecord.from_trial(t).accuracy is not None and t.params and not is_reference(t)
               and is_feasible(t)]
     if len(trials) < 2:
         return {}
@@ -565,7 +569,8 @@ def param_importances(url: str, study_name: str) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*importances of params to achieve low `target`")
         # Optuna's default (PED-ANOVA) asks what makes the target low: negate accuracy to ask what makes it high.
-        return optuna.importance.get_param_importances(scratch, target=lambda t: -t.user_attrs["accuracy"])
+        return optuna.importance.get_param_importances(scratch,
+                                                       target=lambda t: -TrialRecord.from_trial(t).accuracy)
 
 
 def stage_frame(spec: ArchSpec) -> pd.DataFrame:
@@ -739,7 +744,7 @@ def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> 
     through Optuna; a study that is not a scaling study, or has too few points to fit, is a :class:`UserError`."""
     from mobilenet_search.arch.cost import count_madds
     from mobilenet_search.arch.references import paper_family
-    from mobilenet_search.results.records import Outcome, is_confirmation
+    from mobilenet_search.results.records import Outcome
     from mobilenet_search.results.scaling_fit import RESAMPLES
     from mobilenet_search.search.scaling import analyse
     from mobilenet_search.search.study import open_study, study_space
@@ -752,10 +757,10 @@ def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> 
               paper_family(space.family, num_classes=base.num_classes, in_channels=base.in_channels).items()}
     runs: dict[str, list[float]] = {}
     for trial in study.get_trials(deepcopy=False):
-        arch = trial.user_attrs.get("arch")
-        if (arch in family and trial.user_attrs.get("outcome") == Outcome.TRAINED.value and not is_confirmation(trial)
-                and trial.user_attrs.get("accuracy") is not None):
-            runs.setdefault(arch, []).append(float(trial.user_attrs["accuracy"]))
+        record = TrialRecord.from_trial(trial)
+        if (record.arch in family and record.outcome == Outcome.TRAINED.value
+                and record.role is not Role.CONFIRMATION and record.accuracy is not None):
+            runs.setdefault(record.arch, []).append(float(record.accuracy))
     paper = [{"name": family[arch], "arch": arch, "madds": count_madds(ArchSpec.from_string(arch)),
               "accuracy": float(np.mean(values)), "runs": len(values)} for arch, values in runs.items()]
     return ScalingView(analysis, sorted(paper, key=lambda p: p["madds"]), space)

@@ -8,6 +8,7 @@ notebook (``frontier_figure(frame).show()``).
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -15,12 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mobilenet_search.results.frame import pareto_mask, trained
-from mobilenet_search.results.records import (
-    CONFIRMS_ATTR,
-    frame_is_confirmation,
-    frame_is_noise_repeat,
-    frame_is_reference,
-)
+from mobilenet_search.results.records import CONFIRMS_ATTR, Role, Strategy, frame_is_reference, frame_role
 
 # The costs a frontier can be drawn against, with their axis labels.
 COSTS = {"madds": "MAdds", "latency_ms": "latency (ms)", "latency_predicted_ms": "predicted latency (ms)",
@@ -144,126 +140,199 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
         raise ValueError(f"cost must be one of {', '.join(COSTS)}, not {cost!r}")
     if quality not in QUALITIES:
         raise ValueError(f"quality must be one of {', '.join(QUALITIES)}, not {quality!r}")
+    parts = _FrontierParts.of(frame, cost, quality, budget, show_references)
     columns = hover_columns(frame)
-    is_confirmation = frame_is_confirmation(frame)
-    searched = frame[~frame_is_reference(frame) & ~is_confirmation]
-    if budget is not None:
-        searched = searched[~(searched[cost] > budget)]
-    good = trained(searched, quality)
-    good = good[good[cost].notna()]
-    on_front = pareto_mask(good, cost, quality)
-    front, rest = good[on_front].sort_values(cost), good[~on_front]
-    webgl = len(searched) > WEBGL_ABOVE
-    coloring = color is not None and color in good and good[color].notna().any()
-    confirmed = trained(frame[is_confirmation], quality)
-    confirmed = confirmed[confirmed[cost].notna()]
-    if budget is not None:
-        confirmed = confirmed[~(confirmed[cost] > budget)]
-    supernet = bool(is_confirmation.any()) or ("strategy" in good and (good["strategy"] == "supernet").any())
-    inherited = " (inherited weights)" if supernet else ""
-
-    others = searched[~searched.index.isin(good.index) & searched[cost].notna()]
-    over = others[(others["state"] == "COMPLETE") & ~others["feasible"].astype(bool)]
-    failed = others[~others.index.isin(over.index) & others["state"].isin(["FAIL", "PRUNED"])]
-    strip = [(part, name, symbol) for part, name, symbol in ((over, OVER_BUDGET, "x-thin-open"), (failed, FAILED, "x"))
-             if show_unfinished and not part.empty]
+    webgl = len(parts.searched) > WEBGL_ABOVE
+    coloring = color is not None and color in parts.good and parts.good[color].notna().any()
+    strip = _unfinished(parts, cost) if show_unfinished else []
     if strip:
         fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.84, 0.16], vertical_spacing=0.03)
     else:
         fig = make_subplots(rows=1, cols=1)
-    top = dict(row=1, col=1)
+    # Drawn in this order: later traces lie on top.
+    _add_halo(fig, parts.good[parts.good["number"].isin(list(shaded))], cost, quality, webgl)
+    _add_trials(fig, parts, columns, cost, quality, webgl, color if coloring else None)
+    _add_unfinished(fig, strip, columns, cost, webgl)
+    _add_references(fig, parts, columns, cost, quality)
+    _add_confirmed(fig, parts, frame, columns, cost, quality)
+    _add_front(fig, parts, columns, cost, quality, color if coloring else None)
+    _add_marks(fig, parts, frame, cost, quality, selected)
+    _lay_out(fig, cost=cost, quality=quality, budget=budget, trivial=trivial, title=title, height=height,
+             strip=bool(strip), color=color if coloring else None)
+    return fig
 
-    halo = good[good["number"].isin(list(shaded))]
-    if not halo.empty:  # under everything else: a soft disc behind each marker
+
+@dataclass(frozen=True)
+class _FrontierParts:
+    """The groups of trials a frontier draws, each inside the budget and with a ``cost``."""
+
+    searched: pd.DataFrame  # the search's own trials, trained or not
+    good: pd.DataFrame  # those trained, feasible, with a quality
+    front: pd.DataFrame  # good's Pareto set, cheapest first
+    rest: pd.DataFrame  # good off the front
+    confirmed: pd.DataFrame  # trained confirmations (a supernet study's candidates retrained from scratch)
+    everything: pd.DataFrame  # the trained reference nets and their noise repeats (empty when not shown)
+    references: pd.DataFrame
+    repeats: pd.DataFrame
+    supernet: bool  # the searched points carry inherited-weight accuracy
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, cost: str, quality: str, budget: float | None,
+           show_references: bool) -> _FrontierParts:
+        def inside(part: pd.DataFrame) -> pd.DataFrame:
+            part = part[part[cost].notna()]
+            return part if budget is None else part[~(part[cost] > budget)]
+
+        roles = frame_role(frame)
+        searched = frame[roles == Role.SEARCHED]
+        if budget is not None:
+            searched = searched[~(searched[cost] > budget)]
+        good = trained(searched, quality)
+        good = good[good[cost].notna()]
+        on_front = pareto_mask(good, cost, quality)
+        confirmed = inside(trained(frame[roles == Role.CONFIRMATION], quality))
+        shown = (roles == Role.REFERENCE) | (roles == Role.NOISE_REPEAT)
+        everything = inside(trained(frame[shown], quality) if show_references else frame.iloc[:0])
+        kinds = roles.loc[everything.index]
+        supernet = bool((roles == Role.CONFIRMATION).any()) or (
+            "strategy" in good and (good["strategy"] == Strategy.SUPERNET).any())
+        return cls(searched, good, good[on_front].sort_values(cost), good[~on_front], confirmed, everything,
+                   everything[kinds == Role.REFERENCE], everything[kinds == Role.NOISE_REPEAT], bool(supernet))
+
+    @property
+    def inherited(self) -> str:
+        """What a series' name adds in a supernet study."""
+        return " (inherited weights)" if self.supernet else ""
+
+
+def _unfinished(parts: _FrontierParts, cost: str) -> list[tuple[pd.DataFrame, str, str]]:
+    """The strip under the frontier: (trials, name, marker symbol) of over-budget and failed or pruned trials."""
+    others = parts.searched[~parts.searched.index.isin(parts.good.index) & parts.searched[cost].notna()]
+    over = others[(others["state"] == "COMPLETE") & ~others["feasible"].astype(bool)]
+    failed = others[~others.index.isin(over.index) & others["state"].isin(["FAIL", "PRUNED"])]
+    return [(part, name, symbol) for part, name, symbol in ((over, OVER_BUDGET, "x-thin-open"), (failed, FAILED, "x"))
+            if not part.empty]
+
+
+def _add_halo(fig: go.Figure, halo: pd.DataFrame, cost: str, quality: str, webgl: bool) -> None:
+    """A soft disc behind each shaded trial (under everything else)."""
+    if not halo.empty:
         fig.add_trace(_scatter(webgl, x=halo[cost], y=halo[quality], mode="markers", name=INDISTINGUISHABLE,
                                marker=dict(size=17, color=HALO_COLOR, opacity=0.35, line=dict(width=0)),
-                               customdata=halo[["number"]].to_numpy(dtype=object), hoverinfo="skip"), **top)
+                               customdata=halo[["number"]].to_numpy(dtype=object), hoverinfo="skip"), row=1, col=1)
 
+
+def _add_trials(fig: go.Figure, parts: _FrontierParts, columns: list[str], cost: str, quality: str, webgl: bool,
+                color: str | None) -> None:
+    """The trained trials off the front, coloured by ``color`` when given."""
+    rest = parts.rest
     marker = dict(size=7, opacity=0.75, color=TRIAL_COLOR)
-    if coloring:
+    if color is not None:
         marker.update(color=rest[color], coloraxis="coloraxis")
     data, template = _hover(rest, columns)
-    fig.add_trace(_scatter(webgl, x=rest[cost], y=rest[quality], mode="markers", name=f"trials{inherited}",
+    fig.add_trace(_scatter(webgl, x=rest[cost], y=rest[quality], mode="markers", name=f"trials{parts.inherited}",
                            marker=marker, error_y=_error_y(rest, quality, ERROR_COLOR), customdata=data,
-                           hovertemplate=template), **top)
+                           hovertemplate=template), row=1, col=1)
 
+
+def _add_unfinished(fig: go.Figure, strip: list[tuple[pd.DataFrame, str, str]], columns: list[str], cost: str,
+                    webgl: bool) -> None:
+    """Over-budget, failed and pruned trials as grey crosses on the strip (row 2)."""
     for part, name, symbol in strip:
         data, template = _hover(part, columns)
         fig.add_trace(_scatter(webgl, x=part[cost], y=[name] * len(part), mode="markers", name=name,
                                marker=dict(symbol=symbol, size=7, color=GREY, line=dict(width=1.5, color=GREY)),
                                customdata=data, hovertemplate=template), row=2, col=1)
 
-    everything = trained(frame[frame_is_reference(frame)], quality) if show_references else frame.iloc[:0]
-    everything = everything[everything[cost].notna()]
-    if budget is not None:
-        everything = everything[~(everything[cost] > budget)]
-    is_repeat = frame_is_noise_repeat(everything)
-    references, repeats = everything[~is_repeat], everything[is_repeat]
+
+def _add_references(fig: go.Figure, parts: _FrontierParts, columns: list[str], cost: str, quality: str) -> None:
+    """The paper's reference networks, labelled, with their front; their noise repeats faint, on no front."""
+    repeats, references = parts.repeats, parts.references
     if not repeats.empty:
         data, template = _hover(repeats, columns)
         fig.add_trace(go.Scatter(
             x=repeats[cost], y=repeats[quality], mode="markers", name=SEED_REPEATS, opacity=0.45,
             marker=dict(symbol="diamond-open", size=8, color=REFERENCE_COLOR),
-            error_y=_error_y(repeats, quality, REFERENCE_COLOR), customdata=data, hovertemplate=template), **top)
-    if not references.empty:
-        references = references.sort_values(cost)
-        ref_front = pareto_mask(references, cost, quality)
-        data, template = _hover(references, columns)
-        labels = references["reference_name"].fillna("").str.replace(r"^mobilenet_v(\d)_", r"v\1 ", regex=True)
-        fig.add_trace(go.Scatter(
-            x=references[cost], y=references[quality], mode="markers+text", name="paper reference networks",
-            marker=dict(symbol="diamond", size=9, color="white", line=dict(width=1.5, color=REFERENCE_COLOR)),
-            error_y=_error_y(references, quality, REFERENCE_COLOR),
-            text=labels.where(ref_front, ""), textposition="bottom right",
-            textfont=dict(size=9, color=REFERENCE_COLOR), customdata=data, hovertemplate=template), **top)
-        line = references[ref_front]
-        fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="reference front",
-                                 line=dict(shape="hv", color=REFERENCE_COLOR, width=1.5, dash="dash"),
-                                 hoverinfo="skip"), **top)
+            error_y=_error_y(repeats, quality, REFERENCE_COLOR), customdata=data, hovertemplate=template),
+            row=1, col=1)
+    if references.empty:
+        return
+    references = references.sort_values(cost)
+    ref_front = pareto_mask(references, cost, quality)
+    data, template = _hover(references, columns)
+    labels = references["reference_name"].fillna("").str.replace(r"^mobilenet_v(\d)_", r"v\1 ", regex=True)
+    fig.add_trace(go.Scatter(
+        x=references[cost], y=references[quality], mode="markers+text", name="paper reference networks",
+        marker=dict(symbol="diamond", size=9, color="white", line=dict(width=1.5, color=REFERENCE_COLOR)),
+        error_y=_error_y(references, quality, REFERENCE_COLOR),
+        text=labels.where(ref_front, ""), textposition="bottom right",
+        textfont=dict(size=9, color=REFERENCE_COLOR), customdata=data, hovertemplate=template), row=1, col=1)
+    line = references[ref_front]
+    fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="reference front",
+                             line=dict(shape="hv", color=REFERENCE_COLOR, width=1.5, dash="dash"),
+                             hoverinfo="skip"), row=1, col=1)
 
-    if not confirmed.empty:
-        xs, ys = _confirmation_links(confirmed, trained(frame, quality), cost, quality)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=CONFIRMATION_LINKS, hoverinfo="skip",
-                                 line=dict(color=CONFIRMED_COLOR, width=1, dash="dot")), **top)
-        confirmed = confirmed.sort_values(cost)
-        line = confirmed[pareto_mask(confirmed, cost, quality)]
-        fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="confirmed front",
-                                 line=dict(shape="hv", color=CONFIRMED_COLOR, width=2), hoverinfo="skip"), **top)
-        data, template = _hover(confirmed, columns)
-        fig.add_trace(go.Scatter(
-            x=confirmed[cost], y=confirmed[quality], mode="markers", name=CONFIRMED,
-            marker=dict(symbol="star", size=12, color=CONFIRMED_COLOR, line=dict(width=1, color="black")),
-            error_y=_error_y(confirmed, quality, CONFIRMED_COLOR), customdata=data, hovertemplate=template), **top)
 
+def _add_confirmed(fig: go.Figure, parts: _FrontierParts, frame: pd.DataFrame, columns: list[str], cost: str,
+                   quality: str) -> None:
+    """A supernet study's confirmations, each joined to the point it confirms, with their own front."""
+    confirmed = parts.confirmed
+    if confirmed.empty:
+        return
+    xs, ys = _confirmation_links(confirmed, trained(frame, quality), cost, quality)
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=CONFIRMATION_LINKS, hoverinfo="skip",
+                             line=dict(color=CONFIRMED_COLOR, width=1, dash="dot")), row=1, col=1)
+    confirmed = confirmed.sort_values(cost)
+    line = confirmed[pareto_mask(confirmed, cost, quality)]
+    fig.add_trace(go.Scatter(x=line[cost], y=line[quality], mode="lines", name="confirmed front",
+                             line=dict(shape="hv", color=CONFIRMED_COLOR, width=2), hoverinfo="skip"), row=1, col=1)
+    data, template = _hover(confirmed, columns)
+    fig.add_trace(go.Scatter(
+        x=confirmed[cost], y=confirmed[quality], mode="markers", name=CONFIRMED,
+        marker=dict(symbol="star", size=12, color=CONFIRMED_COLOR, line=dict(width=1, color="black")),
+        error_y=_error_y(confirmed, quality, CONFIRMED_COLOR), customdata=data, hovertemplate=template),
+        row=1, col=1)
+
+
+def _add_front(fig: go.Figure, parts: _FrontierParts, columns: list[str], cost: str, quality: str,
+               color: str | None) -> None:
+    """The Pareto front of the searched trials: never WebGL, drawn on top of the other markers (it is small)."""
+    front = parts.front
     front_marker = dict(size=11, line=dict(width=1.5, color="black"))
-    if coloring:
+    if color is not None:
         front_marker.update(color=front[color], coloraxis="coloraxis")
     else:
         front_marker.update(color=PARETO_COLOR)
     data, template = _hover(front, columns)
-    # Never WebGL, and drawn last: the front is small and must stay on top of the other markers.
-    fig.add_trace(go.Scatter(x=front[cost], y=front[quality], mode="lines+markers", name=f"Pareto front{inherited}",
+    fig.add_trace(go.Scatter(x=front[cost], y=front[quality], mode="lines+markers",
+                             name=f"Pareto front{parts.inherited}",
                              line=dict(shape="hv", color=PARETO_COLOR, width=2.5), marker=front_marker,
                              error_y=_error_y(front, quality, PARETO_COLOR), customdata=data,
-                             hovertemplate=template), **top)
+                             hovertemplate=template), row=1, col=1)
 
+
+def _add_marks(fig: go.Figure, parts: _FrontierParts, frame: pd.DataFrame, cost: str, quality: str,
+               selected: int | None) -> None:
+    """Crosses over the trials that learned nothing, and a ring around the ``selected`` trial."""
+    drawn = pd.concat([parts.good, parts.everything, parts.confirmed])
     if "learned_nothing" in frame:
-        nothing = pd.concat([good, everything, confirmed])
-        nothing = nothing[nothing["learned_nothing"].fillna(False).astype(bool)]
+        nothing = drawn[drawn["learned_nothing"].fillna(False).astype(bool)]
         if not nothing.empty:
             cross = dict(symbol="x-thin-open", size=12, line=dict(width=2, color=TRIVIAL_COLOR))
             fig.add_trace(go.Scatter(x=nothing[cost], y=nothing[quality], mode="markers", name=LEARNED_NOTHING,
-                                     marker=cross, hoverinfo="skip"), **top)
-
+                                     marker=cross, hoverinfo="skip"), row=1, col=1)
     if selected is not None:
-        chosen = pd.concat([good, everything, confirmed])
-        chosen = chosen[chosen["number"] == selected]
+        chosen = drawn[drawn["number"] == selected]
         if not chosen.empty:
             fig.add_trace(go.Scatter(
                 x=chosen[cost], y=chosen[quality], mode="markers", name=f"trial {selected}",
                 marker=dict(symbol="circle-open", size=20, line=dict(width=3, color="#1f77b4")), hoverinfo="skip"),
-                **top)
+                row=1, col=1)
 
+
+def _lay_out(fig: go.Figure, *, cost: str, quality: str, budget: float | None, trivial: float | None,
+             title: str | None, height: int, strip: bool, color: str | None) -> None:
+    """The budget and trivial-classifier lines, the axes, the legend and the colour bar."""
     if budget is not None:
         fig.add_vline(x=budget, line=dict(color="#555555", dash="dot", width=1.5), row="all", col=1)
         fig.add_annotation(x=budget, y=1, yref="y domain", text=f"budget {_short(budget, cost)}", showarrow=False,
@@ -282,10 +351,9 @@ def frontier_figure(frame: pd.DataFrame, *, cost: str = "madds", quality: str = 
     if strip:
         fig.update_yaxes(title_text="not trained", title_font=dict(size=11), row=2, col=1, type="category",
                          categoryorder="array", categoryarray=[FAILED, OVER_BUDGET], showticklabels=False)
-    if coloring:
+    if color is not None:
         fig.update_layout(coloraxis=dict(colorscale="Viridis",
                                          colorbar=dict(title=COLORS.get(color, color), len=0.8, y=0.58)))
-    return fig
 
 
 def _short(value: float, cost: str) -> str:

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.results.records import (
     Outcome,
+    TrialRecord,
     counts_toward_target,
     is_reference,
     outcome,
@@ -35,29 +36,29 @@ def _duration(trial: optuna.trial.FrozenTrial) -> float | None:
 
 def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> str:
     """One line for a finished trial: number, outcome, quality, balanced accuracy, costs, time."""
-    attrs = trial.user_attrs
+    record = TrialRecord.from_trial(trial)
     quality = "accuracy" if quality == "balanced_accuracy" else quality  # balanced accuracy follows anyway
-    state = outcome(trial) or trial.state.name.lower()
+    state = record.outcome or trial.state.name.lower()
     parts = [f"trial {trial.number:>3d}", f"{state:<11s}"]
-    value = attrs.get(quality)
+    value = getattr(record, quality)
     if value is not None:
         parts.append(f"{quality} {value:.3f}" if quality == "accuracy" else f"{quality} {value:.4g}")
-        if attrs.get("balanced_accuracy") is not None:
-            parts.append(f"balanced {attrs['balanced_accuracy']:.3f}")
-    if attrs.get("madds") is not None:
-        parts.append(f"{format_count(attrs['madds'])} MAdds")
-    if attrs.get("latency_ms") is not None:
-        parts.append(f"{attrs['latency_ms']:.2f} ms")
+        if record.balanced_accuracy is not None:
+            parts.append(f"balanced {record.balanced_accuracy:.3f}")
+    if record.madds is not None:
+        parts.append(f"{format_count(record.madds)} MAdds")
+    if record.latency_ms is not None:
+        parts.append(f"{record.latency_ms:.2f} ms")
     seconds = _duration(trial)
     if seconds is not None and state != Outcome.OVER_BUDGET.value:
         parts.append(f"{seconds:.0f} s")
-    if attrs.get("reference_name"):
-        seed = attrs.get("noise_seed")
-        parts.append(f"[{attrs['reference_name']}" + (f", seed {seed}]" if seed is not None else "]"))
-    if attrs.get("learned_nothing"):
+    if record.reference_name:
+        seed = record.noise_seed
+        parts.append(f"[{record.reference_name}" + (f", seed {seed}]" if seed is not None else "]"))
+    if record.learned_nothing:
         parts.append("learned nothing")
-    if state in (Outcome.FAILED.value, Outcome.OVER_BUDGET.value) and attrs.get("status_reason"):
-        parts.append(f"({attrs['status_reason']})")
+    if state in (Outcome.FAILED.value, Outcome.OVER_BUDGET.value) and record.status_reason:
+        parts.append(f"({record.status_reason})")
     return "  ".join(parts)
 
 
@@ -68,7 +69,7 @@ class SearchProgress:
         self.study, self.trials, self.quality = study, trials, quality
         # The reference nets and their noise repeats, queued when the study was created (not their retries).
         self.references = sum(1 for t in study.get_trials(deepcopy=False)
-                              if is_reference(t) and t.user_attrs.get("retry_of") is None)
+                              if is_reference(t) and TrialRecord.from_trial(t).retry_of is None)
         self._seconds: dict[bool, list[float]] = {True: [], False: []}  # trained this run: reference or not
         self.bar = tqdm(total=trials + self.references, desc=study.study_name, unit="trial", disable=not enabled,
                         dynamic_ncols=True, bar_format=_BAR)

@@ -11,11 +11,11 @@ import pandas as pd
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.results.frame import pareto_front
 from mobilenet_search.results.records import (
-    CONFIG_ATTR,
     CONFIRMS_ATTR,
     LEARNED_NOTHING_ATTR,
-    frame_is_confirmation,
-    frame_is_noise_repeat,
+    Role,
+    StudySettings,
+    frame_role,
     study_val_labels,
     trivial_accuracy,
 )
@@ -60,9 +60,11 @@ def front_table(study: optuna.Study, frame: pd.DataFrame, quality: str, budget: 
     A supernet study's front is its inherited-weight scores, with each confirmation's scratch-trained
     accuracy beside the trial it confirms; balanced accuracy is shown where the classes are imbalanced.
     """
-    supernet = (study.user_attrs.get(CONFIG_ATTR) or {}).get("strategy") == "supernet"
-    confirmations = frame[frame_is_confirmation(frame)]
-    front = pareto_front(frame[~frame_is_confirmation(frame) & ~frame_is_noise_repeat(frame)], quality=quality)
+    settings = StudySettings.from_study(study)
+    supernet = settings is not None and settings.supernet
+    roles = frame_role(frame)
+    confirmations = frame[roles == Role.CONFIRMATION]
+    front = pareto_front(frame[(roles == Role.SEARCHED) | (roles == Role.REFERENCE)], quality=quality)
     if front.empty:
         return "no evaluated candidate inside the budget yet"
     shown = "accuracy" if quality == "balanced_accuracy" else quality  # balanced accuracy has its own column

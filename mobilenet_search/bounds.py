@@ -1,5 +1,5 @@
-"""The bounds of a study's settings and of the command line's numbers, without importing anything heavy
-(``mobilenet-search --help`` reads them: it must not wait for PyTorch).
+"""The bounds and names a study's settings accept, and the command line's numbers, without importing anything
+(``mobilenet-search --help`` and :mod:`mobilenet_search.results.records` read them: neither may wait for PyTorch).
 
 The upper bounds keep a typo (10^20 epochs, 4,750 noise repeats queued in a minute, a 10,000-digit
 budget) from being accepted; each is far above any sensible run.
@@ -21,3 +21,7 @@ MAX_SECONDS = 10**8  # --timeout: three years
 MAX_HEARTBEAT = 86_400  # a day
 MAX_TOP = 10_000  # fidelity --top
 MAX_WIDTH, MAX_RESOLUTION, MAX_CLASSES = 10.0, 8192, 1_000_000  # describe v1/v2
+
+SYNTHETIC_DEFAULT_SIZE = 256  # images of ``synthetic`` without a count
+SYNTHETIC_CLASSES = 4  # the synthetic set's classes, in turn: image i is class i % 4
+ZERO_COST_PROXIES = ("synflow", "jacob_cov", "snip", "grad_norm")  # measure/zero_cost.py implements each
