@@ -58,10 +58,12 @@ class Supernet(nn.Module):
     every rank's batch (:mod:`mobilenet_search.measure.distributed`).
     """
 
-    def __init__(self, envelope: ArchSpec, seed: int | None = None) -> None:
+    def __init__(self, envelope: ArchSpec, seed: int | None = None,
+                 build: Callable[..., MobileNet] = build_model) -> None:
         super().__init__()
         self.envelope = envelope
-        model = build_model(envelope, seed)  # torchvision's initialisation, seeded as build_model is
+        self.build = build  # build(spec, seed=...): the envelope here, each member in subnet() (tests count them)
+        model = build(envelope, seed=seed)  # torchvision's initialisation, seeded as build_model is
         self.features = model.features
         self.classifier = model.classifier
         self.batch_norm: BatchNorm = batch_norm
@@ -173,7 +175,7 @@ class Supernet(nn.Module):
         """
         self.check(spec)
         # Seeded so the global random state is left alone; the initial weights are overwritten below.
-        model = build_model(spec, seed=0)
+        model = self.build(spec, seed=0)
         envelope_index = {0: 0}  # the subnet's features index -> the envelope's
         envelope_index.update({p.subnet_index: p.envelope_index for p in self._placed(spec)})
         if spec.head_out is not None:

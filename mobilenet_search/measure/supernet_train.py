@@ -450,6 +450,21 @@ def calibrated_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, ca
     return model.eval()
 
 
+def evaluate_subnet(model: nn.Module, data: ImageData, *, device: str | torch.device = "cpu", batch_size: int = 256,
+                    channels_last: bool = True) -> tuple[Evaluation, float]:
+    """Accuracy of an extracted member (:func:`calibrated_subnet`) on the validation split, and the seconds it took.
+
+    The model is moved to ``device`` in place, in the channels-last layout with ``channels_last``.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        evaluation = evaluate(model, data, input_transform(data, device, memory_format), batch_size)
+    return evaluation, time.perf_counter() - start
+
+
 def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
                  device: str | torch.device = "cpu", batch_size: int = 256,
                  channels_last: bool = True) -> tuple[Evaluation, float]:
@@ -460,10 +475,7 @@ def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibra
     :func:`calibrated_subnet`). Deterministic for a given supernet, spec, data and calibration.
     """
     start = time.perf_counter()
-    device = torch.device(device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = calibrated_subnet(supernet, spec, data, calibration=calibration, device=device, batch_size=batch_size,
                               channels_last=channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        evaluation = evaluate(model, data, input_transform(data, device, memory_format), batch_size)
+    evaluation, _ = evaluate_subnet(model, data, device=device, batch_size=batch_size, channels_last=channels_last)
     return evaluation, time.perf_counter() - start
