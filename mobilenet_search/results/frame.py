@@ -19,6 +19,7 @@ import pandas as pd
 
 from mobilenet_search.files import atomic_write_text
 from mobilenet_search.results.records import (
+    CACHED_FROM_ATTR,
     CONFIG_ATTR,
     CONFIRMS_ATTR,
     INTERVAL_COLUMNS,
@@ -27,7 +28,9 @@ from mobilenet_search.results.records import (
     NOISE_SEED_ATTR,
     TEST_ATTRS,
     VAL_SIZE_ATTR,
+    frame_is_cached,
     frame_is_noise_repeat,
+    is_cached,
     is_feasible,
     is_noise_repeat,
     learned_nothing,
@@ -46,7 +49,7 @@ TRIAL_ATTRS = (
     "status_reason", "retry_of", "reference", "reference_name", NOISE_SEED_ATTR, "worker", "zc_synflow",
     "zc_jacob_cov", "zc_snip", "zc_grad_norm",
     *INTERVAL_COLUMNS, "strategy", CONFIRMS_ATTR, "time_score", "latency_predicted_ms", LEARNED_NOTHING_ATTR,
-    *TEST_ATTRS,
+    *TEST_ATTRS, CACHED_FROM_ATTR,
 )
 FRAME_COLUMNS = ("number", "state", "feasible", *TRIAL_ATTRS, "duration_s")
 HISTORY_ATTRS = ("accuracy_history", "loss_history")  # per-epoch lists
@@ -109,9 +112,13 @@ def interval_attrs(correct: np.ndarray, labels: np.ndarray | None, *, seed: int 
 
 
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:
-    """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score)."""
+    """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score).
+
+    A cached trial (``cached_from``) is left out: its record is its source's, which stands for it, so no
+    architecture is on a front, in a table or in a count twice.
+    """
     ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame[quality].notna()
-    return frame[ok]
+    return frame[ok & ~frame_is_cached(frame)]
 
 
 def pareto_mask(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy") -> pd.Series:
@@ -271,7 +278,9 @@ class ResultsWriter:
         cost, quality = row["madds"], row[self.quality]
         # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
         new = None
-        on_front = row["state"] == "COMPLETE" and row["feasible"] and not is_noise_repeat(trial)  # seed noise: on none
+        # Seed noise is on no front; a cached trial's source stands for it (see trained()).
+        on_front = (row["state"] == "COMPLETE" and row["feasible"] and not is_noise_repeat(trial)
+                    and not is_cached(trial))
         if on_front and pd.notna(cost) and pd.notna(quality):
             new = self._candidates[trial.number] = (float(cost), -float(quality), trial.number)
         if old is not None and old != new:  # a candidate changed (rare): the front again from all of them

@@ -42,6 +42,9 @@ LEARNED_NOTHING_ALPHA = 0.05  # the one-sided binomial test's level
 INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
 INTERVAL_SEED = 0  # the bootstrap seed: the same intervals for the same record, run after run
 NOISE_SEED_ATTR = "noise_seed"  # on a reference net retrained with another seed (``--noise-repeats``) only
+# On a searched trial whose architecture an earlier searched trial evaluated (same seed and settings): that trial's
+# number. Its record is a copy of that trial's (see :mod:`mobilenet_search.search.cache`), not a second measurement.
+CACHED_FROM_ATTR = "cached_from"
 
 
 class Outcome(str, Enum):
@@ -270,3 +273,18 @@ def frame_is_noise_repeat(frame: pd.DataFrame) -> pd.Series:
     if NOISE_SEED_ATTR not in frame:
         return pd.Series(False, index=frame.index)
     return frame_is_reference(frame) & frame[NOISE_SEED_ATTR].notna()
+
+
+def is_cached(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's record is a copy of an earlier trial's (``cached_from`` its number): on no front, in no
+    count of trained nets; it still counts towards ``--trials``, as the sampler's proposal it is."""
+    return trial.user_attrs.get(CACHED_FROM_ATTR) is not None
+
+
+def frame_is_cached(frame: pd.DataFrame) -> pd.Series:
+    """:func:`is_cached` for every row of a trials frame."""
+    import pandas as pd
+
+    if CACHED_FROM_ATTR not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[CACHED_FROM_ATTR].notna()

@@ -182,6 +182,9 @@ class Pipeline:
         self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
         self.latency, self.search_zero_cost, self.predict_latency = latency, search_zero_cost, predict_latency
         self.metric, self.build = metric, build  # build: the network of a zero-cost study (it has no source)
+        #: The attribute a trial's quality is: the searched zero-cost score, balanced accuracy or accuracy.
+        self.quality_key = (f"zc_{search_zero_cost}" if accuracy is None
+                            else "balanced_accuracy" if metric == "balanced" else "accuracy")
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -232,9 +235,9 @@ class Pipeline:
         # would be a second network built for them, and with the inherited accuracy known in a second a proxy
         # for it adds nothing).
         if accuracy is None or accuracy.at_initialisation:
-            scores = self._zero_cost(model, data, size, record)
+            self._zero_cost(model, data, size, record)
         if accuracy is None:
-            record.outcome, record.quality = Outcome.SCORED, scores[self.search_zero_cost]
+            record.outcome, record.quality = Outcome.SCORED, record.attrs[self.quality_key]
             return record
         scored = accuracy(spec, model, data, on_epoch=on_epoch)
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
@@ -252,7 +255,18 @@ class Pipeline:
                                  "test_accuracy": float(correct.mean()),
                                  "test_balanced_accuracy": balanced_accuracy(correct, data.test_labels.numpy())})
         record.outcome = Outcome.TRAINED
-        record.quality = scored.balanced_accuracy if self.metric == "balanced" else scored.accuracy
+        record.quality = record.attrs[self.quality_key]
+        return record
+
+    def reuse(self, record: Record, attrs: dict[str, Any], outcome: Outcome) -> Record:
+        """Fill ``record`` (of :meth:`check`) from ``attrs``, an earlier :meth:`measure` of the same candidate with the
+        same seed and settings, as that measure would fill it: attributes, budget excess (on the recorded latency
+        for a latency budget), quality and ``outcome``. The evaluation cache's hit (:mod:`.cache`)."""
+        record.attrs.update(attrs)
+        if self.budget.needs_latency:
+            madds, params = record.attrs["madds"], record.attrs["params"]
+            record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=record.attrs["latency_ms"])
+        record.outcome, record.quality = outcome, record.attrs[self.quality_key]
         return record
 
     def _latency(self, model: torch.nn.Module, spec: ArchSpec, record: Record) -> float:

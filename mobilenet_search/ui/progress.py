@@ -18,8 +18,10 @@ from tqdm.auto import tqdm
 
 from mobilenet_search.arch.cost import format_count
 from mobilenet_search.results.records import (
+    CACHED_FROM_ATTR,
     Outcome,
     counts_toward_target,
+    is_cached,
     is_reference,
     outcome,
 )
@@ -49,7 +51,9 @@ def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> st
     if attrs.get("latency_ms") is not None:
         parts.append(f"{attrs['latency_ms']:.2f} ms")
     seconds = _duration(trial)
-    if seconds is not None and state != Outcome.OVER_BUDGET.value:
+    if is_cached(trial):  # its figures are an earlier trial's: it took no time of its own
+        parts.append(f"[cached from trial {attrs[CACHED_FROM_ATTR]}]")
+    elif seconds is not None and state != Outcome.OVER_BUDGET.value:
         parts.append(f"{seconds:.0f} s")
     if attrs.get("reference_name"):
         seed = attrs.get("noise_seed")
@@ -109,7 +113,7 @@ class SearchProgress:
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.bar.write(trial_line(trial, self.quality))
         seconds = _duration(trial)
-        if outcome(trial) == Outcome.TRAINED.value and seconds is not None:
+        if outcome(trial) == Outcome.TRAINED.value and seconds is not None and not is_cached(trial):
             self._seconds[is_reference(trial)].append(seconds)
         self._update()
 

@@ -1,0 +1,61 @@
+"""Evaluation cache by architecture (as Archai caches by architecture id): a repeat costs no training.
+
+A sampler may propose an architecture again (TPE does, more as it converges). With the same seed
+and settings its evaluation would give the same record again: :func:`init_seed` makes its initial
+weights, and the data order, those of the first time. So a searched trial whose architecture an
+earlier searched trial of the study evaluated copies that trial's record instead, marked
+``cached_from`` with its number (:data:`~mobilenet_search.results.records.CACHED_FROM_ATTR`).
+
+What is never cached: the reference nets (the baseline is always measured, and is never the source
+of a searched trial's record: the report compares the two groups), their noise repeats (other
+seeds, measured on purpose), and a supernet study's confirmations (retrained from scratch on
+purpose). A source must have been evaluated by the same accuracy source (``strategy``), with the
+same epochs and seed, and finished (trained or scored; a pruned, failed or over-budget trial is
+no source).
+
+A cached trial counts towards ``--trials``, as Optuna's ``n_trials`` counts a sampler's proposals:
+a search on a space smaller than its target still ends, and a study full of repeats says its sampler
+has converged. It is on no front and in no count of trained nets (its source stands for it:
+:func:`mobilenet_search.results.frame.trained`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from mobilenet_search.results.records import (
+    EVALUATED,
+    NOISE_SEED_ATTR,
+    is_cached,
+    is_confirmation,
+    is_reference,
+    outcome,
+)
+
+#: What a cached trial does not copy: its own run's bookkeeping, what kind of trial it is, and timings (it took none).
+OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "status_reason", "outcome", "train_seconds"})
+
+
+def cacheable(trial: FrozenTrial | optuna.Trial) -> bool:
+    """Whether a trial may reuse or give an earlier record: a searched trial at the study's seed."""
+    return not (is_reference(trial) or is_confirmation(trial) or trial.user_attrs.get(NOISE_SEED_ATTR) is not None)
+
+
+def cached_source(study: optuna.Study, attrs: dict[str, Any], strategy: str | None) -> FrozenTrial | None:
+    """The earliest finished searched trial of ``study`` that evaluated the architecture of ``attrs`` (a record
+    after the budget check: ``arch``, ``epochs``) with the accuracy source ``strategy`` (None: zero-cost), or None."""
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if (trial.user_attrs.get("arch") == attrs["arch"] and outcome(trial) in EVALUATED
+                and trial.user_attrs.get("epochs") == attrs.get("epochs")
+                and trial.user_attrs.get("strategy") == strategy and cacheable(trial) and not is_cached(trial)):
+            return trial
+    return None
+
+
+def copied_attrs(source: FrozenTrial) -> dict[str, Any]:
+    """The record a cached trial takes from ``source``: every measurement, no timing or bookkeeping of its own."""
+    return {key: value for key, value in source.user_attrs.items()
+            if key not in OWN_ATTRS and not key.startswith("time_")}
