@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState, create_trial
 
 from mobilenet_search.measure.train import train_and_evaluate
-from mobilenet_search.results.frame import pareto_front, trials_frame
+from mobilenet_search.results.frame import pareto_front, trained, trials_frame
 from mobilenet_search.results.records import CACHED_FROM_ATTR
 from mobilenet_search.search.cache import OWN_ATTRS, cached_source
 from mobilenet_search.search.config import SearchConfig
@@ -57,11 +57,16 @@ def test_an_architecture_proposed_again_reuses_the_first_record_without_training
     assert second.values == first.values and second.constraints == first.constraints
     assert "[cached from trial 0]" in trial_line(second)
 
-    # It counts towards --trials (3 trials for a target of 3), but no front or table holds the architecture twice.
+    # It counts towards --trials (3 trials for a target of 3), but no front, table or count of trained nets holds the
+    # architecture twice: its source stands for it.
     assert len(study.trials) == 3 and evaluated_count(study) == 3
-    front = list(pareto_front(trials_frame(study))["number"])
-    assert second.number not in front
+    frame = trials_frame(study)
+    assert frame.loc[second.number, CACHED_FROM_ATTR] == first.number
+    assert second.number not in set(trained(frame)["number"]) and first.number in set(trained(frame)["number"])
+    front = list(pareto_front(frame)["number"])
     assert [p["number"] for p in json.loads((tmp_path / "c" / "pareto.json").read_text())["pareto"]] == front
+    report = json.loads((tmp_path / "c" / "report.json").read_text())
+    assert report["trained"]["searched"] == len(trainings)
 
 
 def _trial(arch: str = "A", *, outcome: str = "trained", epochs: int = 2, strategy: str | None = "scratch",
