@@ -35,8 +35,9 @@ from mobilenet_search.results.records import (
     outcome,
 )
 
-#: What a cached trial does not copy: its own run's bookkeeping, what kind of trial it is, and timings (it took none).
-OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "status_reason", "outcome", "train_seconds"})
+#: What a cached trial does not copy: its own run's bookkeeping and where it came from (a successive-halving rung's
+#: ``promoted_from``), and timings (it took none; ``time_*`` too).
+OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "promoted_from", "status_reason", "outcome", "train_seconds"})
 
 
 def cacheable(trial: FrozenTrial | optuna.Trial) -> bool:

@@ -70,7 +70,7 @@ class Record:
     outcome: Outcome | None = None
     reason: str | None = None  # why it was rejected or failed
     quality: float | None = None  # accuracy, or the zero-cost score searched on
-    model: torch.nn.Module | None = None  # the network as scored (trained, or with inherited weights)
+    model: torch.nn.Module | None = None  # the network as scored (trained from scratch; None otherwise)
 
     def reject(self, reason: str) -> Record:
         self.outcome, self.reason = Outcome.OVER_BUDGET, reason
@@ -167,7 +167,8 @@ class Pipeline:
     (``--objective zero-cost:NAME``). ``latency(model, shape, device=...)`` returns a
     :class:`Latency`. ``seed`` seeds initial weights (through :func:`init_seed`) and the
     zero-cost mini-batch. ``metric`` is what a trial's quality is: ``accuracy`` or ``balanced``
-    (balanced accuracy, fairer on imbalanced data).
+    (balanced accuracy, fairer on imbalanced data). ``build`` builds a zero-cost study's networks
+    (it has no accuracy source to give them).
     """
 
     def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
