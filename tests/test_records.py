@@ -107,6 +107,20 @@ def test_a_retry_keeps_its_role(study):
     assert retry_record(study.trials[3]).role == Role.CONFIRMATION
 
 
+def test_a_retry_keeps_what_queued_it():
+    # A scaling plan's point and a halving rung's source: lost, the retried net would fall out of its direction.
+    study = optuna.create_study()
+    study.enqueue_trial({}, user_attrs=TrialRecord(scaling_direction="width", scaling_step=2, noise_seed=1,
+                                                   reference=True).to_attrs())
+    study.enqueue_trial({}, user_attrs=TrialRecord(promoted_from=4).to_attrs())
+    for _ in range(2):
+        study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    scaled, promoted = (retry_record(trial).to_attrs() for trial in study.trials)
+    assert scaled == {"retry_of": 0, "reference": True, "noise_seed": 1, "scaling_direction": "width",
+                      "scaling_step": 2}
+    assert promoted == {"retry_of": 1, "promoted_from": 4}
+
+
 def test_settings_read_back_with_the_legacy_rule():
     stored = StudySettings(budget="300M-madds", dataset="synthetic:64").to_dict()
     assert StudySettings.from_dict(stored).to_dict() == stored

@@ -205,11 +205,12 @@ def test_an_envelope_refuses_a_varying_structural_field(field, values):
 @pytest.mark.parametrize("head_channels", [None, 96])
 def test_every_layer_type_run_in_place_equals_the_built_member_with_inherited_weights(
         family, activation, linear_bottleneck, head, head_channels):
-    # Supernet.forward is its own implementation of the builder's forward pass: this holds the two together for
-    # every kind of layer the builder makes: stem, blocks without (t = 1) and with an expansion layer, linear and
-    # non-linear projections, residual and plain blocks (a stride-1 first block with matching widths too), each
-    # activation, a head layer or none, and either classifier. Eval mode, then training mode (batch statistics,
-    # running statistics updated in place), where the built member updates its own.
+    # Supernet.forward runs the builder's modules on sliced weights (which layers, and which have an activation,
+    # it reads from them): this holds the two together for every kind of layer the builder makes: stem, blocks
+    # without (t = 1) and with an expansion layer, linear and non-linear projections, residual and plain blocks
+    # (a stride-1 first block with matching widths too), each activation, a head layer or none, and either
+    # classifier. Eval mode, then training mode (batch statistics, running statistics updated in place), where the
+    # built member updates its own.
     t = 1 if family == "mobilenet_v1" else 6
     envelope = ArchSpec(family=family, width_mult=1.0, resolution=64, activation=activation,
                         linear_bottleneck=linear_bottleneck, head=head, head_channels=head_channels, dropout=0.0,

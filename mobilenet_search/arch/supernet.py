@@ -30,7 +30,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mobilenet_search.arch.builder import ACTIVATION_LAYERS, MobileNet, build_model
+from mobilenet_search.arch.builder import MobileNet, build_model
 from mobilenet_search.arch.spec import ArchSpec, Block
 from mobilenet_search.errors import UserError
 
@@ -49,17 +49,21 @@ class Supernet(nn.Module):
     """The envelope's network, run for any covered spec by slicing its weights on the fly.
 
     ``forward(x, spec)`` computes what ``self.subnet(spec)(x)`` computes, without copying weights,
-    so a training step's gradients land in the shared weights. In training mode each BatchNorm
+    so a training step's gradients land in the shared weights. It runs the builder's own modules
+    (their layers and activations, read from them), so every rule of a block's layout stays in
+    :mod:`mobilenet_search.arch.builder`. In training mode each BatchNorm
     normalises with the batch's statistics and updates the first channels of its running
     statistics, as the subnet's own BatchNorm would. ``batch_norm`` is the function that does so
     (:func:`batch_norm`); data-parallel training swaps in one that normalises with the statistics of
     every rank's batch (:mod:`mobilenet_search.measure.distributed`).
     """
 
-    def __init__(self, envelope: ArchSpec, seed: int | None = None) -> None:
+    def __init__(self, envelope: ArchSpec, seed: int | None = None,
+                 build: Callable[..., MobileNet] = build_model) -> None:
         super().__init__()
         self.envelope = envelope
-        model = build_model(envelope, seed)  # torchvision's initialisation, seeded as build_model is
+        self.build = build  # build(spec, seed=...): the envelope here, each member in subnet() (tests count them)
+        model = build(envelope, seed=seed)  # torchvision's initialisation, seeded as build_model is
         self.features = model.features
         self.classifier = model.classifier
         self.batch_norm: BatchNorm = batch_norm
@@ -142,12 +146,16 @@ class Supernet(nn.Module):
         """Logits of the subnet ``spec`` (default: the envelope) for inputs ``x``, on the shared weights."""
         spec = self.envelope if spec is None else spec
         self.check(spec)
-        act, norm = ACTIVATION_LAYERS[spec.activation](), self.batch_norm  # a module used as a function
-        x = _conv_bn_act(self.features[0], x, spec.in_channels, spec.stem_out, act, norm)
+        norm = self.batch_norm
+        x = _run(_units(self.features[0]), x, [spec.stem_out], norm)
         for placed in self._placed(spec):
-            x = _block(self.features[placed.envelope_index], placed.block, x, act, spec.linear_projection, norm)
+            block, units = placed.block, _units(self.features[placed.envelope_index].conv)
+            # Every unit but the projection outputs the hidden width (the depthwise's input is the expansion's output).
+            h = _run(units, x, [block.hidden] * (len(units) - 1) + [block.out_channels], norm)
+            # The residual follows the subnet's own widths: a stage's first block gets one when they match.
+            x = x + h if block.residual else h
         if spec.head_out is not None:
-            x = _conv_bn_act(self.features[-1], x, spec.stages_out, spec.head_out, act, norm)
+            x = _run(_units(self.features[-1]), x, [spec.head_out], norm)
         x = F.adaptive_avg_pool2d(x, 1)
         x = F.dropout(x, spec.dropout, self.training)
         last = self.classifier[1]
@@ -167,7 +175,7 @@ class Supernet(nn.Module):
         """
         self.check(spec)
         # Seeded so the global random state is left alone; the initial weights are overwritten below.
-        model = build_model(spec, seed=0)
+        model = self.build(spec, seed=0)
         envelope_index = {0: 0}  # the subnet's features index -> the envelope's
         envelope_index.update({p.subnet_index: p.envelope_index for p in self._placed(spec)})
         if spec.head_out is not None:
@@ -213,7 +221,8 @@ def batch_norm(bn: nn.BatchNorm2d, x: torch.Tensor, channels: int) -> torch.Tens
                         _prefix(bn.weight, channels), _prefix(bn.bias, channels), bn.training, momentum, bn.eps)
 
 
-def _conv(conv: nn.Conv2d, x: torch.Tensor, in_channels: int, out_channels: int) -> torch.Tensor:
+def _conv(conv: nn.Conv2d, x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    in_channels = x.shape[1]
     if conv.groups == 1:
         weight, groups = _prefix(conv.weight, out_channels, in_channels), 1
     else:  # depthwise: one 3x3 filter per channel
@@ -221,23 +230,32 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, in_channels: int, out_channels: int)
     return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation, groups)
 
 
-def _conv_bn_act(layers: nn.Sequential, x: torch.Tensor, in_channels: int, out_channels: int,
-                 act: Callable[[torch.Tensor], torch.Tensor] | None, norm: BatchNorm) -> torch.Tensor:
-    x = norm(layers[1], _conv(layers[0], x, in_channels, out_channels), out_channels)
-    return x if act is None else act(x)
+Unit = tuple[nn.Conv2d, nn.BatchNorm2d, nn.Module | None]  # convolution, BatchNorm, activation (None: linear)
 
 
-def _block(module: nn.Module, block: Block, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor],
-           linear: bool, norm: BatchNorm) -> torch.Tensor:
-    """The builder's InvertedResidual for ``block``, on the first channels of the envelope's ``module``."""
-    layers = module.conv
-    h, i = x, 0
-    if block.expansion != 1:
-        h, i = _conv_bn_act(layers[0], h, block.in_channels, block.hidden, act, norm), 1
-    h = _conv_bn_act(layers[i], h, block.hidden, block.hidden, act, norm)
-    if linear:
-        h = norm(layers[i + 2], _conv(layers[i + 1], h, block.hidden, block.out_channels), block.out_channels)
-    else:
-        h = _conv_bn_act(layers[i + 1], h, block.hidden, block.out_channels, act, norm)
-    # The residual follows the subnet's own widths: a stage's first block gets one when they match.
-    return x + h if block.residual else h
+def _units(layers: nn.Sequential) -> list[Unit]:
+    """The convolution-BatchNorm(-activation) units of a sequence the builder made, in order.
+
+    Read from the modules, not from the spec: whether a block has an expansion layer, and which
+    convolutions an activation follows (the linear bottleneck), is decided in one place, the builder.
+    A unit is a ``Conv2dNormActivation`` (conv, BatchNorm, activation if any), or a bare convolution
+    followed by its BatchNorm (the linear projection, in torchvision's key layout).
+    """
+    children = list(layers)
+    if isinstance(children[0], nn.Conv2d):  # one unit: a Conv2dNormActivation itself (stem, head)
+        return [(children[0], children[1], children[2] if len(children) > 2 else None)]
+    units: list[Unit] = []
+    for i, layer in enumerate(children):
+        if isinstance(layer, nn.Sequential):
+            units += _units(layer)
+        elif isinstance(layer, nn.Conv2d):
+            units.append((layer, children[i + 1], None))
+    return units
+
+
+def _run(units: list[Unit], x: torch.Tensor, widths: list[int], norm: BatchNorm) -> torch.Tensor:
+    """``units`` on their first channels: unit ``i`` outputs ``widths[i]`` channels, its input's are ``x``'s."""
+    for (conv, bn, act), width in zip(units, widths, strict=True):
+        x = norm(bn, _conv(conv, x, width), width)
+        x = x if act is None else act(x)
+    return x

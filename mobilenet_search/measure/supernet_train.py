@@ -212,99 +212,150 @@ def train_supernet(supernet: Supernet, data_for_size: Callable[[int], ImageData]
     this rank's device.
     """
     ranks = Ranks() if ranks is None else ranks
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"invalid supernet setting device={config.device!r}: no CUDA device is available")
-    supernet.check(smallest)
-    supernet.check(largest)
-    cuda = device.type == "cuda"
-    memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    supernet.to(device, memory_format=memory_format)
-    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and cuda)
-
-    base = data_for_size(proxy_size(largest))
-    inputs = _Inputs(data_for_size, base.train_labels, device, memory_format)
-    n_train = len(base.train_labels)
-    # Drop the last partial batch: a batch of one breaks BatchNorm on 1x1 feature maps.
-    steps_per_epoch = max(1, n_train // config.batch_size)
-    total_steps = config.epochs * steps_per_epoch
-    shard = ranks.shard(config.batch_size)
-    train_config = config.train_config(steps_per_epoch)
-    optimizer = _optimizer(supernet, train_config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, train_config))
-    criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    generator = torch.Generator().manual_seed(config.seed)
+    run = _Run.start(supernet, data_for_size, smallest, largest, proxy_size, config, ranks)
     checkpoint = Path(checkpoint)
-
-    losses: list[float] = []
     train_seconds = 0.0
     # fork_rng: dropout draws from the global generator; seed it without disturbing the caller's.
-    with torch.random.fork_rng(devices=[device] if cuda else []):
+    with torch.random.fork_rng(devices=[run.device] if run.device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        ranks.agree("checkpoint tag", tag)
-        saved = ranks.from_first(lambda: _read_checkpoint(checkpoint, tag))
-        if saved is None and config.zero_init_residual:
-            supernet.zero_init_residual()
-        if saved is not None:
-            _restore(saved, checkpoint, supernet, optimizer, scheduler, generator, steps_per_epoch, device)
-            losses = list(saved["losses"])
+        losses = _resume(run, checkpoint, tag)
         resumed = len(losses)
         model = ranks.prepare(supernet)
         for epoch in range(resumed, config.epochs):
             start = time.perf_counter()
-            ranks.seed_epoch(config.seed, epoch)
-            supernet.train()
-            order = torch.randperm(n_train, generator=generator)
-            largest_sum = torch.zeros((), device=device)
-            total_sum = torch.zeros((), device=device)
-            for step in range(steps_per_epoch):
-                index = order[step * config.batch_size:(step + 1) * config.batch_size]
-                labels = base.train_labels[index][shard].to(device, non_blocking=True)
-                # Members at the same size see the same augmented images; every size the same flips.
-                augment_seed = int(torch.randint(2**62, (1,), generator=generator))
-                members = [largest, smallest] + [sample(generator) for _ in range(config.random_subnets)]
-                batches: dict[int, torch.Tensor] = {}
-                optimizer.zero_grad(set_to_none=True)
-                teacher = None
-                for number, spec in enumerate(members):
-                    size = proxy_size(spec)
-                    if size not in batches:
-                        data, prepare = inputs.at(size)
-                        # The global batch's augmentation, then this rank's share: the same images at any N.
-                        batches[size] = prepare(_augment(data.train_images[index], data.hflip, config.crop_padding,
-                                                         torch.Generator().manual_seed(augment_seed))[shard])
-                    with ranks.member(model, last=number == len(members) - 1):
-                        with amp, small_map_depthwise(device):  # oneDNN is slow on the last 2x2, 1x1 maps
-                            logits = model(batches[size], spec)
-                            if teacher is None or not config.distill:
-                                loss = criterion(logits, labels)
-                            else:  # in-place distillation: the largest member's soft predictions are the targets
-                                loss = -(teacher * F.log_softmax(logits.float(), 1)).sum(1).mean()
-                        loss.backward()  # one graph at a time: memory for one member, gradients add up
-                    if teacher is None:
-                        teacher = logits.detach().float().softmax(1)
-                        largest_loss = loss.detach()
-                    total_sum += loss.detach()
-                ranks.average_gradients(supernet)
-                optimizer.step()
-                scheduler.step()
-                largest_sum += largest_loss
-                # Checking every 16 steps, not every step, spares CUDA a host sync per step.
-                # (Averaged over the ranks: every rank stops at the same step.)
-                if (step % 16 == 15 or step == steps_per_epoch - 1) and not torch.isfinite(ranks.mean(total_sum)):
-                    raise TrainingDiverged(
-                        f"supernet training diverged: the loss became {total_sum.item()} in epoch {epoch + 1}, "
-                        f"by step {step + 1} (lr={config.lr:g}); try a lower learning rate")
-                if on_step is not None:
-                    on_step(epoch, step, steps_per_epoch, largest_loss.item())
+            losses.append(_train_epoch(run, model, epoch, sample, on_step))
             train_seconds += time.perf_counter() - start
-            losses.append(ranks.mean(largest_sum).item() / steps_per_epoch)
             if ranks.writer:
-                _write_checkpoint(checkpoint, tag, epoch + 1, steps_per_epoch, supernet, optimizer, scheduler,
-                                  generator, losses, device)
+                _write_checkpoint(checkpoint, tag, epoch + 1, run.steps_per_epoch, supernet, run.optimizer,
+                                  run.scheduler, run.generator, losses, run.device)
         ranks.release(supernet)
     return SupernetTrainResult(losses=tuple(losses), train_seconds=train_seconds, resumed_epochs=resumed,
-                               steps_per_epoch=steps_per_epoch)
+                               steps_per_epoch=run.steps_per_epoch)
+
+
+@dataclass
+class _Run:
+    """What every step of one supernet training reads: the members, the data, the optimizer and its schedule."""
+
+    supernet: Supernet
+    config: SupernetConfig
+    ranks: Ranks
+    device: torch.device
+    largest: ArchSpec
+    smallest: ArchSpec
+    proxy_size: Callable[[ArchSpec], int]
+    base: ImageData  # the largest member's data: the training labels and their order
+    inputs: _Inputs
+    steps_per_epoch: int
+    shard: slice  # this rank's share of every batch
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    criterion: nn.Module
+    generator: torch.Generator  # epoch order, augmentation seeds and random members, in that order each step
+    amp: torch.autocast
+
+    @classmethod
+    def start(cls, supernet: Supernet, data_for_size: Callable[[int], ImageData], smallest: ArchSpec,
+              largest: ArchSpec, proxy_size: Callable[[ArchSpec], int], config: SupernetConfig,
+              ranks: Ranks) -> _Run:
+        """Check the device and the extreme members, move the supernet there, make the optimizer and schedule."""
+        device = torch.device(config.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"invalid supernet setting device={config.device!r}: no CUDA device is available")
+        supernet.check(smallest)
+        supernet.check(largest)
+        memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
+        supernet.to(device, memory_format=memory_format)
+        base = data_for_size(proxy_size(largest))
+        # Drop the last partial batch: a batch of one breaks BatchNorm on 1x1 feature maps.
+        steps_per_epoch = max(1, len(base.train_labels) // config.batch_size)
+        total_steps = config.epochs * steps_per_epoch
+        train_config = config.train_config(steps_per_epoch)
+        optimizer = _optimizer(supernet, train_config)
+        return cls(
+            supernet=supernet, config=config, ranks=ranks, device=device, largest=largest, smallest=smallest,
+            proxy_size=proxy_size, base=base, inputs=_Inputs(data_for_size, base.train_labels, device, memory_format),
+            steps_per_epoch=steps_per_epoch, shard=ranks.shard(config.batch_size), optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _lr_factor(s, total_steps, train_config)),
+            criterion=nn.CrossEntropyLoss(label_smoothing=config.label_smoothing),
+            generator=torch.Generator().manual_seed(config.seed),
+            amp=torch.autocast("cuda", dtype=torch.bfloat16, enabled=config.amp and device.type == "cuda"))
+
+
+def _resume(run: _Run, checkpoint: Path, tag: str) -> list[float]:
+    """The losses of the epochs ``checkpoint`` holds, its state restored into ``run``; a fresh start otherwise
+    (every residual block zero-initialised, with ``zero_init_residual``)."""
+    run.ranks.agree("checkpoint tag", tag)
+    saved = run.ranks.from_first(lambda: _read_checkpoint(checkpoint, tag))
+    if saved is None:
+        if run.config.zero_init_residual:
+            run.supernet.zero_init_residual()
+        return []
+    _restore(saved, checkpoint, run.supernet, run.optimizer, run.scheduler, run.generator, run.steps_per_epoch,
+             run.device)
+    return list(saved["losses"])
+
+
+def _train_epoch(run: _Run, model: nn.Module, epoch: int, sample: Callable[[torch.Generator], ArchSpec],
+                 on_step: Callable[[int, int, int, float], None] | None) -> float:
+    """One epoch of sandwich steps; the largest member's mean loss (over every rank)."""
+    config, ranks = run.config, run.ranks
+    ranks.seed_epoch(config.seed, epoch)
+    run.supernet.train()
+    order = torch.randperm(len(run.base.train_labels), generator=run.generator)
+    largest_sum = torch.zeros((), device=run.device)
+    total_sum = torch.zeros((), device=run.device)
+    for step in range(run.steps_per_epoch):
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        # Members at the same size see the same augmented images; every size the same flips.
+        augment_seed = int(torch.randint(2**62, (1,), generator=run.generator))
+        members = [run.largest, run.smallest] + [sample(run.generator) for _ in range(config.random_subnets)]
+        largest_loss, total = _sandwich_step(run, model, index, augment_seed, members)
+        largest_sum += largest_loss
+        total_sum += total
+        # Checking every 16 steps, not every step, spares CUDA a host sync per step.
+        # (Averaged over the ranks: every rank stops at the same step.)
+        if (step % 16 == 15 or step == run.steps_per_epoch - 1) and not torch.isfinite(ranks.mean(total_sum)):
+            raise TrainingDiverged(
+                f"supernet training diverged: the loss became {total_sum.item()} in epoch {epoch + 1}, "
+                f"by step {step + 1} (lr={config.lr:g}); try a lower learning rate")
+        if on_step is not None:
+            on_step(epoch, step, run.steps_per_epoch, largest_loss.item())
+    return ranks.mean(largest_sum).item() / run.steps_per_epoch
+
+
+def _sandwich_step(run: _Run, model: nn.Module, index: torch.Tensor, augment_seed: int,
+                   members: list[ArchSpec]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on the images ``index`` for every member, gradients added up (the largest first:
+    with ``distill`` its soft predictions are the others' targets). The largest member's loss and the sum."""
+    config, ranks = run.config, run.ranks
+    labels = run.base.train_labels[index][run.shard].to(run.device, non_blocking=True)
+    batches: dict[int, torch.Tensor] = {}
+    run.optimizer.zero_grad(set_to_none=True)
+    teacher, total = None, torch.zeros((), device=run.device)
+    for number, spec in enumerate(members):
+        size = run.proxy_size(spec)
+        if size not in batches:
+            data, prepare = run.inputs.at(size)
+            # The global batch's augmentation, then this rank's share: the same images at any N.
+            batches[size] = prepare(_augment(data.train_images[index], data.hflip, config.crop_padding,
+                                             torch.Generator().manual_seed(augment_seed))[run.shard])
+        with ranks.member(model, last=number == len(members) - 1):
+            with run.amp, small_map_depthwise(run.device):  # oneDNN is slow on the last 2x2, 1x1 maps
+                logits = model(batches[size], spec)
+                if teacher is None or not config.distill:
+                    loss = run.criterion(logits, labels)
+                else:  # in-place distillation: the largest member's soft predictions are the targets
+                    loss = -(teacher * F.log_softmax(logits.float(), 1)).sum(1).mean()
+            loss.backward()  # one graph at a time: memory for one member, gradients add up
+        if teacher is None:
+            teacher = logits.detach().float().softmax(1)
+            largest_loss = loss.detach()
+        total += loss.detach()
+    ranks.average_gradients(run.supernet)
+    run.optimizer.step()
+    run.scheduler.step()
+    return largest_loss, total
 
 
 def _write_checkpoint(path: Path, tag: str, epoch: int, steps_per_epoch: int, supernet: Supernet,
@@ -399,6 +450,21 @@ def calibrated_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, ca
     return model.eval()
 
 
+def evaluate_subnet(model: nn.Module, data: ImageData, *, device: str | torch.device = "cpu", batch_size: int = 256,
+                    channels_last: bool = True) -> tuple[Evaluation, float]:
+    """Accuracy of an extracted member (:func:`calibrated_subnet`) on the validation split, and the seconds it took.
+
+    The model is moved to ``device`` in place, in the channels-last layout with ``channels_last``.
+    """
+    start = time.perf_counter()
+    device = torch.device(device)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory_format).eval()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        evaluation = evaluate(model, data, input_transform(data, device, memory_format), batch_size)
+    return evaluation, time.perf_counter() - start
+
+
 def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibration: torch.Tensor,
                  device: str | torch.device = "cpu", batch_size: int = 256,
                  channels_last: bool = True) -> tuple[Evaluation, float]:
@@ -409,10 +475,7 @@ def score_subnet(supernet: Supernet, spec: ArchSpec, data: ImageData, *, calibra
     :func:`calibrated_subnet`). Deterministic for a given supernet, spec, data and calibration.
     """
     start = time.perf_counter()
-    device = torch.device(device)
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = calibrated_subnet(supernet, spec, data, calibration=calibration, device=device, batch_size=batch_size,
                               channels_last=channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        evaluation = evaluate(model, data, input_transform(data, device, memory_format), batch_size)
+    evaluation, _ = evaluate_subnet(model, data, device=device, batch_size=batch_size, channels_last=channels_last)
     return evaluation, time.perf_counter() - start

@@ -26,7 +26,9 @@ from mobilenet_search.results.records import (
     VAL_SIZE_ATTR,
     StudySettings,
     TrialRecord,
+    frame_is_cached,
     frame_is_noise_repeat,
+    is_cached,
     is_feasible,
     is_noise_repeat,
     learned_nothing,
@@ -100,9 +102,13 @@ def interval_attrs(correct: np.ndarray, labels: np.ndarray | None, *, seed: int 
 
 
 def trained(frame: pd.DataFrame, quality: str = "accuracy") -> pd.DataFrame:
-    """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score)."""
+    """The complete, feasible trials that have a measured ``quality`` (accuracy, or a zero-cost score).
+
+    A cached trial (``cached_from``) is left out: its record is its source's, which stands for it, so no
+    architecture is on a front, in a table or in a count twice.
+    """
     ok = (frame["state"] == "COMPLETE") & frame["feasible"].astype(bool) & frame[quality].notna()
-    return frame[ok]
+    return frame[ok & ~frame_is_cached(frame)]
 
 
 def pareto_mask(frame: pd.DataFrame, cost: str = "madds", quality: str = "accuracy") -> pd.Series:
@@ -262,7 +268,9 @@ class ResultsWriter:
         cost, quality = row["madds"], row[self.quality]
         # trained() then pareto_mask(): complete, feasible, both values present, compared as floats.
         new = None
-        on_front = row["state"] == "COMPLETE" and row["feasible"] and not is_noise_repeat(trial)  # seed noise: on none
+        # Seed noise is on no front; a cached trial's source stands for it (see trained()).
+        on_front = (row["state"] == "COMPLETE" and row["feasible"] and not is_noise_repeat(trial)
+                    and not is_cached(trial))
         if on_front and pd.notna(cost) and pd.notna(quality):
             new = self._candidates[trial.number] = (float(cost), -float(quality), trial.number)
         if old is not None and old != new:  # a candidate changed (rare): the front again from all of them

@@ -60,6 +60,9 @@ LEARNED_NOTHING_ALPHA = 0.05  # the one-sided binomial test's level
 INTERVAL_COLUMNS = ("accuracy_low", "accuracy_high", "balanced_accuracy_low", "balanced_accuracy_high")
 INTERVAL_SEED = 0  # the bootstrap seed: the same intervals for the same record, run after run
 NOISE_SEED_ATTR = "noise_seed"  # on a reference net retrained with another seed (``--noise-repeats``) only
+# On a searched trial whose architecture an earlier searched trial evaluated (same seed and settings): that trial's
+# number. Its record is a copy of that trial's (see :mod:`mobilenet_search.search.cache`), not a second measurement.
+CACHED_FROM_ATTR = "cached_from"
 
 
 class Outcome(str, Enum):
@@ -169,6 +172,7 @@ class TrialRecord:
     test_accuracy: float | None = _attr()
     test_balanced_accuracy: float | None = _attr()
     test_size: int | None = _attr()
+    cached_from: int | None = _attr()  # a copy of that earlier trial's record (:data:`CACHED_FROM_ATTR`)
     # Kept out of the frame: packed per-image records, paths and coordination marks.
     val_correct: str | None = _attr(frame=False)  # :func:`pack_correct` of the validation split
     test_correct: str | None = _attr(frame=False)
@@ -232,14 +236,17 @@ def frame_role(frame: pd.DataFrame) -> pd.Series:
     return pd.Series(roles, index=frame.index, dtype=object)
 
 
-#: What a retry of a trial keeps of it: what decides its role (and a noise repeat's seed).
+#: What decides a trial's role (and a noise repeat's seed).
 ROLE_FIELDS = ("reference", "reference_name", NOISE_SEED_ATTR, CONFIRMS_ATTR)
+#: What a retry of a trial keeps of it: its role, and what queued it (a scaling plan's point, a halving rung's source).
+RETRY_FIELDS = (*ROLE_FIELDS, "scaling_direction", "scaling_step", "promoted_from")
 
 
 def retry_record(trial: optuna.trial.FrozenTrial) -> TrialRecord:
-    """The record a retry of ``trial`` is queued with: the trial it reruns, and its role's attributes."""
+    """The record a retry of ``trial`` is queued with: the trial it reruns, its role's attributes and what queued
+    it (:data:`RETRY_FIELDS`)."""
     record = TrialRecord.from_trial(trial)
-    return TrialRecord(retry_of=trial.number, **{name: getattr(record, name) for name in ROLE_FIELDS})
+    return TrialRecord(retry_of=trial.number, **{name: getattr(record, name) for name in RETRY_FIELDS})
 
 
 def set_attrs(trial: optuna.Trial, **attrs: Any) -> None:
@@ -649,3 +656,18 @@ def check_split(source: str, limit: int | None, val_fraction: float, test_fracti
             what = f"--dataset-limit {limit} with " if limit else ""
             raise UserError(f"invalid {what}--val-fraction {val_fraction:g} and --test-fraction {test_fraction:g}: "
                             f"a class of {source!r} gets no {side} image")
+
+
+def is_cached(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether the trial's record is a copy of an earlier trial's (``cached_from`` its number): on no front, in no
+    count of trained nets; it still counts towards ``--trials``, as the sampler's proposal it is."""
+    return TrialRecord.from_trial(trial).cached_from is not None
+
+
+def frame_is_cached(frame: pd.DataFrame) -> pd.Series:
+    """:func:`is_cached` for every row of a trials frame."""
+    import pandas as pd
+
+    if CACHED_FROM_ATTR not in frame:
+        return pd.Series(False, index=frame.index)
+    return frame[CACHED_FROM_ATTR].notna()

@@ -9,6 +9,9 @@ ended). What it needs is passed in -- the dataset cache, the latency function, a
 - :class:`mobilenet_search.search.strategies.InheritedWeights` scores it with weights
   inherited from a trained supernet.
 
+The accuracy source also gives the candidate's network (``source.model(spec, data, seed)``):
+the network it scores is the one the pipeline times, and nothing is built to be thrown away.
+
 Cheap before expensive, as Archai's evaluators do: :meth:`Pipeline.check` counts the
 candidate from its spec alone (microseconds) and rejects it when over budget; only then does
 :meth:`Pipeline.measure` build, time, score and train it.
@@ -70,7 +73,7 @@ class Record:
     outcome: Outcome | None = None
     reason: str | None = None  # why it was rejected or failed
     quality: float | None = None  # accuracy, or the zero-cost score searched on
-    model: torch.nn.Module | None = None  # the network as scored (trained, or with inherited weights)
+    model: torch.nn.Module | None = None  # the network as scored (trained from scratch; None otherwise)
 
     def reject(self, reason: str) -> Record:
         self.outcome, self.reason = Outcome.OVER_BUDGET, reason
@@ -89,9 +92,17 @@ class Scored:
 
 
 class AccuracySource(Protocol):
-    """How a candidate gets its accuracy: ``source(spec, model, data, on_epoch=...) -> Scored``."""
+    """How a candidate gets its network, ``source.model(spec, data, seed)``, and that network's accuracy,
+    ``source(spec, model, data, on_epoch=...) -> Scored``.
+
+    ``at_initialisation``: whether :meth:`model` gives the network at its initial weights, where zero-cost
+    proxies are defined (they are scored on it then, before training).
+    """
 
     strategy: Strategy
+    at_initialisation: bool
+
+    def model(self, spec: ArchSpec, data: ImageData, seed: int) -> torch.nn.Module: ...
 
     def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
                  on_epoch: OnEpoch | None = None) -> Scored: ...
@@ -117,17 +128,29 @@ def check_trained(model: torch.nn.Module, data: ImageData, predictions: torch.Te
                                f"image is class {int(predicted[0])} (lr={lr:g}); try a lower learning rate")
 
 
+def initial_model(spec: ArchSpec, seed: int, build: Callable[..., torch.nn.Module] = build_model) -> torch.nn.Module:
+    """The candidate at its initial weights, seeded by :func:`init_seed`: what scratch training starts from."""
+    return build(spec, seed=init_seed(spec, seed))
+
+
 class ScratchTraining:
     """The accuracy of a candidate trained from its initial weights with the proxy schedule.
 
     ``train`` is :func:`mobilenet_search.measure.train.train_and_evaluate` unless a test or a
-    benchmark passes another function of the same signature.
+    benchmark passes another function of the same signature; ``build`` is
+    :func:`~mobilenet_search.arch.builder.build_model` unless one passes another.
     """
 
     strategy = Strategy.SCRATCH
+    at_initialisation = True
 
-    def __init__(self, config: TrainConfig, train: Callable[..., Any] = train_and_evaluate) -> None:
-        self.config, self.train = config, train
+    def __init__(self, config: TrainConfig, train: Callable[..., Any] = train_and_evaluate,
+                 build: Callable[..., torch.nn.Module] = build_model) -> None:
+        self.config, self.train, self.build = config, train, build
+
+    def model(self, spec: ArchSpec, data: ImageData, seed: int) -> torch.nn.Module:
+        """The candidate at its initial weights (:func:`initial_model`)."""
+        return initial_model(spec, seed, self.build)
 
     def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
                  on_epoch: OnEpoch | None = None) -> Scored:
@@ -166,6 +189,7 @@ class Pipeline:
     (balanced accuracy, fairer on imbalanced data). ``batch_size`` is the training batch; a candidate whose
     estimated memory (:func:`memory_needed`) exceeds what ``available_memory()`` returns (default: what
     :func:`mobilenet_search.measure.memory.available_memory` says of ``device``) is rejected before it is built.
+    ``build`` builds a zero-cost study's networks (it has no accuracy source to give them).
     """
 
     def __init__(self, *, budget: Budget, data: DataCache, accuracy: AccuracySource | None, proxy_size: int,
@@ -173,14 +197,18 @@ class Pipeline:
                  latency: Callable[..., Latency] = measure_latency, search_zero_cost: str | None = None,
                  zero_cost: Sequence[str] = PROXIES,
                  predict_latency: Callable[[ArchSpec], float] | None = None, metric: str = "accuracy",
-                 batch_size: int = 64, available_memory: Callable[[], int | None] | None = None) -> None:
+                 batch_size: int = 64, available_memory: Callable[[], int | None] | None = None,
+                 build: Callable[..., torch.nn.Module] = build_model) -> None:
         if accuracy is None and search_zero_cost is None:
             raise ValueError("a pipeline needs an accuracy source or a zero-cost proxy to search on")
         self.budget, self.data, self.accuracy = budget, data, accuracy
         self.proxy_size, self.seed, self.device, self.latency_batch = proxy_size, seed, device, latency_batch
         self.latency, self.search_zero_cost, self.predict_latency = latency, search_zero_cost, predict_latency
-        self.metric, self.batch_size = metric, batch_size
+        self.metric, self.batch_size, self.build = metric, batch_size, build
         self.available_memory = available_memory or functools.partial(_available_memory, device)
+        #: The attribute a trial's quality is: the searched zero-cost score, balanced accuracy or accuracy.
+        self.quality_key = (f"zc_{search_zero_cost}" if accuracy is None
+                            else "balanced_accuracy" if metric == "balanced" else "accuracy")
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -215,9 +243,12 @@ class Pipeline:
         ``accuracy`` its accuracy source (a supernet study trains its references from scratch).
         """
         accuracy = accuracy or self.accuracy
-        started = time.perf_counter()
         seed = self.seed if seed is None else seed
-        model = build_model(spec, seed=init_seed(spec, seed))
+        size = proxy_resolution(self.proxy_size, spec.resolution)
+        data = self.data(size)
+        started = time.perf_counter()
+        # The one network of this candidate: the source's own (inherited weights are extracted once, here).
+        model = initial_model(spec, seed, self.build) if accuracy is None else accuracy.model(spec, data, seed)
         record.attrs["time_build"] = time.perf_counter() - started
         if accuracy is not None or self.budget.needs_latency:
             latency_ms = self._latency(model, spec, record)
@@ -227,12 +258,15 @@ class Pipeline:
                 reason = self.budget.reason(madds=madds, params=params, latency_ms=latency_ms)
                 if reason:
                     return record.reject(reason)
-        size = proxy_resolution(self.proxy_size, spec.resolution)
         record.attrs["proxy_resolution"] = size
-        data = self.data(size)
-        scores = self._zero_cost(model, data, size, record)  # at initialisation, before training
+        # Zero-cost proxies are defined at initialisation: scored before training, and not on inherited weights
+        # (the scores of trained weights would mean something else under the same names, an initialised twin
+        # would be a second network built for them, and with the inherited accuracy known in a second a proxy
+        # for it adds nothing).
+        if accuracy is None or accuracy.at_initialisation:
+            self._zero_cost(model, data, size, record)
         if accuracy is None:
-            record.outcome, record.quality = Outcome.SCORED, scores[self.search_zero_cost]
+            record.outcome, record.quality = Outcome.SCORED, record.attrs[self.quality_key]
             return record
         scored = accuracy(spec, model, data, on_epoch=on_epoch)
         record.attrs.update(scored.attrs, accuracy=scored.accuracy, balanced_accuracy=scored.balanced_accuracy,
@@ -250,7 +284,18 @@ class Pipeline:
                                  "test_accuracy": float(correct.mean()),
                                  "test_balanced_accuracy": balanced_accuracy(correct, data.test_labels.numpy())})
         record.outcome = Outcome.TRAINED
-        record.quality = scored.balanced_accuracy if self.metric == "balanced" else scored.accuracy
+        record.quality = record.attrs[self.quality_key]
+        return record
+
+    def reuse(self, record: Record, attrs: dict[str, Any], outcome: Outcome) -> Record:
+        """Fill ``record`` (of :meth:`check`) from ``attrs``, an earlier :meth:`measure` of the same candidate with the
+        same seed and settings, as that measure would fill it: attributes, budget excess (on the recorded latency
+        for a latency budget), quality and ``outcome``. The evaluation cache's hit (:mod:`.cache`)."""
+        record.attrs.update(attrs)
+        if self.budget.needs_latency:
+            madds, params = record.attrs["madds"], record.attrs["params"]
+            record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=record.attrs["latency_ms"])
+        record.outcome, record.quality = outcome, record.attrs[self.quality_key]
         return record
 
     def _latency(self, model: torch.nn.Module, spec: ArchSpec, record: Record) -> float:

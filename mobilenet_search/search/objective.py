@@ -27,6 +27,7 @@ from mobilenet_search.results.records import (
     is_reference,
     set_attrs,
 )
+from mobilenet_search.search.cache import cacheable, cached_source, copied_attrs
 from mobilenet_search.search.config import SearchConfig
 from mobilenet_search.search.coordination import WORKER, Slots, retry_of
 from mobilenet_search.search.evaluate import AccuracySource, Pipeline, Record
@@ -70,9 +71,14 @@ class Objective:
                     record.reason = (f"not trained: the study's target of {self.slots.target} trials was taken "
                                      "by other workers or is kept for a queued retry")
                     raise optuna.TrialPruned("surplus")
-                self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
-                                      seed=TrialRecord.from_trial(trial).noise_seed,
-                                      accuracy=self.scratch if alone else None)
+                source = self._cached(trial, record)
+                if source is not None:  # evaluated before: its record, not a second training (see search.cache)
+                    self.pipeline.reuse(record, copied_attrs(source), Outcome(TrialRecord.from_trial(source).outcome))
+                    record.attrs["cached_from"] = source.number
+                else:
+                    self.pipeline.measure(spec, record, on_epoch=self._on_epoch(trial, record),
+                                          seed=TrialRecord.from_trial(trial).noise_seed,
+                                          accuracy=self.scratch if alone else None)
                 if is_confirmation(trial) and record.model is not None and self.weights_dir is not None:
                     record.attrs[WEIGHTS_ATTR] = str(save_weights(record.model, self.weights_dir
                                                                   / f"trial-{trial.number}.safetensors"))
@@ -86,6 +92,13 @@ class Objective:
         finally:
             self._write(trial, record)
         return self._values(record)
+
+    def _cached(self, trial: optuna.Trial, record: Record) -> optuna.trial.FrozenTrial | None:
+        """The earlier trial whose record this one reuses (same architecture, seed and settings), or None."""
+        if not cacheable(trial):
+            return None
+        accuracy = self.pipeline.accuracy
+        return cached_source(trial.study, record.attrs, None if accuracy is None else accuracy.strategy)
 
     def _on_epoch(self, trial: optuna.Trial, record: Record) -> Callable[[int, float | None], None]:
         """Per-epoch progress; in single-objective mode also Optuna's pruner."""

@@ -31,7 +31,7 @@ from mobilenet_search.measure.supernet_train import (
     calibrated_subnet,
     calibration_indices,
     check_checkpoint,
-    score_subnet,
+    evaluate_subnet,
     supernet_tag,
     train_supernet,
 )
@@ -134,11 +134,13 @@ def prepare_supernet(config: SearchConfig, space: SearchSpace, data: DataCache, 
 class InheritedWeights:
     """The accuracy of a candidate with the weights it inherits from a trained supernet.
 
-    BatchNorm statistics are recomputed on a fixed, seeded set of ``bn_images`` training images
-    (the same for every candidate), then the validation split is scored: seconds per candidate.
+    :meth:`model` extracts the candidate with its inherited weights and recomputes its BatchNorm
+    statistics on a fixed, seeded set of ``bn_images`` training images (the same for every
+    candidate); calling the source scores that network on the validation split: seconds per candidate.
     """
 
     strategy = Strategy.SUPERNET
+    at_initialisation = False  # trained weights: no zero-cost scores (see Pipeline.measure)
 
     def __init__(self, supernet: Supernet, *, bn_images: int = 512, seed: int = 0, device: str = "cpu") -> None:
         self.supernet, self.bn_images, self.seed, self.device = supernet, bn_images, seed, device
@@ -146,17 +148,18 @@ class InheritedWeights:
     def calibration(self, data: ImageData) -> torch.Tensor:
         return calibration_indices(data, self.bn_images, self.seed)
 
+    def model(self, spec: ArchSpec, data: ImageData, seed: int | None = None) -> torch.nn.Module:
+        """The scored network itself (inherited weights, recalibrated BatchNorm), as the pipeline times it and
+        export writes it: in the builder's memory layout. ``seed`` is not read: the weights are the supernet's."""
+        self.supernet.check(spec)
+        model = calibrated_subnet(self.supernet, spec, data, calibration=self.calibration(data), device=self.device)
+        return model.to(memory_format=torch.contiguous_format)
+
     def __call__(self, spec: ArchSpec, model: torch.nn.Module, data: ImageData, *,
                  on_epoch: OnEpoch | None = None) -> Scored:
-        self.supernet.check(spec)
-        evaluation, seconds = score_subnet(self.supernet, spec, data, calibration=self.calibration(data),
-                                           device=self.device)
+        evaluation, seconds = evaluate_subnet(model, data, device=self.device)
         return Scored(evaluation.accuracy, evaluation.balanced_accuracy, evaluation.predictions,
                       {"time_score": seconds, "time_eval": seconds})
-
-    def model(self, spec: ArchSpec, data: ImageData) -> torch.nn.Module:
-        """The scored network itself (inherited weights, recalibrated BatchNorm), for export."""
-        return calibrated_subnet(self.supernet, spec, data, calibration=self.calibration(data), device=self.device)
 
 
 def confirm_candidates(study: optuna.Study, k: int) -> list[int]:

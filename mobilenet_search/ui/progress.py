@@ -21,6 +21,7 @@ from mobilenet_search.results.records import (
     Outcome,
     TrialRecord,
     counts_toward_target,
+    is_cached,
     is_reference,
     outcome,
 )
@@ -50,7 +51,9 @@ def trial_line(trial: optuna.trial.FrozenTrial, quality: str = "accuracy") -> st
     if record.latency_ms is not None:
         parts.append(f"{record.latency_ms:.2f} ms")
     seconds = _duration(trial)
-    if seconds is not None and state != Outcome.OVER_BUDGET.value:
+    if record.cached_from is not None:  # its figures are an earlier trial's: it took no time of its own
+        parts.append(f"[cached from trial {record.cached_from}]")
+    elif seconds is not None and state != Outcome.OVER_BUDGET.value:
         parts.append(f"{seconds:.0f} s")
     if record.reference_name:
         seed = record.noise_seed
@@ -110,7 +113,7 @@ class SearchProgress:
     def after_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.bar.write(trial_line(trial, self.quality))
         seconds = _duration(trial)
-        if outcome(trial) == Outcome.TRAINED.value and seconds is not None:
+        if outcome(trial) == Outcome.TRAINED.value and seconds is not None and not is_cached(trial):
             self._seconds[is_reference(trial)].append(seconds)
         self._update()
 
