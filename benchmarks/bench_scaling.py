@@ -53,7 +53,7 @@ import numpy as np
 import optuna
 import torch
 
-from mobilenet_search.arch.cost import count_madds
+from mobilenet_search.arch.cost import count_madds, format_count
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.scaling import DIRECTIONS, EFFICIENTNET, madds_targets, solve
 from mobilenet_search.arch.spec import ArchSpec
@@ -224,7 +224,7 @@ def run_study(bench: Bench) -> optuna.Study:
         attrs = trial.user_attrs
         accuracy = attrs.get("accuracy")
         print(f"  [{time.strftime('%H:%M:%S')}] study trial {trial.number}: {attrs.get('scaling_direction')} "
-              f"{(attrs.get('madds') or 0) / 1e6:.1f}M seed {attrs.get(NOISE_SEED_ATTR, bench.config.seed)} "
+              f"{_m(attrs.get('madds') or 0)} seed {attrs.get(NOISE_SEED_ATTR, bench.config.seed)} "
               f"{attrs.get('outcome')}" + ("" if accuracy is None else f" val {accuracy:.4f}")
               + f" ({compute['study_cpu_s']:.0f} CPU s so far)", flush=True)
 
@@ -239,7 +239,8 @@ def trained_runs(study: optuna.Study, seed: int) -> dict[tuple[str, int], dict[s
     runs = {}
     for trial in study.get_trials(deepcopy=False):
         if outcome(trial) == Outcome.TRAINED.value and trial.user_attrs.get(TEST_CORRECT_ATTR):
-            runs[(trial.user_attrs["arch"], trial.user_attrs.get(NOISE_SEED_ATTR, seed))] = entry_of(trial.user_attrs)
+            repeat = trial.user_attrs.get(NOISE_SEED_ATTR)  # another seed; the first run trains with the study's
+            runs[(trial.user_attrs["arch"], seed if repeat is None else repeat)] = entry_of(trial.user_attrs)
     return runs
 
 
@@ -328,7 +329,7 @@ def contenders(bench: Bench, analysis: dict[str, Any], at: str) -> dict[str, dic
     for name, direction, coefficients in (("width", "width", EFFICIENTNET), ("resolution", "resolution", EFFICIENTNET),
                                           ("efficientnet", "compound", EFFICIENTNET)):
         point = solve(bench.base, direction, madds, coefficients=coefficients, snap=bench.space.nearest, admits=admits)
-        nets[name] = {"arch": point.spec.to_string(), "madds": point.madds, "how": f"{direction} to {madds / 1e6:g}M"}
+        nets[name] = {"arch": point.spec.to_string(), "madds": point.madds, "how": f"{direction} to {_m(madds)}"}
     family = {name: spec for name, spec in bench.family.items() if admits(spec)}
     if family:
         name = max(family, key=lambda n: count_madds(family[n]))
@@ -357,7 +358,7 @@ def train_nets(bench: Bench, wanted: list[tuple[str, int]]) -> dict[str, dict[st
             started = time.process_time()
             record = pipeline.measure(spec, pipeline.check(spec), seed=seed)
             done[key] = {**entry_of(record.attrs), "from_study": False, "cpu_seconds": time.process_time() - started}
-            print(f"  [{time.strftime('%H:%M:%S')}] head to head: {done[key]['madds'] / 1e6:.1f}M seed {seed} "
+            print(f"  [{time.strftime('%H:%M:%S')}] head to head: {_m(done[key]['madds'])} seed {seed} "
                   f"val {done[key]['accuracy']:.4f} test {done[key]['test_accuracy']:.4f} "
                   f"({done[key]['cpu_seconds']:.0f} CPU s)", flush=True)
         save_state(path, done)
@@ -487,13 +488,13 @@ def estimate_seconds(bench: Bench, arch: str) -> float:
 def print_plan(bench: Bench) -> None:
     rows = planned_trainings(bench)
     total = 0.0
-    print(f"  plan: base {bench.base.to_string()} ({count_madds(bench.base) / 1e6:.1f}M MAdds); MAdds targets "
-          + ", ".join(f"{t / 1e6:.0f}M" for t in madds_targets(count_madds(bench.base),
+    print(f"  plan: base {bench.base.to_string()} ({_m(count_madds(bench.base))} MAdds); MAdds targets "
+          + ", ".join(_m(t) for t in madds_targets(count_madds(bench.base),
                                                                nominal_madds(bench.grid.budget))))
     for phase, arch, madds, seeds in rows:
         seconds = estimate_seconds(bench, arch) * seeds
         total += seconds
-        print(f"  {phase:24s} {madds / 1e6:7.1f}M x {seeds} seed(s)  ~{seconds:5.0f} CPU s  {arch[:60]}")
+        print(f"  {phase:24s} {_m(madds):>7s} x {seeds} seed(s)  ~{seconds:5.0f} CPU s  {arch[:60]}")
     print(f"  estimate: {sum(r[3] for r in rows)} trainings, about {total:.0f} CPU s "
           f"({total / 3600:.1f} CPU h; the recommendations add at most {len(bench.args.at)} net(s) x "
           f"{bench.args.final_seeds} seeds)", flush=True)
@@ -529,7 +530,7 @@ def met(value: bool | None) -> str:
 
 
 def _m(madds: float) -> str:
-    return f"{madds / 1e6:.1f}M"
+    return format_count(madds)
 
 
 def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
