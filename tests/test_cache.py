@@ -10,7 +10,7 @@ from optuna.trial import TrialState, create_trial
 
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
-from mobilenet_search.results.records import CACHED_FROM_ATTR
+from mobilenet_search.results.records import CACHED_FROM_ATTR, TrialRecord
 from mobilenet_search.search.cache import OWN_ATTRS, cached_source
 from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import evaluated_count
@@ -83,6 +83,7 @@ def test_only_a_finished_searched_trial_of_the_same_settings_is_a_source():
     for trial in [
         _trial(reference=True, reference_name="mobilenet_v2_0.35"),  # the baseline: always measured, never a source
         _trial(reference=True, reference_name="mobilenet_v2_0.35", noise_seed=1),  # another seed
+        _trial(noise_seed=1),  # a scaling plan's second seed: a searched trial at another seed, measured on purpose
         _trial(confirms=0),  # a confirmation, retrained on purpose
         _trial(outcome="pruned", state=TrialState.PRUNED),
         _trial(outcome="over_budget"),
@@ -98,6 +99,7 @@ def test_only_a_finished_searched_trial_of_the_same_settings_is_a_source():
     study.add_trial(_trial())
     study.add_trial(_trial())
     source = cached_source(study, query, "scratch")
-    assert source is not None and source.number == 9  # the earliest original
-    assert cached_source(study, query, "supernet").number == 6
+    assert source is not None and source.number == len(study.trials) - 2  # the earliest original
+    supernet = cached_source(study, query, "supernet")
+    assert supernet is not None and TrialRecord.from_trial(supernet).strategy == "supernet"
     assert cached_source(study, {"arch": "A", "epochs": 2}, None) is None  # a zero-cost study's records are its own

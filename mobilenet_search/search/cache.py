@@ -26,7 +26,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from mobilenet_search.results.records import EVALUATED, Role, TrialRecord, role
+from mobilenet_search.results.records import EVALUATED, Role, TrialRecord
 
 #: What a cached trial does not copy: its own run's bookkeeping and where it came from (a successive-halving rung's
 #: ``promoted_from``), and timings (it took none; ``time_*`` too).
@@ -34,8 +34,10 @@ OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "promoted_from", "status
 
 
 def cacheable(trial: FrozenTrial | optuna.Trial) -> bool:
-    """Whether a trial may reuse or give an earlier record: a searched trial at the study's seed."""
-    return role(trial) is Role.SEARCHED
+    """Whether a trial may reuse or give an earlier record: a searched trial at the study's seed (a scaling plan's
+    ``--seeds`` repeats are searched trials with a ``noise_seed``: another seed, measured on purpose)."""
+    record = TrialRecord.from_trial(trial)
+    return record.role is Role.SEARCHED and record.noise_seed is None
 
 
 def cached_source(study: optuna.Study, attrs: dict[str, Any], strategy: str | None) -> FrozenTrial | None:
@@ -44,7 +46,7 @@ def cached_source(study: optuna.Study, attrs: dict[str, Any], strategy: str | No
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         record = TrialRecord.from_trial(trial)
         if (record.arch == attrs["arch"] and record.outcome in EVALUATED and record.epochs == attrs.get("epochs")
-                and record.strategy == strategy and record.role is Role.SEARCHED and record.cached_from is None):
+                and record.strategy == strategy and cacheable(trial) and record.cached_from is None):
             return trial
     return None
 
