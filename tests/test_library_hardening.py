@@ -35,6 +35,8 @@ def test_a_name_with_the_files_suffix_is_refused(tmp_path, name, bare):
     ({"metrics": "fast"}, "metadata.metrics must be a JSON object"),
     ({"metrics": {"accuracy": True}}, "metadata.metrics.accuracy must be a number"),
     ({"source": ["x"]}, "metadata.source must be a JSON object"),
+    ({"study_config": {"budget": "300M-madds", "epochs": "eight"}}, "metadata.study_config is not a study's settings"),
+    ({"study_config": {"epochs": 8}}, "metadata.study_config is not a study's settings"),  # no budget
 ])
 def test_a_broken_entry_is_listed_as_broken_with_its_file_and_the_good_ones_still_show(tmp_path, capsys, metadata,
                                                                                         problem):

@@ -48,6 +48,7 @@ from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_write_text, check_safe_name, is_safe_name
 from mobilenet_search.measure.preprocessing import Preprocessing
+from mobilenet_search.results.records import StudySettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -95,6 +96,13 @@ class Entry:
     def weights_path(self) -> Path | None:
         """The entry's safetensors file, beside its JSON; None when it has no weights."""
         return None if self.weights is None or self.path is None else self.path.parent / self.weights["file"]
+
+    @property
+    def study_settings(self) -> StudySettings | None:
+        """The settings of the study the entry was exported from (``metadata["study_config"]``); None for a
+        built-in or an entry that records none. Checked when the entry is read (:func:`_metadata_problem`)."""
+        stored = self.metadata.get("study_config")
+        return None if stored is None else StudySettings.from_dict(stored)
 
     @property
     def preprocessing(self) -> Preprocessing | None:
@@ -235,6 +243,11 @@ def _metadata_problem(metadata: dict[str, Any]) -> str | None:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
                 return f"metadata.{key}.{name} must be a number, not {json.dumps(value)[:40]}"
+    if metadata.get("study_config") is not None:
+        try:
+            StudySettings.from_dict(metadata["study_config"])
+        except (UserError, TypeError, ValueError) as exc:
+            return f"metadata.study_config is not a study's settings: {str(exc)[:200]}"
     if metadata.get("preprocessing") is not None:
         try:
             Preprocessing.from_dict(metadata["preprocessing"])

@@ -172,11 +172,11 @@ def _show(args: argparse.Namespace) -> int:
     source = entry.metadata.get("source", {})
     if "picked" in source:
         print(f"picked: {source['picked']}")
-    config = entry.metadata.get("study_config")
-    if config:
-        print(f"proxy setting: dataset {config.get('dataset')}, proxy size {config.get('proxy_size')} px for 224 px, "
-              f"{config.get('epochs')} epochs, batch {config.get('batch_size')}, lr {config.get('lr')}, "
-              f"seed {config.get('seed')}; search budget {config.get('budget')}, space {config.get('space')}")
+    config = entry.study_settings
+    if config is not None:
+        print(f"proxy setting: dataset {config.dataset}, proxy size {config.proxy_size} px for 224 px, "
+              f"{config.epochs} epochs, batch {config.batch_size}, lr {config.lr}, "
+              f"seed {config.seed}; search budget {config.budget}, space {config.space}")
     kwargs = entry.torchvision
     if kwargs is None:
         print("torchvision: no equivalent (torchvision.models.MobileNetV2 builds only MobileNetV2 with 3 input "
