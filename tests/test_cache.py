@@ -11,7 +11,7 @@ from optuna.trial import TrialState, create_trial
 from mobilenet_search.measure.train import train_and_evaluate
 from mobilenet_search.results.frame import pareto_front, trained, trials_frame
 from mobilenet_search.results.records import CACHED_FROM_ATTR, TrialRecord
-from mobilenet_search.search.cache import OWN_ATTRS, cached_source
+from mobilenet_search.search.cache import OWN_ATTRS, cached_source, copied_attrs
 from mobilenet_search.search.config import SearchConfig, train_config
 from mobilenet_search.search.coordination import evaluated_count
 from mobilenet_search.search.evaluate import ScratchTraining
@@ -103,3 +103,11 @@ def test_only_a_finished_searched_trial_of_the_same_settings_is_a_source():
     supernet = cached_source(study, query, "supernet")
     assert supernet is not None and TrialRecord.from_trial(supernet).strategy == "supernet"
     assert cached_source(study, {"arch": "A", "epochs": 2}, None) is None  # a zero-cost study's records are its own
+
+
+def test_a_copy_keeps_what_queued_it_and_takes_the_measurements():
+    source = _trial(accuracy=0.7, time_train=3.0, scaling_direction="width", scaling_step=1, worker="h:1")
+    copied = copied_attrs(source)
+    assert copied["accuracy"] == 0.7 and copied["arch"] == "A"  # the measurements
+    assert not {"time_train", "scaling_direction", "scaling_step", "worker", "outcome"} & copied.keys()
+

@@ -28,9 +28,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from mobilenet_search.results.records import EVALUATED, Role, TrialRecord
 
-#: What a cached trial does not copy: its own run's bookkeeping and where it came from (a successive-halving rung's
-#: ``promoted_from``), and timings (it took none; ``time_*`` too).
-OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "promoted_from", "status_reason", "outcome", "train_seconds"})
+#: What a cached trial does not copy: its own run's bookkeeping and what queued it (a successive-halving rung's
+#: ``promoted_from``, a scaling plan's point), and timings (it took none; ``time_*`` too).
+OWN_ATTRS = frozenset({"worker", "claimed", "retry_of", "promoted_from", "scaling_direction", "scaling_step",
+                       "status_reason", "outcome", "train_seconds"})
 
 
 def cacheable(trial: FrozenTrial | optuna.Trial) -> bool:
