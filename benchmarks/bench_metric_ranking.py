@@ -11,7 +11,8 @@ the search). Both metrics are recorded for every candidate, so one study answers
   (MAdds vs the metric), scored on test: the best test balanced accuracy and test accuracy on it, and its
   hypervolume above the trivial classifier (1/classes for balanced accuracy, the majority share for accuracy).
 
-Resumable: the study lives in ``--results-dir``; rerunning the same command trains only what is missing.
+Resumable: the study lives in ``--results-dir``; rerunning the same command trains only what is missing, and
+``--report-only`` reports what the stored study holds without training.
 
 Run (about 40 CPU minutes at the default proxy on 2 cores)::
 
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--results-dir", type=Path, default=Path("results/bench/metric_ranking"))
+    parser.add_argument("--report-only", action="store_true", help="report what the stored study holds; train nothing")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -100,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  trial {trial.number}: {trial.user_attrs.get('outcome')} "
               f"{trial.user_attrs.get('accuracy')}", flush=True)
 
-    study = run_search(config, storage=storage, study_name=name, trials=args.trials, results_dir=args.results_dir,
-                       callbacks=[progress])
+    if args.report_only:
+        study = optuna.load_study(study_name=name, storage=storage)
+    else:
+        study = run_search(config, storage=storage, study_name=name, trials=args.trials,
+                           results_dir=args.results_dir, callbacks=[progress])
     frame = trained(trials_frame(study))
     frame = frame[frame["test_accuracy"].notna()].copy()
     labels = study_test_labels(study)

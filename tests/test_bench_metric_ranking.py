@@ -43,6 +43,11 @@ def test_the_script_measures_both_metrics_on_test_and_resumes(tmp_path):
     finally:
         torch.set_num_threads(threads)
     first, again = outputs
+    buffer = StringIO()
+    with redirect_stdout(buffer):
+        assert bench.main([*argv, "--report-only"]) == 0
+    torch.set_num_threads(threads)
+    assert "  trial " not in buffer.getvalue() and "4 random tiny candidates" in buffer.getvalue()
     assert first.count("  trial ") == 4 and "  trial " not in again  # the rerun trains nothing
     for text in (first, again):
         assert "4 random tiny candidates" in text
