@@ -309,6 +309,18 @@ def frame_counts_toward_target(frame: pd.DataFrame) -> pd.Series:
     return finished & frame["outcome"].isin(COUNTED) & ~frame_is_reference(frame) & ~frame_is_confirmation(frame)
 
 
+def quality_attr(metric: str, zero_cost: str | None = None) -> str:
+    """The trial attribute a study ranks by: ``zc_NAME`` for a zero-cost objective, else ``balanced_accuracy`` under
+    ``--metric balanced``, else ``accuracy``. The one rule: :attr:`StudySettings.quality` and the pipeline read it.
+
+    >>> quality_attr("balanced"), quality_attr("accuracy", "synflow")
+    ('balanced_accuracy', 'zc_synflow')
+    """
+    if zero_cost is not None:
+        return f"zc_{zero_cost}"
+    return "balanced_accuracy" if metric == "balanced" else "accuracy"
+
+
 def quality_key(settings: StudySettings | None) -> str:
     """What a study of ``settings`` maximises (:attr:`StudySettings.quality`); ``accuracy`` for a study without
     stored settings."""
@@ -546,9 +558,7 @@ class StudySettings:
     @property
     def quality(self) -> str:
         """What the study maximises: ``accuracy``, ``balanced_accuracy`` (``--metric balanced``) or ``zc_NAME``."""
-        if self.zero_cost is not None:
-            return f"zc_{self.zero_cost}"
-        return "balanced_accuracy" if self.metric == "balanced" else "accuracy"
+        return quality_attr(self.metric, self.zero_cost)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as stored in a study."""

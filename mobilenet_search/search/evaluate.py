@@ -50,6 +50,7 @@ from mobilenet_search.results.records import (
     Strategy,
     learned_nothing,
     pack_correct,
+    quality_attr,
     trivial_accuracy,
 )
 from mobilenet_search.results.stats import balanced_accuracy
@@ -207,8 +208,7 @@ class Pipeline:
         self.metric, self.batch_size, self.build = metric, batch_size, build
         self.available_memory = available_memory or functools.partial(_available_memory, device)
         #: The attribute a trial's quality is: the searched zero-cost score, balanced accuracy or accuracy.
-        self.quality_key = (f"zc_{search_zero_cost}" if accuracy is None
-                            else "balanced_accuracy" if metric == "balanced" else "accuracy")
+        self.quality_key = quality_attr(metric, search_zero_cost if accuracy is None else None)
         # Zero-cost mode computes only the score it searches on; otherwise every proxy is recorded.
         self.zero_cost = (search_zero_cost,) if accuracy is None else tuple(zero_cost)
         self._batches: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -252,12 +252,9 @@ class Pipeline:
         record.attrs["time_build"] = time.perf_counter() - started
         if accuracy is not None or self.budget.needs_latency:
             latency_ms = self._latency(model, spec, record)
-            if self.budget.needs_latency:
-                madds, params = record.attrs["madds"], record.attrs["params"]
-                record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=latency_ms)
-                reason = self.budget.reason(madds=madds, params=params, latency_ms=latency_ms)
-                if reason:
-                    return record.reject(reason)
+            reason = self._latency_excess(record, latency_ms)
+            if reason:
+                return record.reject(reason)
         record.attrs["proxy_resolution"] = size
         # Zero-cost proxies are defined at initialisation: scored before training, and not on inherited weights
         # (the scores of trained weights would mean something else under the same names, an initialised twin
@@ -292,11 +289,18 @@ class Pipeline:
         same seed and settings, as that measure would fill it: attributes, budget excess (on the recorded latency
         for a latency budget), quality and ``outcome``. The evaluation cache's hit (:mod:`.cache`)."""
         record.attrs.update(attrs)
-        if self.budget.needs_latency:
-            madds, params = record.attrs["madds"], record.attrs["params"]
-            record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=record.attrs["latency_ms"])
+        self._latency_excess(record, record.attrs.get("latency_ms"))  # the source passed: no reason to reject
         record.outcome, record.quality = outcome, record.attrs[self.quality_key]
         return record
+
+    def _latency_excess(self, record: Record, latency_ms: float | None) -> str | None:
+        """Under a latency budget, the candidate's excess per kind with its measured latency (into ``record``) and
+        why it is over budget, or None; without one, nothing to do (:meth:`check` counted MAdds and params)."""
+        if not self.budget.needs_latency:
+            return None
+        madds, params = record.attrs["madds"], record.attrs["params"]
+        record.excess = self.budget.excesses(madds=madds, params=params, latency_ms=latency_ms)
+        return self.budget.reason(madds=madds, params=params, latency_ms=latency_ms)
 
     def _latency(self, model: torch.nn.Module, spec: ArchSpec, record: Record) -> float:
         """Latency at the deployment resolution, recorded with its device and batch size."""
