@@ -395,9 +395,9 @@ class ScaledExport:
 
 def _trained_as(study: optuna.Study, arch: str) -> list[optuna.trial.FrozenTrial]:
     """The trials of ``study`` that trained exactly ``arch`` (its seeds; confirmations aside), by number."""
-    return [t for t in study.get_trials(deepcopy=False)
-            if records.TrialRecord.from_trial(t).arch == arch and records.outcome(t) == records.Outcome.TRAINED.value
-            and not records.is_confirmation(t)]
+    from mobilenet_search.search.scaling import point_runs
+
+    return [trial for trial, record in point_runs(study) if record.arch == arch]
 
 
 def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: bool = False,

@@ -49,8 +49,6 @@ from mobilenet_search.results.records import (
     Strategy,
     StudySettings,
     TrialRecord,
-    is_confirmation,
-    outcome,
     study_val_labels,
     trial_correct,
     trivial_accuracy,
@@ -228,18 +226,24 @@ def planned_trials(plan: dict[str, Any]) -> int:
 # -- reading a scaling study -------------------------------------------------------------------------
 
 
-def _measured(study: optuna.Study) -> dict[str, Point]:
-    """Per network (its arch string), its MAdds and per-image validation correctness, one row per seed.
+def point_runs(study: optuna.Study) -> list[tuple[optuna.trial.FrozenTrial, TrialRecord]]:
+    """Every trained run of a scaling study's networks (each seed of each), with its record, by trial number: what
+    the fit reads. A confirmation (a supernet-scored point retrained from scratch) is not another seed of its
+    point: :func:`confirmations` reads it."""
+    return [(trial, record) for trial in study.get_trials(deepcopy=False)
+            if (record := TrialRecord.from_trial(trial)).outcome == Outcome.TRAINED.value
+            and record.role is not Role.CONFIRMATION]
 
-    A confirmation (a supernet-scored point retrained from scratch) is not another seed of its point:
-    :func:`confirmations` reads it."""
+
+def _measured(study: optuna.Study) -> dict[str, Point]:
+    """Per network (its arch string), its MAdds and per-image validation correctness, one row per seed
+    (:func:`point_runs`)."""
     rows: dict[str, list[np.ndarray]] = {}
     madds: dict[str, float] = {}
-    for trial in study.get_trials(deepcopy=False):
+    for trial, record in point_runs(study):
         correct = trial_correct(trial)
-        if outcome(trial) != Outcome.TRAINED.value or correct is None or is_confirmation(trial):
+        if correct is None:
             continue
-        record = TrialRecord.from_trial(trial)
         rows.setdefault(record.arch, []).append(correct)
         madds[record.arch] = float(record.madds)
     return {arch: Point(madds[arch], np.array(vectors, dtype=bool)) for arch, vectors in rows.items()}

@@ -52,7 +52,6 @@ from mobilenet_search.results.records import (
     FIDELITY_ATTR,
     VAL_LABELS_ATTR,
     VAL_SIZE_ATTR,
-    Role,
     StudySettings,
     TrialRecord,
     frame_is_confirmation,
@@ -744,9 +743,8 @@ def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> 
     through Optuna; a study that is not a scaling study, or has too few points to fit, is a :class:`UserError`."""
     from mobilenet_search.arch.cost import count_madds
     from mobilenet_search.arch.references import paper_family
-    from mobilenet_search.results.records import Outcome
     from mobilenet_search.results.scaling_fit import RESAMPLES
-    from mobilenet_search.search.scaling import analyse
+    from mobilenet_search.search.scaling import analyse, point_runs
     from mobilenet_search.search.study import open_study, study_space
 
     study, config = open_study(url, study_name, None, load_only=True)
@@ -756,10 +754,8 @@ def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> 
     family = {spec.to_string(): name for name, spec in
               paper_family(space.family, num_classes=base.num_classes, in_channels=base.in_channels).items()}
     runs: dict[str, list[float]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        record = TrialRecord.from_trial(trial)
-        if (record.arch in family and record.outcome == Outcome.TRAINED.value
-                and record.role is not Role.CONFIRMATION and record.accuracy is not None):
+    for _, record in point_runs(study):
+        if record.arch in family and record.accuracy is not None:
             runs.setdefault(record.arch, []).append(float(record.accuracy))
     paper = [{"name": family[arch], "arch": arch, "madds": count_madds(ArchSpec.from_string(arch)),
               "accuracy": float(np.mean(values)), "runs": len(values)} for arch, values in runs.items()]
