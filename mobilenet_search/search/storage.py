@@ -22,6 +22,7 @@ import re
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -132,20 +133,26 @@ def disk_full(exc: BaseException) -> BaseException | None:
     >>> disk_full(OSError(errno.ENOSPC, "No space left on device")).strerror
     'No space left on device'
     """
-    pending, seen = [exc], set()
-    while pending:
-        error = pending.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
+    for error in error_chain(exc):
         if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
             return error
         if getattr(error, "sqlite_errorcode", None) == SQLITE_FULL:
             return error
         if POSTGRES_DISK_FULL in (getattr(error, "sqlstate", None), getattr(error, "pgcode", None)):
             return error
-        pending += [error.__cause__, error.__context__]
     return None
+
+
+def error_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and every error in its chain (causes and contexts), each once, ``exc`` first."""
+    pending, seen = [exc], set()
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        pending += [error.__cause__, error.__context__]
 
 
 def check_storage_url(url: str) -> None:

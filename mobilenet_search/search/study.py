@@ -72,6 +72,7 @@ from mobilenet_search.search.storage import (
     DEFAULT_HEARTBEAT,
     clean_message,
     disk_full,
+    error_chain,
     make_storage,
     redact,
     storage_file,
@@ -611,7 +612,7 @@ def _full_disk_error(exc: BaseException, study: optuna.Study, storage: str | Non
 
 def _what_is_full(exc: BaseException, full: BaseException, storage: str | None) -> str:
     """What a full disk refused, for messages: ``cannot write PATH: REASON`` (a result file, or the storage)."""
-    ours = next((str(e) for e in _chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
+    ours = next((str(e) for e in error_chain(exc) if isinstance(e, UserError) and str(e).startswith("cannot write ")),
                 None)
     if ours is not None:  # files.atomic_path's message names the file
         return ours
@@ -637,10 +638,3 @@ def _stopped_by_full_disk(study: optuna.Study, numbers: Sequence[int], what: str
         notes.append(f"trial {frozen.number} is recorded as failed" if recorded else
                      f"trial {frozen.number} could not be recorded: the next run fails it and runs it again")
     return f"the disk is full: {what}; {'; '.join([*notes, 'free space, then run the same command to resume'])}"
-
-
-def _chain(exc: BaseException | None) -> Iterator[BaseException]:
-    """``exc`` and its contexts, innermost last."""
-    while exc is not None:
-        yield exc
-        exc = exc.__context__
