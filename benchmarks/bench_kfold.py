@@ -207,6 +207,17 @@ def cv_correct(runs: dict[str, Any], name: str, folds: int) -> np.ndarray:
                            for k in range(folds)])
 
 
+def folds_agreeing(runs: dict[str, Any], a: str, b: str, folds: int) -> int:
+    """In how many folds ``a``'s and ``b``'s nets differ in the direction of their pooled difference.
+
+    The pooled McNemar test sees the images' noise only; the folds' nets are trained apart, so a
+    difference that holds fold by fold also survives their training noise.
+    """
+    pooled_sign = np.sign(cv_correct(runs, a, folds).mean() - cv_correct(runs, b, folds).mean())
+    return sum(np.sign(runs[run_id(a, "fold", k)]["accuracy"] - runs[run_id(b, "fold", k)]["accuracy"])
+               == pooled_sign != 0 for k in range(folds))
+
+
 def holdout_correct(runs: dict[str, Any], name: str, seed: int) -> np.ndarray:
     run = runs[run_id(name, "holdout", seed)]
     return unpack_correct(run["correct"], run["n"])
@@ -260,7 +271,7 @@ def report(args: argparse.Namespace, specs: dict[str, ArchSpec], runs: dict[str,
 
     pairs = list(itertools.combinations(specs, 2))
     print("\npairwise verdicts, first net vs second (> better, < worse, ~ indistinguishable: exact McNemar at 5 % "
-          "on the same images; margin, p):")
+          "on the same images; margin, p; for k-fold also the folds whose nets differ in the pooled direction):")
     print("| pair | " + " | ".join(f"holdout seed {s}" for s in seeds) + f" | {args.folds}-fold | k-fold changes "
           f"the seed-{args.seed} verdict? |")
     print("|---|" + "---|" * (len(seeds) + 2))
@@ -274,7 +285,9 @@ def report(args: argparse.Namespace, specs: dict[str, ArchSpec], runs: dict[str,
         reversed_by_cv += holdout_order[0] != (cv_correct(runs, a, args.folds).mean() >
                                                cv_correct(runs, b, args.folds).mean())
         reversed_by_seeds += len(set(holdout_order)) > 1
-        print(f"| {a} vs {b} | " + " | ".join(cell for _, cell in holdout) + f" | {cv[1]} | "
+        agreeing = folds_agreeing(runs, a, b, args.folds)
+        print(f"| {a} vs {b} | " + " | ".join(cell for _, cell in holdout) + f" | {cv[1]}, {agreeing}/{args.folds} "
+              "folds | "
               f"{'yes' if cv[0] != holdout[0][0] else 'no'} |")
     print(f"\nk-fold / holdout: CPU s x{np.mean(ratios['cpu']):.2f} (per net {min(ratios['cpu']):.2f}-"
           f"{max(ratios['cpu']):.2f}); interval width x{np.mean(ratios['width']):.2f} "
