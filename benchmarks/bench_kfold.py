@@ -28,7 +28,7 @@ nets, overlapping training sets): it is a lower bound on k-fold's real uncertain
 Resumable: every finished training is stored at once in ``--results-dir/kfold-KEY.json`` (KEY: a hash of the
 options); a rerun skips what is stored, and a finished one only reports (no data is loaded).
 
-Run (the figure in ``benchmarks/results/bench_kfold_embedded.txt``; about 750 CPU s on 1 thread)::
+Run (the figure in ``benchmarks/results/bench_kfold_embedded.txt``; 608 CPU s on 1 thread)::
 
     python benchmarks/bench_kfold.py --candidates 4 --epochs 3 --proxy-size 64 --folds 5 --holdout-seeds 3 \
         --results-dir results/bench/kfold
