@@ -32,7 +32,8 @@ estimate of the CPU seconds, and trains nothing)::
     python benchmarks/bench_scaling.py --dataset fashion-mnist --dataset-limit 6000 --epochs 2 --proxy-size 48 \\
         --budget 300M-madds --seeds 2 --at 40M-madds 150M-madds --final-seeds 3
     python benchmarks/bench_scaling.py --dataset fashion-mnist --dataset-limit 3000 --epochs 2 --proxy-size 48 \\
-        --budget 300M-madds --strategy supernet --supernet-epochs 2 --confirm 2 --at 20M-madds 80M-madds --final-seeds 1
+        --budget 300M-madds --seeds 1 --strategy supernet --supernet-epochs 2 --confirm 2 \\
+        --at 20M-madds 80M-madds 300M-madds --final-seeds 1
 
 Resume: everything is kept under ``--results-dir`` (default ``results/bench/scaling``), keyed by a hash of the
 options the trainings depend on (``--strategy``, ``--supernet-epochs`` and ``--confirm`` only away from their
