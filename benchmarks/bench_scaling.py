@@ -2,16 +2,19 @@
 hold its own against the simple scalings and the paper's nets? (the benchmark of ``mobilenet-search scaling``)
 
 One scaling study (:func:`mobilenet_search.search.scaling.run_scaling`, exactly what ``mobilenet-search scaling
---budget B --seeds S`` runs) from ``--base`` up to ``--budget``, every grid net trained under the proxy with
-``--seeds`` seeds, then:
+--budget B --seeds S --strategy X`` runs) from ``--base`` up to ``--budget``: with ``--strategy scratch`` (the
+default) every grid net trained under the proxy with ``--seeds`` seeds; with ``--strategy supernet`` one supernet over
+the space trained for ``--supernet-epochs``, every grid net scored once with the weights it inherits, and up to
+``--confirm`` points of each phase's front retrained from scratch. Then:
 
 1. **Predictive check.** The study is fitted (:func:`analyse`) as it stood with only its nets up to ``--fit-up-to``
    MAdds (default a third of the budget): an in-memory copy holding those trials and plan points, so the noise floor
    too is what was known then. Each direction's fit predicts the validation accuracy of its grid nets above that
-   (the held-out points, trained by the same study with the same seeds); a point is predicted when its measured
+   (the held-out points, trained or scored by the same study); a point is predicted when its measured
    mean is within the noise floor of the prediction (the issue's target: at least 80 % of them).
-2. **Head to head at each ``--at`` budget**, each net trained with ``--final-seeds`` seeds (those the study already
-   trained are reused, being the same training) and scored on the test split, which nothing else reads:
+2. **Head to head at each ``--at`` budget**, each net trained from scratch with ``--final-seeds`` seeds (those the
+   study already trained from scratch, a supernet study's confirmations included, are reused, being the same
+   training) and scored on the test split, which nothing else reads:
    the net :func:`recommend` picks from the fit of the whole study; width only; resolution only (the paper's two
    single-dimension scalings, solved on the same base as the grid is); EfficientNet's fixed coefficients
    (1.2 / 1.1 / 1.15) on the same base; and the paper's MobileNetV2 width x resolution net with the most MAdds within
@@ -20,17 +23,22 @@ One scaling study (:func:`mobilenet_search.search.scaling.run_scaling`, exactly 
    seed by seed, and a margin beyond the seed noise of a mean of that many seeds (the pooled seed sd of the
    head-to-head nets over sqrt(seeds)). The issue's target: never worse than any beyond noise, and better than the
    paper's net on at least one budget, or it says why not.
-3. The compute: CPU seconds of this process (``time.process_time``) for the study and for the head-to-head nets.
-   Scratch training only: ``scaling --strategy supernet`` is not built, so there is no supernet figure.
+3. The compute: CPU seconds of this process (``time.process_time``) for the study and for the head-to-head nets;
+   a supernet study's split into the supernet's training, scoring the points and the confirmations.
 
 Run (Fashion-MNIST, the cheap proxy of ``bench_search_vs_scaling.py``; ``--plan`` prints what it would train and an
 estimate of the CPU seconds, and trains nothing)::
 
     python benchmarks/bench_scaling.py --dataset fashion-mnist --dataset-limit 6000 --epochs 2 --proxy-size 48 \\
         --budget 300M-madds --seeds 2 --at 40M-madds 150M-madds --final-seeds 3
+    python benchmarks/bench_scaling.py --dataset fashion-mnist --dataset-limit 3000 --epochs 2 --proxy-size 48 \\
+        --budget 300M-madds --seeds 1 --strategy supernet --supernet-epochs 2 --confirm 2 \\
+        --at 20M-madds 80M-madds 300M-madds --final-seeds 1
 
 Resume: everything is kept under ``--results-dir`` (default ``results/bench/scaling``), keyed by a hash of the
-options the trainings depend on: the study in ``scaling-<key>.db`` (a rerun trains only its unfinished trials), each
+options the trainings depend on (``--strategy``, ``--supernet-epochs`` and ``--confirm`` only away from their
+defaults, so keys made before they existed stay the same): the study in ``scaling-<key>.db`` (a rerun trains only
+its unfinished trials; a supernet study's checkpoint, in ``supernets/``, resumes from its last epoch), each
 head-to-head training in ``nets-<key>.json`` (saved after each), the compute in ``compute-<key>.json``. A rerun of
 the same command after an interruption trains nothing that finished. The report is also written as
 ``report-<key>.json`` there (its key adds the report's own options).
@@ -61,12 +69,17 @@ from mobilenet_search.errors import UserError
 from mobilenet_search.files import atomic_write_text
 from mobilenet_search.measure.data import proxy_resolution
 from mobilenet_search.results.records import (
+    CONFIRMS_ATTR,
     CORRECT_ATTR,
     NOISE_SEED_ATTR,
+    SUPERNET_ATTR,
     TEST_CORRECT_ATTR,
     TEST_SIZE_ATTR,
     VAL_SIZE_ATTR,
     Outcome,
+    Strategy,
+    TrialRecord,
+    is_confirmation,
     outcome,
     trivial_accuracy,
     unpack_correct,
@@ -83,13 +96,20 @@ from mobilenet_search.search.scaling import (
     distinct,
     madds_limit,
     nominal_madds,
+    point_runs,
     recommend,
     resolve_base,
     run_scaling,
+    scaling_config,
 )
-from mobilenet_search.search.space import SearchSpace, load_space
+from mobilenet_search.search.space import SearchSpace, load_space, supernet_envelope
+from mobilenet_search.search.strategies import random_member
 from mobilenet_search.search.study import RunContext, make_data, make_pipeline
-from mobilenet_search.ui.cli_scaling import format_analysis  # the command's own printout of a fit
+from mobilenet_search.ui.cli_scaling import (  # the command's own printout of a fit and strategy options
+    add_strategy_arguments,
+    format_analysis,
+    strategy_settings,
+)
 
 ALPHA = 0.05
 PREDICTED_SHARE = 0.8  # the issue's target: at least 80 % of the held-out points within the noise floor
@@ -100,6 +120,12 @@ LABELS = {"recommended": "recommended", "width": "width only", "resolution": "re
 # about SECONDS_BASE plus SECONDS_PER_PROXY_GMADDS per giga multiply-add of the net at its proxy resolution per
 # 1,000 training images and epoch (from MobileNetV2 0.35/96 and 1.0/224 at 48 px, 2 epochs, 6,000 images).
 SECONDS_BASE, SECONDS_PER_PROXY_GMADDS = 12.0, 237.0
+# A supernet epoch: SUPERNET_FACTOR times that rate over the multiply-adds of its sandwich step's members (the
+# largest, the smallest and two random ones, each at its proxy resolution) per 1,000 training images. Scoring a
+# point: forward passes only over the BatchNorm calibration and validation images, SCORING_FACTOR times the rate.
+# (From one epoch of the mobilenetv2_scaling supernet on 1,000 images at 48 px, and MobileNetV2 0.35/96, 1.0/224 and
+# 1.4/224 scored on 5,000 validation images.)
+SUPERNET_FACTOR, SCORING_BASE, SCORING_FACTOR = 0.58, 0.7, 0.22
 
 Family = Callable[[int, int], dict[str, ArchSpec]]  # (num_classes, in_channels) -> the paper's nets by name
 
@@ -116,9 +142,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="predictive check: fit on the nets up to this many MAdds (default: a third of --budget)")
     parser.add_argument("--at", nargs="+", default=["40M-madds", "150M-madds"], metavar="MADDS",
                         help="the head-to-head budgets")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds of every net of the scaling study")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds of every net of the scaling study (default 2; 1, the only one, with --strategy "
+                             "supernet)")
     parser.add_argument("--final-seeds", type=int, default=3, help="seeds of every head-to-head net")
     parser.add_argument("--base", default=None, help="as for `mobilenet-search scaling` (default: its default)")
+    add_strategy_arguments(parser)  # --strategy, --supernet-epochs, --confirm: as `mobilenet-search scaling`
     parser.add_argument("--space", default="mobilenetv2_scaling")
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--dataset-limit", type=int, default=None)
@@ -135,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--report-only", action="store_true",
                         help="report what the results dir holds (of a run still going, or cut short); train nothing")
     args = parser.parse_args(argv)
+    args.seeds = args.seeds or (1 if args.strategy == Strategy.SUPERNET.value else 2)
     args.fit_up_to = args.fit_up_to or f"{nominal_madds(madds_limit(args.budget, '--budget')) / 3e6:g}M-madds"
     return args
 
@@ -142,12 +172,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # -- keys and state ------------------------------------------------------------------------------------------------
 
 def _hash(args: argparse.Namespace, keys: tuple[str, ...]) -> str:
-    text = json.dumps({k: getattr(args, k) for k in keys}, sort_keys=True, default=str)
+    options = {k: getattr(args, k) for k in keys}
+    # Options added after results were kept under keys without them enter a key only away from their default: a
+    # scratch study keeps its key, and a supernet study (--strategy away from scratch) never shares one with it.
+    options.update({k: v for k, v in vars(args).items() if k in LATER_KEYS and v != LATER_KEYS[k]})
+    text = json.dumps(options, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 TRAINING_KEYS = ("budget", "seeds", "base", "space", "dataset", "dataset_limit", "epochs", "batch_size", "proxy_size",
                  "lr", "seed")
+
+
+def _strategy_defaults() -> dict[str, Any]:
+    parser = argparse.ArgumentParser()
+    add_strategy_arguments(parser)
+    return vars(parser.parse_args([]))
+
+
+LATER_KEYS = _strategy_defaults()  # the training options added since: strategy, supernet_epochs, confirm; defaults
 
 
 def run_key(args: argparse.Namespace) -> str:
@@ -169,10 +212,11 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def study_config(args: argparse.Namespace) -> SearchConfig:
-    """The scaling study's settings, as ``mobilenet-search scaling`` makes them from the same options."""
-    return SearchConfig(budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
-                        epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
-                        seed=args.seed, references="none", noise_repeats=0)
+    """The scaling study's settings, as ``mobilenet-search scaling`` makes them from the same options (its own
+    :func:`scaling_config`; the split fractions are its defaults)."""
+    return scaling_config(args.seeds, budget=args.budget, space=args.space, dataset=args.dataset,
+                          dataset_limit=args.dataset_limit, epochs=args.epochs, batch_size=args.batch_size,
+                          proxy_size=args.proxy_size, lr=args.lr, seed=args.seed, **strategy_settings(args))
 
 
 def storage_of(args: argparse.Namespace) -> tuple[str, str]:
@@ -189,8 +233,10 @@ def paths(args: argparse.Namespace) -> dict[str, Path]:
 class Bench:
     """The benchmark's settings and what it reads: the data, the space, the base, the paper's nets.
 
-    ``accuracy``: how a net is trained (default: scratch training under the study's proxy); ``family``: the paper's
-    nets for this data (default: MobileNetV2's). Tests pass their own of both.
+    ``accuracy``: how a net is trained from scratch (default: scratch training under the study's proxy): the
+    head-to-head nets, and a scratch study's nets; a supernet study scores with its own supernet and confirms with
+    the study's scratch training. ``family``: the paper's nets for this data (default: MobileNetV2's). Tests pass
+    their own of both.
     """
 
     def __init__(self, args: argparse.Namespace, *, accuracy: AccuracySource | None = None,
@@ -212,33 +258,68 @@ class Bench:
 
 # -- the scaling study ---------------------------------------------------------------------------------------------
 
+#: A supernet study's CPU seconds by part (their sum is ``study_cpu_s``, a scratch study's only figure).
+SUPERNET_PARTS = {"supernet_cpu_s": "supernet training", "scoring_cpu_s": "scoring the points",
+                  "confirm_cpu_s": "confirmations"}
+
+
 def run_study(bench: Bench) -> optuna.Study:
     """The scaling study, created or resumed; its CPU seconds are added up in the compute state after each trial
-    (a trial cut off mid-way loses its seconds)."""
+    (a trial cut off mid-way loses its seconds). A supernet study's are split as well (:data:`SUPERNET_PARTS`):
+    up to the supernet's last step (the data's decoding included) its training, saved after each epoch; then each
+    trial's seconds to scoring, or to confirmations for a point retrained from scratch."""
     compute = load_state(bench.paths["compute"])
-    spent, started = compute.get("study_cpu_s", 0.0), time.process_time()
+    supernet, mark = bench.config.supernet, [time.process_time()]
+
+    def spend(part: str | None) -> None:
+        now = time.process_time()
+        compute["study_cpu_s"] = compute.get("study_cpu_s", 0.0) + now - mark[0]
+        if part is not None:
+            compute[part] = compute.get(part, 0.0) + now - mark[0]
+        mark[0] = now
+
+    def after_step(epoch: int, step: int, steps: int, loss: float) -> None:
+        spend("supernet_cpu_s")
+        if step == steps - 1:  # the epoch is checkpointed: a rerun does not train it again
+            save_state(bench.paths["compute"], compute)
+            print(f"  [{time.strftime('%H:%M:%S')}] supernet epoch {epoch + 1} of {bench.config.supernet_epochs}: "
+                  f"loss {loss:.3f} ({compute['supernet_cpu_s']:.0f} CPU s so far)", flush=True)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        compute["study_cpu_s"] = spent + time.process_time() - started
+        confirmation = is_confirmation(trial)
+        spend(("confirm_cpu_s" if confirmation else "scoring_cpu_s") if supernet else None)
         save_state(bench.paths["compute"], compute)
         attrs = trial.user_attrs
         accuracy = attrs.get("accuracy")
-        print(f"  [{time.strftime('%H:%M:%S')}] study trial {trial.number}: {attrs.get('scaling_direction')} "
-              f"{_m(attrs.get('madds') or 0)} seed {attrs.get(NOISE_SEED_ATTR, bench.config.seed)} "
+        what = (f"confirms trial {attrs[CONFIRMS_ATTR]} from scratch" if confirmation else
+                f"{attrs.get('scaling_direction')}" + ("" if supernet else
+                                                       f" seed {attrs.get(NOISE_SEED_ATTR, bench.config.seed)}"))
+        print(f"  [{time.strftime('%H:%M:%S')}] study trial {trial.number}: {what} {_m(attrs.get('madds') or 0)} "
               f"{attrs.get('outcome')}" + ("" if accuracy is None else f" val {accuracy:.4f}")
               + f" ({compute['study_cpu_s']:.0f} CPU s so far)", flush=True)
 
-    # Counted up to each trial's end only: a rerun that finds the study finished adds nothing.
+    # Counted up to each trial's end only: a rerun that finds the study finished adds nothing. A supernet study
+    # takes no accuracy source: run_search trains (or loads) its supernet and confirms with its scratch training.
     return run_scaling(bench.config, bench.grid, storage=bench.storage, study_name=bench.study_name,
-                       device=bench.args.device, results_dir=bench.args.results_dir, accuracy=bench.accuracy,
-                       callbacks=[after_trial])
+                       device=bench.args.device, results_dir=bench.args.results_dir,
+                       accuracy=None if supernet else bench.accuracy, callbacks=[after_trial],
+                       on_supernet_step=after_step)
+
+
+def is_scratch_run(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether a trial of the study trained its net from scratch under the proxy, as a head-to-head net is: every
+    trained net of a scratch study; of a supernet study its confirmations, not its inherited scores."""
+    record = TrialRecord.from_trial(trial)
+    return (record.outcome == Outcome.TRAINED.value and record.strategy in (None, Strategy.SCRATCH.value)
+            and record.test_correct is not None)
 
 
 def trained_runs(study: optuna.Study, seed: int) -> dict[tuple[str, int], dict[str, Any]]:
-    """The study's trained nets by (arch, seed): what a head-to-head net of the same training reuses."""
+    """The study's nets trained from scratch (:func:`is_scratch_run`) by (arch, seed): what a head-to-head net of the
+    same training reuses."""
     runs = {}
     for trial in study.get_trials(deepcopy=False):
-        if outcome(trial) == Outcome.TRAINED.value and trial.user_attrs.get(TEST_CORRECT_ATTR):
+        if is_scratch_run(trial):
             repeat = trial.user_attrs.get(NOISE_SEED_ATTR)  # another seed; the first run trains with the study's
             runs[(trial.user_attrs["arch"], seed if repeat is None else repeat)] = entry_of(trial.user_attrs)
     return runs
@@ -255,25 +336,32 @@ def entry_of(attrs: dict[str, Any]) -> dict[str, Any]:
 
 def fit_view(study: optuna.Study, cap: float) -> optuna.Study:
     """The study as if it held only its nets up to ``cap`` MAdds: an in-memory copy with those finished trials and
-    plan points, which :func:`analyse` fits as it fits any scaling study (noise floor included)."""
+    plan points, which :func:`analyse` fits as it fits any scaling study (noise floor included). A supernet study's
+    confirmations of those nets come along, naming their points by the view's own trial numbers."""
     view = optuna.create_study(directions=study.directions, study_name=study.study_name)
     for key, value in study.user_attrs.items():
         view.set_user_attr(key, value)
     plan = study.user_attrs[SCALING_ATTR]
     view.set_user_attr(SCALING_ATTR, {**plan, "points": [p for p in plan["points"] if p["madds"] <= cap]})
-    view.add_trials([t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                                          optuna.trial.TrialState.PRUNED,
-                                                                          optuna.trial.TrialState.FAIL))
-                     if t.user_attrs.get("madds", math.inf) <= cap])
+    kept = [t for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                                 optuna.trial.TrialState.FAIL))
+            if t.user_attrs.get("madds", math.inf) <= cap]
+    points = {t.number for t in kept if not is_confirmation(t)}
+    kept = [t for t in kept if not is_confirmation(t) or t.user_attrs[CONFIRMS_ATTR] in points]
+    numbers = {t.number: number for number, t in enumerate(kept)}  # add_trials numbers them afresh, in this order
+    for trial in kept:
+        if is_confirmation(trial):
+            trial.user_attrs = {**trial.user_attrs, CONFIRMS_ATTR: numbers[trial.user_attrs[CONFIRMS_ATTR]]}
+    view.add_trials(kept)
     return view
 
 
 def validation_means(study: optuna.Study) -> dict[str, list[float]]:
-    """Per trained net (arch string), its validation accuracy of each seed."""
+    """Per trained net (arch string), its validation accuracy of each seed: what the fit reads (:func:`point_runs`:
+    a supernet study's inherited scores, its confirmations aside)."""
     means: dict[str, list[float]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if outcome(trial) == Outcome.TRAINED.value:
-            means.setdefault(trial.user_attrs["arch"], []).append(float(trial.user_attrs["accuracy"]))
+    for _, record in point_runs(study):
+        means.setdefault(record.arch, []).append(float(record.accuracy))
     return means
 
 
@@ -457,45 +545,87 @@ def head_to_head_targets(result: dict[str, Any]) -> dict[str, Any]:
 
 def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
     """(phase, arch, MAdds, seeds) of what the benchmark would train at most: the study's first phase, its compound
-    phase with EfficientNet's coefficients standing in for the fitted ones, and the head-to-head nets that do not
-    depend on the fit (the recommendation is one more net per budget, or one of these)."""
+    phase with EfficientNet's coefficients standing in for the fitted ones (a supernet study scores them), and the
+    head-to-head nets that do not depend on the fit (the recommendation is one more net per budget, or one of
+    these)."""
     points = [p for p, _ in bench.grid.first_phase()] + bench.grid.compound(EFFICIENTNET)
     rows, seen = [], set()
+    phase, reused = ("study, scored", 0) if bench.config.supernet else ("study", bench.args.seeds)
     for point in points:
         if point.spec.to_string() not in seen:
             seen.add(point.spec.to_string())
-            rows.append(("study", point.spec.to_string(), point.madds, bench.args.seeds))
+            rows.append((phase, point.spec.to_string(), point.madds, bench.args.seeds))
     for at in bench.args.at:
         budget = madds_limit(at, "--at")
         for direction in ("width", "resolution", "compound"):
             point = solve(bench.base, direction, nominal_madds(budget), snap=bench.space.nearest,
                           admits=lambda spec, b=budget: admitted(b, spec))
-            extra = bench.args.final_seeds - (bench.args.seeds if point.spec.to_string() in seen else 0)
+            extra = bench.args.final_seeds - (reused if point.spec.to_string() in seen else 0)
             if extra > 0:
                 rows.append((f"head to head {at}", point.spec.to_string(), point.madds, extra))
                 seen.add(point.spec.to_string())
     return rows
 
 
+def proxy_madds(bench: Bench, spec: ArchSpec) -> float:
+    """A net's multiply-adds per image at its proxy resolution."""
+    return count_madds(spec.replace(resolution=proxy_resolution(bench.args.proxy_size, spec.resolution)))
+
+
 def estimate_seconds(bench: Bench, arch: str) -> float:
     """A training's CPU seconds by :data:`SECONDS_BASE` and :data:`SECONDS_PER_PROXY_GMADDS`."""
-    spec = ArchSpec.from_string(arch)
-    proxy = spec.replace(resolution=proxy_resolution(bench.args.proxy_size, spec.resolution))
-    images = len(bench.data(proxy.resolution).train_labels)
-    return SECONDS_BASE + SECONDS_PER_PROXY_GMADDS * count_madds(proxy) / 1e9 * images / 1000 * bench.args.epochs
+    images = len(bench.data(bench.args.proxy_size).train_labels)
+    return (SECONDS_BASE + SECONDS_PER_PROXY_GMADDS * proxy_madds(bench, ArchSpec.from_string(arch)) / 1e9 * images
+            / 1000 * bench.args.epochs)
+
+
+def estimate_scoring(bench: Bench, arch: str) -> float:
+    """Scoring a point with inherited weights, in CPU seconds (:data:`SCORING_BASE`, :data:`SCORING_FACTOR`)."""
+    data = bench.data(bench.args.proxy_size)
+    images = min(512, len(data.train_labels)) + len(data.val_labels)  # InheritedWeights' calibration, validation
+    return SCORING_BASE + (SCORING_FACTOR * SECONDS_PER_PROXY_GMADDS * proxy_madds(bench, ArchSpec.from_string(arch))
+                           / 1e9 * images / 1000)
+
+
+def estimate_supernet(bench: Bench) -> tuple[float, float]:
+    """A supernet epoch's multiply-adds per image of its sandwich step at the proxy (the largest, the smallest and
+    two random members, 64 of them drawn with a fixed seed for the mean), and its CPU seconds
+    (:data:`SUPERNET_FACTOR`)."""
+    classes = {"num_classes": bench.data.num_classes, "in_channels": bench.data.in_channels}
+    generator = torch.Generator().manual_seed(0)
+    drawn = [proxy_madds(bench, random_member(bench.space, generator, **classes)) for _ in range(64)]
+    step = (proxy_madds(bench, supernet_envelope(bench.space, **classes))
+            + proxy_madds(bench, bench.space.extreme(count_madds, **classes)) + 2 * float(np.mean(drawn)))
+    images = len(bench.data(bench.args.proxy_size).train_labels)
+    return step, SUPERNET_FACTOR * SECONDS_PER_PROXY_GMADDS * step / 1e9 * images / 1000
 
 
 def print_plan(bench: Bench) -> None:
     rows = planned_trainings(bench)
-    total = 0.0
+    supernet = bench.config.supernet
     print(f"  plan: base {bench.base.to_string()} ({_m(count_madds(bench.base))} MAdds); MAdds targets "
           + ", ".join(_m(t) for t in madds_targets(count_madds(bench.base),
                                                                nominal_madds(bench.grid.budget))))
+    total = 0.0
+    if supernet:
+        step, seconds = estimate_supernet(bench)
+        total += seconds * bench.config.supernet_epochs
+        print(f"  {'supernet':24s} {bench.config.supernet_epochs} epoch(s) of sandwich steps, {_m(step)} MAdds an "
+              f"image at the proxy  ~{seconds * bench.config.supernet_epochs:5.0f} CPU s")
     for phase, arch, madds, seeds in rows:
-        seconds = estimate_seconds(bench, arch) * seeds
+        scored = supernet and phase.startswith("study")
+        seconds = (estimate_scoring(bench, arch) if scored else estimate_seconds(bench, arch)) * seeds
         total += seconds
         print(f"  {phase:24s} {_m(madds):>7s} x {seeds} seed(s)  ~{seconds:5.0f} CPU s  {arch[:60]}")
-    print(f"  estimate: {sum(r[3] for r in rows)} trainings, about {total:.0f} CPU s "
+    trainings = sum(r[3] for r in rows if not (supernet and r[0].startswith("study")))
+    if supernet:  # up to --confirm points of each phase's front, not known before it is scored
+        confirmations = 2 * bench.config.confirm
+        study = [estimate_seconds(bench, arch) for phase, arch, _, _ in rows if phase.startswith("study")]
+        seconds = confirmations * float(np.mean(study))
+        total, trainings = total + seconds, trainings + confirmations
+        print(f"  {'confirmations':24s} up to {confirmations} nets of the fronts, at the grid's mean training  "
+              f"~{seconds:5.0f} CPU s")
+    print(f"  estimate: {trainings} trainings, about {total:.0f} CPU s "
           f"({total / 3600:.1f} CPU h; the recommendations add at most {len(bench.args.at)} net(s) x "
           f"{bench.args.final_seeds} seeds)", flush=True)
 
@@ -509,20 +639,33 @@ def summarise(bench: Bench) -> dict[str, Any]:
     picked, wanted = head_to_head_runs(bench, full)
     runs = load_state(bench.paths["nets"])
     result = head_to_head(bench, picked, runs)
-    compute = load_state(bench.paths["compute"])
-    nets_cpu = sum(r["cpu_seconds"] for r in runs.values())
     labels = bench.data(bench.args.proxy_size).test_labels.numpy()
     return {"options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(bench.args).items()},
-            "key": run_key(bench.args), "study": bench.study_name, "test_images": int(len(labels)),
-            "test_trivial_accuracy": trivial_accuracy(labels), "analysis": full, "predictive": check,
-            "head_to_head": result, "targets": {"predictive": check["met"], **head_to_head_targets(result)},
-            "compute": {"study_cpu_s": compute.get("study_cpu_s"), "head_to_head_cpu_s": nets_cpu,
-                        "study_trainings": sum(1 for t in study.get_trials(deepcopy=False)
-                                               if outcome(t) == Outcome.TRAINED.value),
-                        "head_to_head_trainings": sum(1 for r in runs.values() if not r["from_study"]),
-                        "head_to_head_reused": sum(1 for r in runs.values() if r["from_study"]),
-                        "supernet": "not run: `scaling --strategy supernet` is not built"},
-            "complete": all(f"{a}@{s}" in runs for a, s in wanted)}
+            "key": run_key(bench.args), "study": bench.study_name, "strategy": bench.config.strategy,
+            "test_images": int(len(labels)), "test_trivial_accuracy": trivial_accuracy(labels), "analysis": full,
+            "predictive": check, "head_to_head": result,
+            "targets": {"predictive": check["met"], **head_to_head_targets(result)},
+            "compute": compute_figures(bench, study, runs), "complete": all(f"{a}@{s}" in runs for a, s in wanted)}
+
+
+def compute_figures(bench: Bench, study: optuna.Study, runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The CPU seconds of the study (a supernet study's by part too: :data:`SUPERNET_PARTS`) and of the head-to-head
+    nets, with how many nets each trained or scored."""
+    compute = load_state(bench.paths["compute"])
+    trials = study.get_trials(deepcopy=False)
+    figures = {"strategy": bench.config.strategy, "study_cpu_s": compute.get("study_cpu_s"),
+               "study_trainings": sum(1 for t in trials if is_scratch_run(t)),
+               "head_to_head_cpu_s": sum(r["cpu_seconds"] for r in runs.values()),
+               "head_to_head_trainings": sum(1 for r in runs.values() if not r["from_study"]),
+               "head_to_head_reused": sum(1 for r in runs.values() if r["from_study"])}
+    if bench.config.supernet:
+        supernet = study.user_attrs.get(SUPERNET_ATTR) or {}
+        figures.update({part: compute.get(part) for part in SUPERNET_PARTS},
+                       supernet_epochs=bench.config.supernet_epochs, supernet_wall_s=supernet.get("train_seconds"),
+                       points_scored=sum(1 for t in trials if outcome(t) == Outcome.TRAINED.value
+                                         and TrialRecord.from_trial(t).strategy == Strategy.SUPERNET.value),
+                       confirmations=sum(1 for t in trials if is_confirmation(t) and is_scratch_run(t)))
+    return figures
 
 
 def met(value: bool | None) -> str:
@@ -535,9 +678,12 @@ def _m(madds: float) -> str:
 
 def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     check, result, compute = summary["predictive"], summary["head_to_head"], summary["compute"]
-    print(f"\n== the scaling study: {args.space} from the base up to {args.budget} on {args.dataset}"
-          f"{f' (limit {args.dataset_limit})' if args.dataset_limit else ''}, proxy {args.epochs} epochs at "
-          f"{args.proxy_size} px, {args.seeds} seed(s) a net; the fit of all its nets")
+    how = (f"scored with the weights inherited from one supernet ({args.supernet_epochs} epoch(s)), up to "
+           f"{args.confirm} point(s) of each phase confirmed from scratch" if args.strategy == Strategy.SUPERNET.value
+           else f"{args.seeds} seed(s) a net trained from scratch")
+    print(f"\n== the scaling study ({args.strategy}): {args.space} from the base up to {args.budget} on "
+          f"{args.dataset}{f' (limit {args.dataset_limit})' if args.dataset_limit else ''}, proxy {args.epochs} "
+          f"epochs at {args.proxy_size} px, {how}; the fit of all its nets")
     print(format_analysis(summary["analysis"]))
 
     print(f"\n== predictive check: fitted on the nets up to {_m(check['fit_up_to'])} MAdds (noise floor "
@@ -599,11 +745,24 @@ def print_report(summary: dict[str, Any], args: argparse.Namespace) -> None:
     print(f"  {met(goal['better_than_paper'])}: better than the paper's nearest net on at least one budget"
           + (f" ({', '.join(goal['better_at'])})" if goal["better_at"] else "")
           + ("" if not goal["why_not"] else "; where not: " + "; ".join(goal["why_not"])))
-    print(f"\n== compute (CPU s of this process, time.process_time): study {compute['study_cpu_s'] or 0:.0f} "
-          f"({compute['study_trainings']} trainings), head to head {compute['head_to_head_cpu_s']:.0f} "
-          f"({compute['head_to_head_trainings']} trainings, {compute['head_to_head_reused']} runs reused from the "
-          f"study); supernet: {compute['supernet']}"
+    print(f"\n== compute (CPU s of this process, time.process_time), {compute['strategy']} study: "
+          f"{format_compute(compute)}"
           + ("" if summary["complete"] else "\n  INCOMPLETE: some head-to-head runs are not trained yet"))
+
+
+def format_compute(compute: dict[str, Any]) -> str:
+    """The compute figures as one line of text."""
+    study = f"study {compute['study_cpu_s'] or 0:.0f}"
+    if compute["strategy"] == Strategy.SUPERNET.value:
+        wall = compute["supernet_wall_s"]
+        study += (f" = supernet training {compute['supernet_cpu_s'] or 0:.0f} ({compute['supernet_epochs']} "
+                  f"epoch(s)" + ("" if wall is None else f", {wall:.0f} s wall as the study records it") + ") + "
+                  f"scoring the points {compute['scoring_cpu_s'] or 0:.0f} ({compute['points_scored']} nets) + "
+                  f"confirmations {compute['confirm_cpu_s'] or 0:.0f} ({compute['confirmations']} trainings)")
+    else:
+        study += f" ({compute['study_trainings']} trainings)"
+    return (f"{study}; head to head {compute['head_to_head_cpu_s']:.0f} ({compute['head_to_head_trainings']} "
+            f"trainings, {compute['head_to_head_reused']} runs reused from the study)")
 
 
 def report(bench: Bench) -> dict[str, Any]:
@@ -618,7 +777,12 @@ def main(argv: list[str] | None = None, *, accuracy: AccuracySource | None = Non
          family: Family = paper_nets) -> dict[str, Any] | None:
     """Run (or resume) the benchmark and print its report; ``accuracy`` and ``family`` as for :class:`Bench`."""
     argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
+    try:
+        args = parse_args(argv)
+        study_config(args)  # settings it refuses (--seeds 2 with --strategy supernet): before anything is written
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -634,8 +798,9 @@ def main(argv: list[str] | None = None, *, accuracy: AccuracySource | None = Non
             return report(bench)
         started = time.perf_counter()
         study = run_study(bench)
-        print(f"  the study: {distinct(study.user_attrs[SCALING_ATTR]['points'])} nets x {args.seeds} seed(s) "
-              "trained", flush=True)
+        print(f"  the study: {distinct(study.user_attrs[SCALING_ATTR]['points'])} nets "
+              + ("scored with inherited weights" if bench.config.supernet else f"x {args.seeds} seed(s) trained"),
+              flush=True)
         _, wanted = head_to_head_runs(bench, analyse(study, resamples=args.resamples))
         train_nets(bench, wanted)
         print(f"  all trained; {time.perf_counter() - started:.0f} s wall this run", flush=True)

@@ -1,5 +1,7 @@
 """benchmarks/bench_scaling.py end to end on a tiny configuration: the scaling study, the predictive check, the head to
-head and the report, and runs interrupted in the study and in the head to head that resume without training again.
+head and the report, and runs interrupted in the study and in the head to head that resume without training again;
+the same with ``--strategy supernet`` (its compute split into the supernet, the scoring and the confirmations), and
+the run keys of scratch studies kept as they were.
 
 The benchmark runs in this process on the synthetic stripes and a tiny space with more resolutions than ``tiny``
 (so that one direction has three nets below the fit's cap and one above it), with the paper's nets replaced by two
@@ -9,6 +11,8 @@ members of that space; what is checked is the bookkeeping, not the figures.
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import sys
 from contextlib import redirect_stdout
 from io import StringIO
@@ -112,7 +116,7 @@ def test_the_study_trains_its_plan_and_the_head_to_head_the_rest(whole):
     assert len(whole["calls"]) == compute["study_trainings"] + len(trained_here)  # nothing trained twice
     assert compute["head_to_head_reused"] >= 1  # a study net at a head-to-head budget is not trained again
     assert report["complete"] and compute["study_cpu_s"] > 0 and compute["head_to_head_cpu_s"] > 0
-    assert "not built" in compute["supernet"]
+    assert report["strategy"] == compute["strategy"] == "scratch" and not set(bench.SUPERNET_PARTS) & set(compute)
 
 
 def test_the_predictive_check_fits_below_the_cap_and_judges_the_nets_above(whole):
@@ -209,3 +213,91 @@ def test_the_targets_say_where_the_recommendation_falls_short():
     goal = bench.head_to_head_targets(result)
     assert goal["never_worse"] is True and goal["better_than_paper"] is False
     assert "the recommendation is the paper's mobilenet_v2_0.35_192 itself" in goal["why_not"][1]
+
+
+# -- --strategy supernet ------------------------------------------------------------------------------------------
+
+def supernet_flags(space: Path, folder: Path) -> list[str]:
+    """The tiny run scored by a supernet of one epoch, one point of each phase confirmed, one seed a head-to-head
+    net: the smallest run that exercises every part."""
+    argv = flags(space, folder)
+    argv[argv.index("--seeds") + 1] = "1"
+    argv[argv.index("--final-seeds") + 1] = "1"
+    return [*argv, "--strategy", "supernet", "--supernet-epochs", "1", "--confirm", "1"]
+
+
+@pytest.fixture(scope="module")
+def supernet_run(space: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    folder = tmp_path_factory.mktemp("supernet")
+    argv = supernet_flags(space, folder)
+    calls: list = []
+    printed = run(argv, counting(calls))
+    args = bench.parse_args(argv)
+    return {"args": args, "printed": printed, "calls": calls, "folder": folder,
+            "report": json.loads((folder / f"report-{bench.report_key(args)}.json").read_text())}
+
+
+def test_a_supernet_study_reports_its_compute_by_part(supernet_run):
+    report, args = supernet_run["report"], supernet_run["args"]
+    assert report["strategy"] == "supernet" and report["analysis"]["strategy"] == "supernet"
+    compute = report["compute"]
+    assert compute["strategy"] == "supernet" and compute["supernet_epochs"] == 1
+    parts = [compute[part] for part in bench.SUPERNET_PARTS]
+    assert all(seconds > 0 for seconds in parts)
+    assert compute["study_cpu_s"] == pytest.approx(sum(parts))  # every second of the study in one of the parts
+    assert compute["supernet_wall_s"] > 0  # as the study records it
+    study = bench.Bench(args).study()
+    assert compute["points_scored"] == planned_trials(study.user_attrs[SCALING_ATTR])  # every grid net, once
+    assert 1 <= compute["confirmations"] == compute["study_trainings"] <= 2  # one a phase, unless already confirmed
+    # The source passed in trains the head-to-head nets only: the study scores with its supernet.
+    assert len(supernet_run["calls"]) == compute["head_to_head_trainings"] >= 1
+    assert report["complete"] and compute["head_to_head_cpu_s"] > 0
+    printed = supernet_run["printed"]
+    assert "== the scaling study (supernet)" in printed and "== compute" in printed and "not built" not in printed
+    assert "supernet training" in printed and "confirmations" in printed and "supernet epoch 1 of 1" in printed
+
+
+def test_a_supernet_study_is_fitted_checked_and_compared_as_a_scratch_one(supernet_run):
+    report = supernet_run["report"]
+    check = report["predictive"]
+    held = [p for p in check["points"] if p["direction"] == "resolution"]
+    assert [ArchSpec.from_string(p["arch"]).resolution for p in held] == [96] and held[0]["seeds"] == 1
+    assert check["judged"] >= 1 and check["met"] == (check["share_within_floor"] >= 0.8)
+    # The fit reads the inherited scores; confirmations are listed beside them, not fitted as another seed.
+    study = bench.Bench(supernet_run["args"]).study()
+    inherited = {t.user_attrs["arch"]: t.user_attrs["accuracy"] for t in study.trials
+                 if t.user_attrs.get("strategy") == "supernet"}
+    for p in check["points"]:
+        if p["measured"] is not None:
+            assert p["measured"] == inherited[p["arch"]]
+    # The fit below the cap keeps the confirmations of its nets, each naming its point by the view's trial numbers.
+    below = [(c["arch"], c["scratch"]) for c in report["analysis"]["confirmations"] if c["madds"] <= 600_000]
+    assert below and [(c["arch"], c["scratch"]) for c in check["analysis"]["confirmations"]] == below
+    assert len(report["analysis"]["confirmations"]) == report["compute"]["confirmations"]
+    result = report["head_to_head"]
+    for rows in result["budgets"].values():
+        for row in rows.values():
+            assert row["seeds"] == 1 and 0 <= row["test_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("kept", ["bench_scaling_fashion_mnist.txt", "bench_scaling_embedded.txt"])
+def test_scratch_keys_are_those_of_the_runs_kept_before_the_strategy_options(kept):
+    # A kept run's output: its command line, then its run key (the key its results dir resumes by).
+    lines = (Path(__file__).resolve().parent.parent / "benchmarks" / "results" / kept).read_text().splitlines()
+    argv = shlex.split(lines[0].removeprefix("$ python benchmarks/bench_scaling.py "))
+    key = re.search(r"\(run key (\w+)\)", lines[1]).group(1)
+    assert bench.run_key(bench.parse_args(argv)) == key
+    assert bench.run_key(bench.parse_args([*argv, "--strategy", "scratch", "--confirm", "3"])) == key  # defaults
+    supernet = [*argv[:argv.index("--seeds")], *argv[argv.index("--seeds") + 2:], "--strategy", "supernet"]
+    keys = {bench.run_key(bench.parse_args(a)) for a in (supernet, [*supernet, "--supernet-epochs", "2"],
+                                                          [*supernet, "--confirm", "1"])}
+    assert len(keys) == 3 and key not in keys
+
+
+def test_seeds_with_a_supernet_are_refused_in_one_line_with_nothing_written(space, tmp_path, capsys):
+    folder = tmp_path / "results"
+    with pytest.raises(SystemExit) as exit_:
+        bench.main([*supernet_flags(space, folder), "--seeds", "2"], family=tiny_family)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "invalid --seeds 2 with --strategy supernet" in err
+    assert not folder.exists()

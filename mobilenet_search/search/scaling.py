@@ -82,6 +82,20 @@ def madds_limit(text: str, option: str) -> Budget:
     return budget
 
 
+def scaling_config(seeds: int, **settings: Any) -> SearchConfig:
+    """The settings of a scaling study of ``seeds`` seeds a network: ``settings`` as for :class:`SearchConfig`, with
+    no reference networks and no noise repeats (the grid's own seeds measure the noise). What ``mobilenet-search
+    scaling --budget`` and ``benchmarks/bench_scaling.py`` run.
+
+    With ``strategy="supernet"`` inherited weights score a network the same every time: ``seeds`` above 1 is a
+    :class:`UserError`.
+    """
+    if seeds > 1 and settings.get("strategy") == Strategy.SUPERNET.value:
+        raise UserError(f"invalid --seeds {seeds} with --strategy supernet: inherited weights score a network "
+                        "the same every time; seeds apply to --strategy scratch")
+    return SearchConfig(**settings, references="none", noise_repeats=0)
+
+
 def nominal_madds(budget: Budget) -> float:
     """The MAdds a budget names (300M for ``300M-madds``), not its exclusive bound (301M)."""
     number, unit = re.match(r"([\d.]+)([KMG]?)", budget.get("madds").text, re.IGNORECASE).groups()

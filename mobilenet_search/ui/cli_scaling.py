@@ -106,9 +106,6 @@ def _scaling(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     if args.seeds < 1:
         raise UserError(f"invalid --seeds {args.seeds}: expected an integer >= 1")
-    if args.seeds > 1 and args.strategy == Strategy.SUPERNET.value:
-        raise UserError(f"invalid --seeds {args.seeds} with --strategy supernet: inherited weights score a network "
-                        "the same every time; seeds apply to --strategy scratch")
     if args.resamples < 10:
         raise UserError(f"invalid --resamples {args.resamples}: expected an integer >= 10")
     at = madds_limit(args.at, "--at") if args.at else None
@@ -148,18 +145,17 @@ def _experiment(args: argparse.Namespace):
         default_storage,
         default_study_name,
     )
-    from mobilenet_search.search.scaling import Grid, madds_limit, resolve_base, run_scaling
+    from mobilenet_search.search.scaling import Grid, madds_limit, resolve_base, run_scaling, scaling_config
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.storage import check_storage_writable, redact
     from mobilenet_search.search.study import make_data, run_search
     from mobilenet_search.ui.cli import _run_with_progress, _supernet_progress  # the search's progress bars
 
     budget = madds_limit(args.budget, "--budget")
-    config = SearchConfig(budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
-                          epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
-                          seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
-                          references="none", noise_repeats=0, strategy=args.strategy,
-                          supernet_epochs=args.supernet_epochs, confirm=args.confirm)
+    config = scaling_config(args.seeds, budget=args.budget, space=args.space, dataset=args.dataset,
+                            dataset_limit=args.dataset_limit, epochs=args.epochs, batch_size=args.batch_size,
+                            proxy_size=args.proxy_size, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
+                            test_fraction=args.test_fraction, **strategy_settings(args))
     space = load_space(config.space)
     # Membership does not depend on the classes: a base outside the space is refused before any data is read.
     resolve_base(args.base, space, num_classes=1000, in_channels=3)
@@ -203,11 +199,31 @@ def _experiment(args: argparse.Namespace):
     return study, storage
 
 
+def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--strategy``, ``--supernet-epochs`` and ``--confirm`` of a scaling study, as ``scaling`` takes them (and
+    ``benchmarks/bench_scaling.py``); :func:`strategy_settings` reads them back."""
+    from mobilenet_search.bounds import INT_BOUNDS
+    from mobilenet_search.ui.cli_types import integer
+
+    parser.add_argument("--strategy", default=Strategy.SCRATCH.value,
+                        help="how the points get their accuracy. scratch: each network trained under the proxy "
+                             "(--seeds times). supernet: one elastic network over --space trained once "
+                             "(--supernet-epochs), every point scored in seconds with the weights it inherits, and "
+                             "after each phase up to --confirm of the Pareto points retrained from scratch")
+    parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=24,
+                        help="supernet training epochs (--strategy supernet)")
+    parser.add_argument("--confirm", type=integer(*INT_BOUNDS["confirm"]), default=3,
+                        help="points retrained from scratch after each phase (--strategy supernet; 0: none)")
+
+
+def strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The study settings :func:`add_strategy_arguments`' options give (keywords of ``scaling_config``)."""
+    return {"strategy": args.strategy, "supernet_epochs": args.supernet_epochs, "confirm": args.confirm}
+
+
 def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     """Add ``scaling --budget B [--base NAME|ARCH] ... | --study NAME [--at M]`` to the subparsers."""
-    from mobilenet_search.bounds import INT_BOUNDS
     from mobilenet_search.search.storage import DEFAULT_HEARTBEAT
-    from mobilenet_search.ui.cli_types import integer
 
     parser = subparsers.add_parser(
         "scaling", help="scale a base net by width, resolution, depth and compound on your data; fit where it stops",
@@ -234,15 +250,7 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default="mobilenetv2_scaling",
                         help="the space the scaled networks are members of (a shipped name or a .yaml path); the "
                              "default holds MobileNetV2 scaled by width 0.35-2.0, resolution 96-320 and depth x1-4")
-    parser.add_argument("--strategy", default="scratch",
-                        help="how the points get their accuracy. scratch: each network trained under the proxy "
-                             "(--seeds times). supernet: one elastic network over --space trained once "
-                             "(--supernet-epochs), every point scored in seconds with the weights it inherits, and "
-                             "after each phase up to --confirm of the Pareto points retrained from scratch")
-    parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=24,
-                        help="supernet training epochs (--strategy supernet)")
-    parser.add_argument("--confirm", type=integer(*INT_BOUNDS["confirm"]), default=3,
-                        help="points retrained from scratch after each phase (--strategy supernet; 0: none)")
+    add_strategy_arguments(parser)
     parser.add_argument("--dataset", default="embedded", help="as for search (embedded, fashion-mnist, ...)")
     parser.add_argument("--dataset-limit", type=int, default=None, help="as for search")
     parser.add_argument("--epochs", type=int, default=8, help="proxy training epochs per network")
