@@ -61,6 +61,7 @@ import numpy as np
 import optuna
 import torch
 
+from mobilenet_search.arch.budget import Budget
 from mobilenet_search.arch.cost import count_madds, format_count
 from mobilenet_search.arch.references import paper_family
 from mobilenet_search.arch.scaling import DIRECTIONS, EFFICIENTNET, madds_targets, solve
@@ -418,13 +419,17 @@ def contenders(bench: Bench, analysis: dict[str, Any], at: str) -> dict[str, dic
                                           ("efficientnet", "compound", EFFICIENTNET)):
         point = solve(bench.base, direction, madds, coefficients=coefficients, snap=bench.space.nearest, admits=admits)
         nets[name] = {"arch": point.spec.to_string(), "madds": point.madds, "how": f"{direction} to {_m(madds)}"}
-    family = {name: spec for name, spec in bench.family.items() if admits(spec)}
-    if family:
-        name = max(family, key=lambda n: count_madds(family[n]))
-        nets["paper"] = {"arch": family[name].to_string(), "madds": count_madds(family[name]), "how": name}
-    else:
-        nets["paper"] = None
+    nets["paper"] = paper_nearest(bench, budget)
     return nets
+
+
+def paper_nearest(bench: Bench, budget: Budget) -> dict[str, Any] | None:
+    """The paper's net with the most MAdds that ``budget`` admits: arch, MAdds and its name (None where none is)."""
+    family = {name: spec for name, spec in bench.family.items() if admitted(budget, spec)}
+    if not family:
+        return None
+    name = max(family, key=lambda n: count_madds(family[n]))
+    return {"arch": family[name].to_string(), "madds": count_madds(family[name]), "how": name}
 
 
 def train_nets(bench: Bench, wanted: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
@@ -546,8 +551,8 @@ def head_to_head_targets(result: dict[str, Any]) -> dict[str, Any]:
 def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
     """(phase, arch, MAdds, seeds) of what the benchmark would train at most: the study's first phase, its compound
     phase with EfficientNet's coefficients standing in for the fitted ones (a supernet study scores them), and the
-    head-to-head nets that do not depend on the fit (the recommendation is one more net per budget, or one of
-    these)."""
+    head-to-head nets that do not depend on the fit, the paper's nearest net included (the recommendation is one
+    more net per budget, or one of these)."""
     points = [p for p, _ in bench.grid.first_phase()] + bench.grid.compound(EFFICIENTNET)
     rows, seen = [], set()
     phase, reused = ("study, scored", 0) if bench.config.supernet else ("study", bench.args.seeds)
@@ -557,13 +562,19 @@ def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
             rows.append((phase, point.spec.to_string(), point.madds, bench.args.seeds))
     for at in bench.args.at:
         budget = madds_limit(at, "--at")
+        nets = []
         for direction in ("width", "resolution", "compound"):
             point = solve(bench.base, direction, nominal_madds(budget), snap=bench.space.nearest,
                           admits=lambda spec, b=budget: admitted(b, spec))
-            extra = bench.args.final_seeds - (reused if point.spec.to_string() in seen else 0)
+            nets.append((point.spec.to_string(), point.madds))
+        paper = paper_nearest(bench, budget)
+        if paper is not None:
+            nets.append((paper["arch"], paper["madds"]))
+        for arch, madds in nets:
+            extra = bench.args.final_seeds - (reused if arch in seen else 0)
             if extra > 0:
-                rows.append((f"head to head {at}", point.spec.to_string(), point.madds, extra))
-                seen.add(point.spec.to_string())
+                rows.append((f"head to head {at}", arch, madds, extra))
+                seen.add(arch)
     return rows
 
 

@@ -195,6 +195,15 @@ def test_the_plan_trains_nothing(space, tmp_path):
     assert calls == [] and "estimate:" in printed and not list(tmp_path.glob("*.db"))
 
 
+def test_the_plan_lists_every_net_the_run_trains_but_the_recommendations(whole):
+    plan = {arch for _, arch, _, _ in bench.planned_trainings(bench.Bench(whole["args"], family=tiny_family))}
+    budgets = whole["report"]["head_to_head"]["budgets"].values()
+    recommended = {rows["recommended"]["arch"] for rows in budgets if rows["recommended"]}
+    papers = {rows["paper"]["arch"] for rows in budgets if rows["paper"]}
+    assert papers and papers <= plan  # the paper's nearest nets are trained, so they are estimated
+    assert set(whole["calls"]) - recommended <= plan
+
+
 def test_the_targets_say_where_the_recommendation_falls_short():
     def row(verdict, how="paper net", same=False):
         return {"how": how, "same_as_recommended": same,
