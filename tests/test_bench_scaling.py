@@ -301,6 +301,8 @@ def test_scratch_keys_are_those_of_the_runs_kept_before_the_strategy_options(kep
     keys = {bench.run_key(bench.parse_args(a)) for a in (supernet, [*supernet, "--supernet-epochs", "2"],
                                                           [*supernet, "--confirm", "1"])}
     assert len(keys) == 3 and key not in keys
+    with pytest.raises(SystemExit):  # the benchmark's strategy is explicit: `scaling`'s auto is not one of its choices
+        bench.parse_args([*argv, "--strategy", "auto"])
 
 
 def test_seeds_with_a_supernet_are_refused_in_one_line_with_nothing_written(space, tmp_path, capsys):

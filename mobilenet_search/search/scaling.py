@@ -17,10 +17,12 @@ network picked and its achieved MAdds. :func:`analyse` fits each direction
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -94,6 +96,53 @@ def scaling_config(seeds: int, **settings: Any) -> SearchConfig:
         raise UserError(f"invalid --seeds {seeds} with --strategy supernet: inherited weights score a network "
                         "the same every time; seeds apply to --strategy scratch")
     return SearchConfig(**settings, references="none", noise_repeats=0)
+
+
+def resolve_strategy(seeds: int, settings: dict[str, Any], space: SearchSpace, *, results_dir: Path,
+                     stored: Callable[[SearchConfig], dict[str, Any] | None]) -> tuple[SearchConfig, str]:
+    """``scaling --strategy auto`` resolved before anything is written: the study's settings, and one line saying which
+    strategy it chose and why.
+
+    ``settings`` are :func:`scaling_config`'s keywords (``strategy`` aside), with ``supernet_epochs`` only where
+    the user gave it; ``stored(config)`` is the stored attributes of the study those settings would open, None
+    where there is none yet. In this order:
+
+    1. a study that exists keeps the strategy it was made with (and its supernet epochs): auto never turns a
+       resumed study into another;
+    2. ``seeds`` above 1 asks for repeated trainings, which inherited weights do not give: scratch;
+    3. a finished supernet checkpoint of this space, data and proxy under ``results_dir/supernets/``
+       (:func:`~mobilenet_search.search.strategies.find_supernet`: of ``supernet_epochs`` where given, else the
+       one with the most epochs): supernet, with that checkpoint's epochs;
+    4. otherwise scratch.
+    """
+    from mobilenet_search.results.records import CONFIG_ATTR
+    from mobilenet_search.search.strategies import find_supernet
+
+    given = settings.get("supernet_epochs")
+    scratch = scaling_config(seeds, **{**settings, "strategy": Strategy.SCRATCH.value})
+    found = find_supernet(scratch, space, results_dir=results_dir, epochs=given)
+    supernet = dataclasses.replace(scratch, strategy=Strategy.SUPERNET.value,
+                                   supernet_epochs=found[1] if found else scratch.supernet_epochs)
+    use_supernet = found is not None and seeds == 1
+    for config in (supernet, scratch) if use_supernet else (scratch, supernet):  # the default study name
+        attrs = stored(config)                                                   # depends on the strategy
+        if attrs is not None and CONFIG_ATTR in attrs:
+            made = StudySettings.from_study(attrs)
+            kept = scaling_config(seeds, **{**settings, "strategy": made.strategy,
+                                            "supernet_epochs": given or made.supernet_epochs})
+            return kept, (f"strategy auto: this study exists and keeps the strategy it was made with, "
+                          f"{made.strategy}")
+    if use_supernet:
+        return supernet, (f"strategy auto: scoring with the supernet checkpoint {found[0]} ({found[1]} epoch(s)) "
+                          "found for this space and data; --strategy scratch trains every point instead")
+    if found is not None:
+        return scratch, (f"strategy auto: training every point from scratch: --seeds {seeds} asks for repeats, "
+                         f"which inherited weights do not give; --seeds 1 scores with the supernet checkpoint "
+                         f"{found[0]} found for this space and data")
+    epochs = f" of {given} epoch(s)" if given else ""
+    return scratch, (f"strategy auto: training every point from scratch: no finished supernet checkpoint{epochs} of "
+                     f"this space, data and proxy under {Path(results_dir) / 'supernets'}; --strategy supernet "
+                     "trains one and scores the points with it")
 
 
 def nominal_madds(budget: Budget) -> float:

@@ -11,6 +11,7 @@ those accuracies are comparable with the hand-scaled networks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import torch
 from mobilenet_search.arch.cost import count_madds
 from mobilenet_search.arch.spec import ArchSpec
 from mobilenet_search.arch.supernet import Supernet
+from mobilenet_search.bounds import INT_BOUNDS
 from mobilenet_search.errors import UserError
 from mobilenet_search.files import check_not_special
 from mobilenet_search.measure.data import ImageData, proxy_resolution
@@ -57,11 +59,15 @@ def supernet_config(config: SearchConfig, device: str) -> SupernetConfig:
                           seed=config.seed, device=device)
 
 
-def checkpoint_tag(config: SearchConfig, space: SearchSpace) -> str:
-    """What a supernet checkpoint depends on, hashed: the space's choices, the data and the training."""
+def checkpoint_tag(config: SearchConfig, space: SearchSpace, *, epochs: int | None = None) -> str:
+    """What a supernet checkpoint depends on, hashed: the space's choices, the data and the training
+    (``epochs``: the tag of that many supernet epochs instead of ``config.supernet_epochs``)."""
+    training = supernet_config(config, device="cpu")
+    if epochs is not None:
+        training = dataclasses.replace(training, epochs=epochs)
     return supernet_tag(space=dict(space.parameters), family=space.family, dataset=config.dataset,
                         dataset_limit=config.dataset_limit, val_fraction=config.val_fraction,
-                        proxy_size=config.proxy_size, training=supernet_config(config, device="cpu"),
+                        proxy_size=config.proxy_size, training=training,
                         # the training images a test split leaves (a tag made before test splits stays the same)
                         **({"test_fraction": config.test_fraction} if config.test_fraction else {}))
 
@@ -69,6 +75,26 @@ def checkpoint_tag(config: SearchConfig, space: SearchSpace) -> str:
 def default_checkpoint(results_dir: Path, tag: str) -> Path:
     """Where a supernet of this tag lives unless ``--supernet PATH`` says otherwise: shared by every study."""
     return Path(results_dir) / "supernets" / f"{tag}.pt"
+
+
+def find_supernet(config: SearchConfig, space: SearchSpace, *, results_dir: Path,
+                  epochs: int | None = None) -> tuple[Path, int] | None:
+    """The finished supernet checkpoint a study of ``config``'s space, data and proxy would score with, and its
+    epochs: under ``results_dir/supernets/``, of ``epochs`` epochs where given, else the one with the most.
+    None when there is none (an unfinished one does not count). Reads only; a corrupt checkpoint of these
+    settings is a :class:`UserError`, as for a study that would score with it."""
+    folder = Path(results_dir) / "supernets"
+    present = {path.stem for path in folder.glob("*.pt")} if folder.is_dir() else set()
+    if not present:  # the common case: no tag to compute
+        return None
+    low, high = INT_BOUNDS["supernet_epochs"]
+    for count in [epochs] if epochs is not None else range(high, low - 1, -1):
+        tag = checkpoint_tag(config, space, epochs=count)
+        if tag in present:
+            path = default_checkpoint(results_dir, tag)
+            if check_checkpoint(path, tag) == count:
+                return path, count
+    return None
 
 
 def random_member(space: SearchSpace, generator: torch.Generator, *, num_classes: int,

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mobilenet_search.errors import UserError
-from mobilenet_search.results.records import Strategy
+from mobilenet_search.results.records import STRATEGIES, Strategy, StudySettings
 
 PROG = "mobilenet-search"
+AUTO = "auto"  # scaling --strategy auto: resolved to scratch or supernet before the study opens (resolve_strategy)
 
 
 def _span(interval: list[float] | None, fmt: str = "{:.3f}") -> str:
@@ -145,32 +146,57 @@ def _experiment(args: argparse.Namespace):
         default_storage,
         default_study_name,
     )
-    from mobilenet_search.search.scaling import Grid, madds_limit, resolve_base, run_scaling, scaling_config
+    from mobilenet_search.search.scaling import (
+        Grid,
+        madds_limit,
+        resolve_base,
+        resolve_strategy,
+        run_scaling,
+        scaling_config,
+    )
     from mobilenet_search.search.space import load_space
     from mobilenet_search.search.storage import check_storage_writable, redact
-    from mobilenet_search.search.study import make_data, run_search
+    from mobilenet_search.search.study import make_data, run_search, stored_attrs
     from mobilenet_search.ui.cli import _run_with_progress, _supernet_progress  # the search's progress bars
 
     budget = madds_limit(args.budget, "--budget")
-    config = scaling_config(args.seeds, budget=args.budget, space=args.space, dataset=args.dataset,
-                            dataset_limit=args.dataset_limit, epochs=args.epochs, batch_size=args.batch_size,
-                            proxy_size=args.proxy_size, lr=args.lr, seed=args.seed, val_fraction=args.val_fraction,
-                            test_fraction=args.test_fraction, **strategy_settings(args))
+    results_dir = check_results_dir(Path(args.results_dir))
+
+    def where(config: SearchConfig) -> tuple[str, str]:
+        """The study's name and storage: the default name says the strategy (``-supernet``)."""
+        name = default_study_name(config)
+        study_name = check_study_name(args.study or (name if "scaling" in name else f"scaling-{name}"))
+        return study_name, args.storage or default_storage(results_dir, study_name)
+
+    settings = dict(budget=args.budget, space=args.space, dataset=args.dataset, dataset_limit=args.dataset_limit,
+                    epochs=args.epochs, batch_size=args.batch_size, proxy_size=args.proxy_size, lr=args.lr,
+                    seed=args.seed, val_fraction=args.val_fraction, test_fraction=args.test_fraction,
+                    **strategy_settings(args))
+    strategy = settings.pop("strategy")
+    # Bad settings are refused before the space is read; auto's are checked as scratch's.
+    config = scaling_config(args.seeds, strategy=Strategy.SCRATCH.value if strategy == AUTO else strategy, **settings)
     space = load_space(config.space)
+    chosen = None
+    if strategy == AUTO:
+
+        def stored(config: SearchConfig) -> dict[str, Any] | None:
+            study_name, storage = where(config)
+            return stored_attrs(storage, study_name)
+
+        config, chosen = resolve_strategy(args.seeds, settings, space, results_dir=results_dir, stored=stored)
     # Membership does not depend on the classes: a base outside the space is refused before any data is read.
     resolve_base(args.base, space, num_classes=1000, in_channels=3)
     device = resolve_device(args.device)
-    name = default_study_name(config)
-    study_name = check_study_name(args.study or (name if "scaling" in name else f"scaling-{name}"))
-    results_dir = check_results_dir(Path(args.results_dir))
+    study_name, storage = where(config)
     data = make_data(config, results_dir)
     base = resolve_base(args.base, space, num_classes=data.num_classes, in_channels=data.in_channels)
     grid = Grid(base, space, budget, args.seeds)
-    storage = args.storage or default_storage(results_dir, study_name)
     check_storage_writable(storage)
     header = (f"scaling study {study_name!r} in {redact(storage)}: base {base.to_string()}, budget {config.budget}, "
               f"{args.seeds} seed(s), dataset {config.dataset}, {config.epochs} epochs at proxy size "
               f"{config.proxy_size}, device {device}")
+    if chosen is not None:  # printed with the header, once every check has passed: bad input stays one line
+        header += "\n" + chosen
 
     printed: list[bool] = []
 
@@ -199,26 +225,47 @@ def _experiment(args: argparse.Namespace):
     return study, storage
 
 
-def add_strategy_arguments(parser: argparse.ArgumentParser) -> None:
+def add_strategy_arguments(parser: argparse.ArgumentParser, *, auto: bool = False) -> None:
     """``--strategy``, ``--supernet-epochs`` and ``--confirm`` of a scaling study, as ``scaling`` takes them (and
-    ``benchmarks/bench_scaling.py``); :func:`strategy_settings` reads them back."""
+    ``benchmarks/bench_scaling.py``); :func:`strategy_settings` reads them back.
+
+    ``auto`` (``scaling``'s): ``--strategy auto`` is the default, and ``--supernet-epochs`` defaults to None (not
+    given), resolved by :func:`~mobilenet_search.search.scaling.resolve_strategy`. Without it (the benchmark's)
+    the strategy is explicit, ``scratch`` by default, and ``--supernet-epochs`` defaults to the study settings'."""
     from mobilenet_search.bounds import INT_BOUNDS
     from mobilenet_search.ui.cli_types import integer
 
-    parser.add_argument("--strategy", default=Strategy.SCRATCH.value,
-                        help="how the points get their accuracy. scratch: each network trained under the proxy "
-                             "(--seeds times). supernet: one elastic network over --space trained once "
-                             "(--supernet-epochs), every point scored in seconds with the weights it inherits, and "
-                             "after each phase up to --confirm of the Pareto points retrained from scratch")
-    parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=24,
-                        help="supernet training epochs (--strategy supernet)")
+    epochs = StudySettings.supernet_epochs
+    explicit = ("scratch: each network trained under the proxy (--seeds times). supernet: one elastic network over "
+                "--space trained once (--supernet-epochs), or one finished before reused, every point scored in "
+                "seconds with the weights it inherits, and after each phase up to --confirm of the Pareto points "
+                "retrained from scratch")
+    if auto:
+        parser.add_argument("--strategy", default=AUTO, choices=[AUTO, *STRATEGIES],
+                            help="how the points get their accuracy. auto (the default): supernet where a finished "
+                                 "supernet checkpoint of this space, data and proxy lies under RESULTS_DIR/supernets/ "
+                                 "(and --seeds is 1), else scratch; a study that exists keeps the strategy it was "
+                                 "made with. " + explicit)
+        parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=None,
+                            help=f"supernet training epochs (--strategy supernet; default {epochs}; with auto, "
+                                 "those of the finished checkpoint with the most epochs)")
+    else:
+        parser.add_argument("--strategy", default=Strategy.SCRATCH.value, choices=STRATEGIES,
+                            help="how the points get their accuracy. " + explicit)
+        parser.add_argument("--supernet-epochs", type=integer(*INT_BOUNDS["supernet_epochs"]), default=epochs,
+                            help="supernet training epochs (--strategy supernet)")
     parser.add_argument("--confirm", type=integer(*INT_BOUNDS["confirm"]), default=3,
                         help="points retrained from scratch after each phase (--strategy supernet; 0: none)")
 
 
 def strategy_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The study settings :func:`add_strategy_arguments`' options give (keywords of ``scaling_config``)."""
-    return {"strategy": args.strategy, "supernet_epochs": args.supernet_epochs, "confirm": args.confirm}
+    """The study settings :func:`add_strategy_arguments`' options give (keywords of ``scaling_config``):
+    ``supernet_epochs`` only where given (``scaling`` without ``--supernet-epochs``: the settings' default, or
+    the epochs of the checkpoint ``--strategy auto`` found)."""
+    settings = {"strategy": args.strategy, "confirm": args.confirm}
+    if args.supernet_epochs is not None:
+        settings["supernet_epochs"] = args.supernet_epochs
+    return settings
 
 
 def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
@@ -250,7 +297,7 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--space", default="mobilenetv2_scaling",
                         help="the space the scaled networks are members of (a shipped name or a .yaml path); the "
                              "default holds MobileNetV2 scaled by width 0.35-2.0, resolution 96-320 and depth x1-4")
-    add_strategy_arguments(parser)
+    add_strategy_arguments(parser, auto=True)
     parser.add_argument("--dataset", default="embedded", help="as for search (embedded, fashion-mnist, ...)")
     parser.add_argument("--dataset-limit", type=int, default=None, help="as for search")
     parser.add_argument("--epochs", type=int, default=8, help="proxy training epochs per network")
