@@ -567,7 +567,7 @@ def test_the_scaling_view_fits_every_direction_and_finds_the_paper_s_networks_it
     answer = board.scaling_recommendation(view, "30M-madds")
     assert answer["madds"] < 30e6 and answer["interval"][0] <= answer["accuracy"] <= answer["interval"][1]
     assert answer == board.scaling_recommendation(view, board.scaling_budget_text(30e6))
-    with pytest.raises(UserError, match="invalid budget 500.0M MAdds: above the fitted range"):
+    with pytest.raises(UserError, match="invalid budget 500.0M MAdds: above the study's --budget"):
         board.scaling_recommendation(view, "500M-madds")
     summary = board.scaling_summary(view.analysis)
     assert list(summary["direction"]) == list(SCALING_CURVES)
@@ -590,9 +590,13 @@ def test_app_shows_the_scaling_view_and_the_recommended_net_for_a_budget(monkeyp
     assert {"paper's width x resolution family", "recommended"} <= names
     metrics = {m.label: m.value for m in at.metric}
     top = max(entry["fit"]["measured_madds"][1] for entry in view.analysis["directions"].values())
-    answer = board.scaling_recommendation(view, board.scaling_budget_text(top))  # the budget starts at the top
+    low, high = board.scaling_budget_range(view.analysis)
+    assert low == view.analysis["base"]["madds"] and high == 100e6 > top  # the study's --budget: 100M-madds
+    answer = board.scaling_recommendation(view, board.scaling_budget_text(high))  # the input starts at the budget
     assert metrics["recommended direction"] == answer["direction"]
     assert metrics["predicted accuracy"] == f"{answer['accuracy']:.3f}"
+    assert answer["reach"] == top >= answer["madds"]  # past the largest net the space reaches: the measured range
+    assert any("reaches no further than" in info.value for info in at.info)
 
     at.number_input(key="scaling_budget").set_value(20.0).run()
     assert not at.exception

@@ -127,7 +127,7 @@ def test_cli_analyses_a_study_and_recommends_a_net_for_a_budget(study_dir, capsy
     saved = json.loads((study_dir / "s" / "scaling.json").read_text())
     answer = saved["recommendation"]
     assert answer["madds"] < 401_000 and answer["interval"][0] <= answer["accuracy"] <= answer["interval"][1]
-    assert answer["arch"] in out
+    assert answer["arch"] in out and answer["reach"] is None and "reaches no further" not in out
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -145,12 +145,22 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys,
     assert not any(tmp_path.glob("*.db")) and not (tmp_path / "bad").exists()
 
 
-def test_at_above_the_fitted_range_is_refused_with_nothing_written(study_dir, capsys):
+def test_at_above_the_studys_budget_is_refused_with_nothing_written(study_dir, capsys):
     written = study_dir / "s" / "scaling.json"
     before = written.read_text() if written.exists() else None
-    code, _, err = _cli(capsys, "--study", "s", "--results-dir", str(study_dir), "--at", "580K-madds")
-    assert code == 2 and err.count("\n") == 1 and "above the fitted range (up to 496.9K MAdds)" in err, err
+    code, _, err = _cli(capsys, "--study", "s", "--results-dir", str(study_dir), "--at", "610K-madds")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "above the study's --budget 600K-madds (its nets reach 496.9K MAdds)" in err, err
     assert (written.read_text() if written.exists() else None) == before
+
+
+def test_at_past_the_largest_net_the_space_reaches_gets_the_best_measured_net(study_dir, capsys):
+    # the study's budget is 600K, but no direction of the space reaches past 496.9K MAdds
+    code, out, _ = _cli(capsys, "--study", "s", "--results-dir", str(study_dir), "--at", "580K-madds")
+    assert code == 0 and "the space reaches no further than 496.9K MAdds along the fitted directions" in out, out
+    answer = json.loads((study_dir / "s" / "scaling.json").read_text())["recommendation"]
+    assert answer["reach"] == answer["madds"] == 496_896 and answer["at_madds"] == 580_000
+    assert answer["interval"][0] <= answer["accuracy"] <= answer["interval"][1]
 
 
 def test_a_study_with_too_few_points_to_fit_is_refused(tmp_path, capsys):
@@ -178,8 +188,9 @@ def test_past_the_knee_the_recommendation_names_the_cheapest_net_on_the_plateau(
     rng = np.random.default_rng(0)
     points = [Point(m, rng.random((2, 3000)) < truth.predict(m)) for m in (124416, 279616, 496896)]
     fit = fit_direction(points, 124416, floor=0.25, noise=0.02, resamples=30)
-    analysis = {"base": {"arch": BASE.to_string(), "madds": 124416}, "coefficients": {"fitted": None},
-                "directions": {"resolution": {"fit": fit}}, "plateau": plateau_summary({"resolution": fit}, 0.02)}
+    analysis = {"base": {"arch": BASE.to_string(), "madds": 124416}, "budget": "600K-madds",
+                "coefficients": {"fitted": None}, "directions": {"resolution": {"fit": fit}},
+                "plateau": plateau_summary({"resolution": fit}, 0.02)}
     knee = analysis["plateau"]["knee"]
     assert 124416 < knee < 279616
     answer = recommend(analysis, 490e3, SPACE, admits=lambda spec: count_madds(spec) < 491e3)
@@ -253,7 +264,7 @@ def test_export_scaled_of_a_net_the_study_did_not_train_says_its_accuracy_is_pre
     assert entry.metadata["scaled"]["weights"].startswith("not included: the study did not train this network")
     assert entry.metadata["metrics"] == {"madds": count_madds(entry.spec), "params": count_params(entry.spec)}
     assert count_madds(entry.spec) == done.recommendation["madds"] < 30e6
-    with pytest.raises(UserError, match="invalid --scaled 500.0M MAdds: above the fitted range"):
+    with pytest.raises(UserError, match="invalid --scaled 500.0M MAdds: above the study's --budget"):
         export_scaled("syn", storage=storage, name="above", at="500M-madds", library=tmp_path / "lib",
                       results_dir=tmp_path, resamples=20)
     assert not (tmp_path / "lib" / "above.json").exists()

@@ -413,7 +413,7 @@ def export_scaled(study_name: str, *, storage: str, name: str, at: str, force: b
     architecture, and the accuracy is the fit's prediction: the entry's ``scaled`` metadata records the
     direction, multipliers, predicted accuracy with its 95 % interval, the plateau note, the trials that
     measured it, and a sentence saying whether weights are included. Nothing is written when the study
-    is not a scaling study, ``at`` is malformed or outside the fitted range, or the name is taken.
+    is not a scaling study, ``at`` is malformed or above the study's budget, or the name is taken.
     """
     from mobilenet_search.results.scaling_fit import CONFIDENCE, RESAMPLES
     from mobilenet_search.search.scaling import analyse, madds_limit, recommend_at

@@ -392,28 +392,34 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
     """The scaled network for a budget of ``madds``: the direction whose fit predicts the most accuracy there,
     its network nearest ``madds`` among those ``admits`` accepts, the multipliers, the predicted accuracy with
     its interval, and, when the budget lies past the knee of the plateau, the cheapest network on it.
-    ``option`` names the input in the refusal of a budget outside the fitted range."""
+    A budget between the largest measured network and the study's own ``--budget`` (where the space reaches no
+    further along the fitted directions) gets the best of the measured range, and ``reach`` says so.
+    ``option`` names the input in the refusal of a budget outside the study's range."""
     base = ArchSpec.from_string(analysis["base"]["arch"])
     fits = {name: d["fit"] for name, d in analysis["directions"].items() if d["fit"] is not None}
     top = max(fit["measured_madds"][1] for fit in fits.values())
-    if madds > top:
-        raise UserError(f"invalid {option} {format_count(madds)} MAdds: above the fitted range (up to "
-                        f"{format_count(top)} MAdds); the fits do not extrapolate")
+    if madds > max(top, nominal_madds(madds_limit(analysis["budget"], "--budget"))):
+        raise UserError(f"invalid {option} {format_count(madds)} MAdds: above the study's --budget "
+                        f"{analysis['budget']} (its nets reach {format_count(top)} MAdds); the fits do not "
+                        "extrapolate")
     if madds < analysis["base"]["madds"]:
         raise UserError(f"invalid {option} {format_count(madds)} MAdds: below the base network's "
                         f"{format_count(analysis['base']['madds'])}")
     coefficients = Multipliers(*(analysis["coefficients"]["fitted"] or EFFICIENTNET))
-    covering = {name: fit for name, fit in fits.items() if fit["measured_madds"][1] >= madds}
-    direction = max(covering, key=lambda name: predict(covering[name], madds)[0])
+    target = min(madds, top)
+    covering = {name: fit for name, fit in fits.items() if fit["measured_madds"][1] >= target}
+    direction = max(covering, key=lambda name: predict(covering[name], target)[0])
+
+    ceiling = top if madds > top else math.inf  # a budget past the measured range: never a net past the fits
 
     def net(direction: str, target: float, least: float = 0.0) -> dict[str, Any]:
         point = solve(base, direction, target, coefficients=coefficients, snap=space.nearest,
-                      admits=lambda spec: admits(spec) and count_madds(spec) >= least)
+                      admits=lambda spec: admits(spec) and least <= count_madds(spec) <= ceiling)
         accuracy, interval = predict(fits[direction], point.madds)
         return {"direction": direction, "arch": point.spec.to_string(), "madds": point.madds,
                 "multipliers": multipliers_of(point.spec, base)._asdict(), "accuracy": accuracy, "interval": interval}
 
-    answer = {"at_madds": madds, **net(direction, madds), "plateau": None}
+    answer = {"at_madds": madds, **net(direction, target), "plateau": None, "reach": top if madds > top else None}
     plateau = analysis["plateau"]
     if plateau and plateau["knee_measured"] and madds >= plateau["knee"]:
         try:  # the cheapest network at or past the knee, within the budget asked about
@@ -427,7 +433,7 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
 
 def recommend_at(analysis: dict[str, Any], text: str, space: SearchSpace, *, option: str = "--at") -> dict[str, Any]:
     """:func:`recommend` for a budget given as text (``150M-madds``, optionally ``,4M-params``): the nets it
-    admits, nearest the MAdds it names. A budget without a MAdds limit, or outside the fitted range, is a
+    admits, nearest the MAdds it names. A budget without a MAdds limit, or above the study's budget, is a
     :class:`UserError` naming ``option``. What ``scaling --at``, ``export --scaled`` and the dashboard ask."""
     budget = madds_limit(text, option)
     return recommend(analysis, nominal_madds(budget), space, admits=lambda spec: admitted(budget, spec), option=option)

@@ -302,11 +302,10 @@ for tab in scaling_tab:
             st.info(str(exc))
             continue
         analysis = view.analysis
-        fitted = [d["fit"] for d in analysis["directions"].values() if d["fit"] is not None]
-        low, high = analysis["base"]["madds"] / 1e6, max(fit["measured_madds"][1] for fit in fitted) / 1e6
+        low, high = (madds / 1e6 for madds in board.scaling_budget_range(analysis))
         chosen = st.number_input("Budget (M MAdds)", min_value=low, max_value=high, value=high, format="%.3f",
                                  key="scaling_budget", help="The recommended scaled net for this budget: the "
-                                 "direction whose fit predicts the most accuracy, within the fitted range.")
+                                 "direction whose fit predicts the most accuracy, up to the study's budget.")
         budget_text = board.scaling_budget_text(chosen * 1e6)
         try:
             answer = recommendation(url, study_name, token, resamples, budget_text)
@@ -333,6 +332,9 @@ for tab in scaling_tab:
             st.caption(f"Multipliers of the base: width x{multipliers['width']:.3f}, resolution "
                        f"x{multipliers['resolution']:.3f}, depth x{multipliers['depth']:.3f} (total blocks).")
             st.code(answer["arch"], language=None)
+            if answer["reach"] is not None:
+                st.info(f"The space reaches no further than {format_count(answer['reach'])} MAdds along the fitted "
+                        "directions: this is the best net of the measured range.")
             if answer["plateau"] is not None:
                 cheapest = answer["plateau"]["cheapest"]
                 st.info(f"Beyond {format_count(answer['plateau']['knee'])} MAdds nothing measurable is gained; the "

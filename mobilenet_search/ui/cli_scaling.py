@@ -84,6 +84,9 @@ def format_recommendation(answer: dict[str, Any]) -> str:
              f"{_m(answer['madds'])} MAdds, predicted accuracy {answer['accuracy']:.3f}{_span(answer['interval'])}",
              f"  multipliers: width x{m['width']:.3f}, resolution x{m['resolution']:.3f}, depth x{m['depth']:.3f}",
              f"  {answer['arch']}"]
+    if answer["reach"] is not None:
+        lines.append(f"  the space reaches no further than {_m(answer['reach'])} MAdds along the fitted directions: "
+                     "this is the best net of the measured range")
     if answer["plateau"] is not None:
         cheapest = answer["plateau"]["cheapest"]
         which = ("the cheapest net at the plateau is" if cheapest["past_knee"] else
@@ -291,7 +294,7 @@ def add_scaling_command(subparsers: argparse._SubParsersAction) -> None:
                              "string or JSON, a member of --space (default: the cheapest paper network the space "
                              "holds)")
     parser.add_argument("--at", default=None, metavar="MADDS",
-                        help="recommend the scaled net for this budget, e.g. 150M-madds (within the fitted range)")
+                        help="recommend the scaled net for this budget, e.g. 150M-madds (up to the study's --budget)")
     parser.add_argument("--seeds", type=int, default=1,
                         help="train every network with this many seeds (2 or more measure the seed noise)")
     parser.add_argument("--space", default="mobilenetv2_scaling",

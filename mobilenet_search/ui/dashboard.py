@@ -764,10 +764,19 @@ def scaling_view(url: str, study_name: str, *, resamples: int | None = None) -> 
 
 def scaling_recommendation(view: ScalingView, budget: str) -> dict[str, Any]:
     """The recommended scaled net for ``budget`` (``150M-madds``), as ``scaling --at`` and ``export --scaled``
-    give it; a budget outside the fitted range is a :class:`UserError` saying so."""
+    give it; a budget above the study's budget is a :class:`UserError` saying so."""
     from mobilenet_search.search.scaling import recommend_at
 
     return recommend_at(view.analysis, budget, view.space, option="budget")
+
+
+def scaling_budget_range(analysis: dict[str, Any]) -> tuple[float, float]:
+    """The MAdds a recommendation can be asked for: from the base network up to the study's own budget (or its
+    largest measured network, where that is larger)."""
+    from mobilenet_search.search.scaling import madds_limit, nominal_madds
+
+    top = max(d["fit"]["measured_madds"][1] for d in analysis["directions"].values() if d["fit"] is not None)
+    return analysis["base"]["madds"], max(top, nominal_madds(madds_limit(analysis["budget"], "--budget")))
 
 
 def scaling_summary(analysis: dict[str, Any]) -> pd.DataFrame:
