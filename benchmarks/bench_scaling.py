@@ -554,11 +554,12 @@ def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
     head-to-head nets that do not depend on the fit, the paper's nearest net included (the recommendation is one
     more net per budget, or one of these)."""
     points = [p for p, _ in bench.grid.first_phase()] + bench.grid.compound(EFFICIENTNET)
-    rows, seen = [], set()
+    rows: list[tuple[str, str, float, int]] = []
+    trained: dict[str, int] = {}  # arch -> its from-scratch runs planned so far (a head-to-head net reuses them)
     phase, reused = ("study, scored", 0) if bench.config.supernet else ("study", bench.args.seeds)
     for point in points:
-        if point.spec.to_string() not in seen:
-            seen.add(point.spec.to_string())
+        if point.spec.to_string() not in trained:
+            trained[point.spec.to_string()] = reused
             rows.append((phase, point.spec.to_string(), point.madds, bench.args.seeds))
     for at in bench.args.at:
         budget = madds_limit(at, "--at")
@@ -571,10 +572,10 @@ def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
         if paper is not None:
             nets.append((paper["arch"], paper["madds"]))
         for arch, madds in nets:
-            extra = bench.args.final_seeds - (reused if arch in seen else 0)
+            extra = bench.args.final_seeds - trained.get(arch, 0)
             if extra > 0:
                 rows.append((f"head to head {at}", arch, madds, extra))
-                seen.add(arch)
+                trained[arch] = bench.args.final_seeds
     return rows
 
 

@@ -202,6 +202,9 @@ def test_the_plan_lists_every_net_the_run_trains_but_the_recommendations(whole):
     papers = {rows["paper"]["arch"] for rows in budgets if rows["paper"]}
     assert papers and papers <= plan  # the paper's nearest nets are trained, so they are estimated
     assert set(whole["calls"]) - recommended <= plan
+    heads = [arch for phase, arch, _, _ in bench.planned_trainings(bench.Bench(whole["args"], family=tiny_family))
+             if phase.startswith("head to head")]
+    assert len(heads) == len(set(heads))  # a net two contenders share is planned once
 
 
 def test_the_targets_say_where_the_recommendation_falls_short():
