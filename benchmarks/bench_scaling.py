@@ -539,7 +539,8 @@ def head_to_head_targets(result: dict[str, Any]) -> dict[str, Any]:
             better.append(at)
         else:
             v = paper["verdict"]
-            why_not.append(f"{at}: {v['verdict']} from the paper's {paper['how']} ({v['margin']:+.4f}, McNemar "
+            word = "from" if v["verdict"] == "indistinguishable" else "than"
+            why_not.append(f"{at}: {v['verdict']} {word} the paper's {paper['how']} ({v['margin']:+.4f}, McNemar "
                            f"p = {v['p_value']:.2g}, seed-noise margin {v['noise_margin'] or 0:.4f})")
     return {"never_worse": (not worse) if verdicts else None, "worse": worse,
             "better_than_paper": bool(better) if result["budgets"] else None, "better_at": better,
