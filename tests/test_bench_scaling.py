@@ -96,11 +96,16 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def whole(space: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The benchmark run through once: its printout, report, trainings and options."""
     folder = tmp_path_factory.mktemp("whole")
-    argv = flags(space, folder)
+    return run_through(flags(space, folder), folder)
+
+
+def run_through(argv: list[str], folder: Path) -> dict:
+    """The benchmark run once with ``argv`` (results under ``folder``): its options, printout, trainings and
+    report."""
     calls: list = []
     printed = run(argv, counting(calls))
     args = bench.parse_args(argv)
-    return {"argv": argv, "args": args, "printed": printed, "calls": calls,
+    return {"argv": argv, "args": args, "printed": printed, "calls": calls, "folder": folder,
             "report": json.loads((folder / f"report-{bench.report_key(args)}.json").read_text())}
 
 
@@ -241,12 +246,7 @@ def supernet_flags(space: Path, folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def supernet_run(space: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     folder = tmp_path_factory.mktemp("supernet")
-    argv = supernet_flags(space, folder)
-    calls: list = []
-    printed = run(argv, counting(calls))
-    args = bench.parse_args(argv)
-    return {"args": args, "printed": printed, "calls": calls, "folder": folder,
-            "report": json.loads((folder / f"report-{bench.report_key(args)}.json").read_text())}
+    return run_through(supernet_flags(space, folder), folder)
 
 
 def test_a_supernet_study_reports_its_compute_by_part(supernet_run):
