@@ -387,6 +387,13 @@ def analyse(study: optuna.Study, *, resamples: int = RESAMPLES) -> dict[str, Any
             "confirmations": confirmations(study)}
 
 
+def budget_range(analysis: dict[str, Any]) -> tuple[float, float]:
+    """The MAdds :func:`recommend` answers for: from the base network up to the study's own budget (or its largest
+    measured network, where that is larger)."""
+    top = max(d["fit"]["measured_madds"][1] for d in analysis["directions"].values() if d["fit"] is not None)
+    return analysis["base"]["madds"], max(top, nominal_madds(madds_limit(analysis["budget"], "--budget")))
+
+
 def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
               admits: Callable[[ArchSpec], bool], *, option: str = "--at") -> dict[str, Any]:
     """The scaled network for a budget of ``madds``: the direction whose fit predicts the most accuracy there,
@@ -398,19 +405,20 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
     base = ArchSpec.from_string(analysis["base"]["arch"])
     fits = {name: d["fit"] for name, d in analysis["directions"].items() if d["fit"] is not None}
     top = max(fit["measured_madds"][1] for fit in fits.values())
-    if madds > max(top, nominal_madds(madds_limit(analysis["budget"], "--budget"))):
+    low, high = budget_range(analysis)
+    if madds > high:
         raise UserError(f"invalid {option} {format_count(madds)} MAdds: above the study's --budget "
                         f"{analysis['budget']} (its nets reach {format_count(top)} MAdds); the fits do not "
                         "extrapolate")
-    if madds < analysis["base"]["madds"]:
+    if madds < low:
         raise UserError(f"invalid {option} {format_count(madds)} MAdds: below the base network's "
-                        f"{format_count(analysis['base']['madds'])}")
+                        f"{format_count(low)}")
     coefficients = Multipliers(*(analysis["coefficients"]["fitted"] or EFFICIENTNET))
     target = min(madds, top)
     covering = {name: fit for name, fit in fits.items() if fit["measured_madds"][1] >= target}
     direction = max(covering, key=lambda name: predict(covering[name], target)[0])
-
-    ceiling = top if madds > top else math.inf  # a budget past the measured range: never a net past the fits
+    reach = top if madds > top else None  # a budget past the measured range: never a net past the fits
+    ceiling = math.inf if reach is None else reach
 
     def net(direction: str, target: float, least: float = 0.0) -> dict[str, Any]:
         point = solve(base, direction, target, coefficients=coefficients, snap=space.nearest,
@@ -419,7 +427,7 @@ def recommend(analysis: dict[str, Any], madds: float, space: SearchSpace,
         return {"direction": direction, "arch": point.spec.to_string(), "madds": point.madds,
                 "multipliers": multipliers_of(point.spec, base)._asdict(), "accuracy": accuracy, "interval": interval}
 
-    answer = {"at_madds": madds, **net(direction, target), "plateau": None, "reach": top if madds > top else None}
+    answer = {"at_madds": madds, **net(direction, target), "plateau": None, "reach": reach}
     plateau = analysis["plateau"]
     if plateau and plateau["knee_measured"] and madds >= plateau["knee"]:
         try:  # the cheapest network at or past the knee, within the budget asked about

@@ -773,10 +773,9 @@ def scaling_recommendation(view: ScalingView, budget: str) -> dict[str, Any]:
 def scaling_budget_range(analysis: dict[str, Any]) -> tuple[float, float]:
     """The MAdds a recommendation can be asked for: from the base network up to the study's own budget (or its
     largest measured network, where that is larger)."""
-    from mobilenet_search.search.scaling import madds_limit, nominal_madds
+    from mobilenet_search.search.scaling import budget_range
 
-    top = max(d["fit"]["measured_madds"][1] for d in analysis["directions"].values() if d["fit"] is not None)
-    return analysis["base"]["madds"], max(top, nominal_madds(madds_limit(analysis["budget"], "--budget")))
+    return budget_range(analysis)
 
 
 def scaling_summary(analysis: dict[str, Any]) -> pd.DataFrame:
