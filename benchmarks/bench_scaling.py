@@ -403,33 +403,31 @@ def predictive_check(study: optuna.Study, cap: float, resamples: int) -> dict[st
 def contenders(bench: Bench, analysis: dict[str, Any], at: str) -> dict[str, dict[str, Any]]:
     """The nets compared at budget ``at``: name -> arch, MAdds and how it was picked (None where there is none)."""
     budget = madds_limit(at, "--at")
-    madds = nominal_madds(budget)
-
-    def admits(spec: ArchSpec) -> bool:
-        return admitted(budget, spec)
-
     try:
-        answer = recommend(analysis, madds, bench.space, admits)
+        answer = recommend(analysis, nominal_madds(budget), bench.space, lambda spec: admitted(budget, spec))
         nets: dict[str, Any] = {"recommended": {"arch": answer["arch"], "madds": answer["madds"],
                                                 "how": f"{answer['direction']}, predicted val {answer['accuracy']:.3f}",
                                                 "plateau": answer["plateau"]}}
     except UserError as exc:  # a study not yet trained that far (a report of a partial run)
         nets = {"recommended": None, "why_none": str(exc)}
-    for name, direction, coefficients in (("width", "width", EFFICIENTNET), ("resolution", "resolution", EFFICIENTNET),
-                                          ("efficientnet", "compound", EFFICIENTNET)):
-        point = solve(bench.base, direction, madds, coefficients=coefficients, snap=bench.space.nearest, admits=admits)
+    return {**nets, **fixed_contenders(bench, budget)}
+
+
+def fixed_contenders(bench: Bench, budget: Budget) -> dict[str, dict[str, Any] | None]:
+    """The contenders at ``budget`` that do not depend on the fit: width only, resolution only, EfficientNet's
+    coefficients, and the paper's net with the most MAdds the budget admits (None where none is); each its arch,
+    MAdds and how it was picked."""
+    madds = nominal_madds(budget)
+    nets: dict[str, dict[str, Any] | None] = {}
+    for name, direction in (("width", "width"), ("resolution", "resolution"), ("efficientnet", "compound")):
+        point = solve(bench.base, direction, madds, coefficients=EFFICIENTNET, snap=bench.space.nearest,
+                      admits=lambda spec: admitted(budget, spec))
         nets[name] = {"arch": point.spec.to_string(), "madds": point.madds, "how": f"{direction} to {_m(madds)}"}
-    nets["paper"] = paper_nearest(bench, budget)
-    return nets
-
-
-def paper_nearest(bench: Bench, budget: Budget) -> dict[str, Any] | None:
-    """The paper's net with the most MAdds that ``budget`` admits: arch, MAdds and its name (None where none is)."""
     family = {name: spec for name, spec in bench.family.items() if admitted(budget, spec)}
-    if not family:
-        return None
-    name = max(family, key=lambda n: count_madds(family[n]))
-    return {"arch": family[name].to_string(), "madds": count_madds(family[name]), "how": name}
+    name = max(family, key=lambda n: count_madds(family[n]), default=None)
+    nets["paper"] = None if name is None else {"arch": family[name].to_string(), "madds": count_madds(family[name]),
+                                               "how": name}
+    return nets
 
 
 def train_nets(bench: Bench, wanted: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
@@ -563,20 +561,11 @@ def planned_trainings(bench: Bench) -> list[tuple[str, str, float, int]]:
             trained[point.spec.to_string()] = reused
             rows.append((phase, point.spec.to_string(), point.madds, bench.args.seeds))
     for at in bench.args.at:
-        budget = madds_limit(at, "--at")
-        nets = []
-        for direction in ("width", "resolution", "compound"):
-            point = solve(bench.base, direction, nominal_madds(budget), snap=bench.space.nearest,
-                          admits=lambda spec, b=budget: admitted(b, spec))
-            nets.append((point.spec.to_string(), point.madds))
-        paper = paper_nearest(bench, budget)
-        if paper is not None:
-            nets.append((paper["arch"], paper["madds"]))
-        for arch, madds in nets:
-            extra = bench.args.final_seeds - trained.get(arch, 0)
+        for net in fixed_contenders(bench, madds_limit(at, "--at")).values():
+            extra = 0 if net is None else bench.args.final_seeds - trained.get(net["arch"], 0)
             if extra > 0:
-                rows.append((f"head to head {at}", arch, madds, extra))
-                trained[arch] = bench.args.final_seeds
+                rows.append((f"head to head {at}", net["arch"], net["madds"], extra))
+                trained[net["arch"]] = bench.args.final_seeds
     return rows
 
 
