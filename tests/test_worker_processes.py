@@ -17,8 +17,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from mobilenet_search.ui.cli import main
-from mobilenet_search.ui.cli_workers import PARENT_ENV, max_workers, workers_for
+from mobilenet_search.ui.cli import _stop_signals, main
+from mobilenet_search.ui.cli_workers import PARENT_ENV, max_workers, run_workers, workers_for
 
 TREE = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(TREE)}
@@ -138,3 +138,52 @@ def test_stopping_the_parent_stops_every_worker(tmp_path, how):
         assert running == []
     else:
         assert parent.returncode == -signal.SIGKILL
+
+
+@linux_only
+def test_a_worker_that_ignores_the_stop_is_killed_after_the_grace(tmp_path):
+    """The parent's stop is bounded: a worker still alive ``grace`` seconds after the forwarded SIGTERM is killed."""
+    pid_file = tmp_path / "pid"
+    code = ("import os, signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+            "open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)")
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+
+    def stop_once_the_worker_ignores_sigterm() -> None:  # this process is the parent: the stop comes to it
+        if pid_file.exists() and pid_file.read_text():
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        run_workers([[sys.executable, "-c", code, str(pid_file)]], dict(os.environ),
+                    stop_once_the_worker_ignores_sigterm, grace=1.0)
+    assert time.monotonic() - start < 60
+    assert not _alive(int(pid_file.read_text()))
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+
+
+class _StoppedInFinaliser:
+    """A SIGTERM that arrives while Python runs a ``__del__``: its KeyboardInterrupt is printed and lost."""
+
+    def __del__(self) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        total = 0
+        for step in range(100_000):  # the handler runs here, between bytecodes, and raises in the finaliser
+            total += step
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_stop_lost_in_a_finaliser_is_raised_again_by_the_check():
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    with _stop_signals() as stop_requested:
+        finaliser = _StoppedInFinaliser()
+        del finaliser  # the interrupt is lost here (were it not, the test would end here) and the run goes on
+        with pytest.raises(KeyboardInterrupt):
+            stop_requested()  # after the next epoch or trial: the stop is raised again
+        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM is ignored: it must not break the clean-up
+        time.sleep(0.1)
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+
+
+def test_the_check_raises_nothing_without_a_stop():
+    with _stop_signals() as stop_requested:
+        stop_requested()

@@ -123,18 +123,32 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
 
 
 @contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def _stop_signals() -> Iterator[Callable[[], None]]:
     """SIGTERM (what a scheduler or ``docker stop`` sends) stops a run the way Ctrl-C does: the running
-    trial is recorded as interrupted and queued again when the study resumes."""
+    trial is recorded as interrupted and queued again when the study resumes.
+
+    The ``KeyboardInterrupt`` a signal raises can be lost: raised while Python runs a ``__del__`` or a
+    garbage-collector callback, it is printed as "Exception ignored" and the run goes on. So the stop is
+    also remembered, and the check this yields raises it again; the run calls it after every epoch and trial.
+    """
+    stopped: list[int] = []
+
     def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
+        if signum == signal.SIGTERM:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
+        stopped.append(signum)
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def check() -> None:
+        if stopped:
+            raise KeyboardInterrupt
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        yield
+        yield check
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, trials: int, quiet: bool,
@@ -159,15 +173,17 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
             state["progress"] = SearchProgress(study, trials)
 
     def after_trial(study, trial) -> None:
+        stop_requested()
         if "progress" not in state:
             state["progress"] = SearchProgress(study, trials, enabled=not quiet)
         state["progress"].after_trial(study, trial)
 
     def on_epoch(epoch: int, epochs: int) -> None:
+        stop_requested()
         if "progress" in state:
             state["progress"].on_epoch(epoch, epochs)
 
-    with _sigterm_as_interrupt():
+    with _stop_signals() as stop_requested:
         try:
             return run(storage=storage, study_name=study_name, trials=trials, callbacks=[after_trial],
                        on_epoch=on_epoch, on_start=on_start, **kwargs)

@@ -3,7 +3,8 @@
 - The parent starts at most one worker per trial left and refuses more workers than this machine
   has CPU cores (:func:`max_workers`); each worker imports PyTorch, about half a gigabyte.
 - SIGINT and SIGTERM reaching the parent are passed on to every worker, which records its running
-  trial as interrupted (queued again on resume); the parent waits for them, then exits 130.
+  trial as interrupted (queued again on resume); the parent waits for them up to :data:`STOP_GRACE`
+  seconds, kills any still running, then exits 130.
 - A worker exits when its parent dies, even by SIGKILL: on Linux the kernel sends it SIGTERM
   (``PR_SET_PDEATHSIG``); elsewhere a thread watching the parent's process id does.
 """
@@ -92,11 +93,13 @@ def _forward_signals(processes: Sequence[subprocess.Popen]) -> Iterator[list[int
             signal.signal(signum, handler)
 
 
-def run_workers(commands: Sequence[Sequence[str]], env: dict[str, str], on_tick: Callable[[], None]) -> list[int]:
+def run_workers(commands: Sequence[Sequence[str]], env: dict[str, str], on_tick: Callable[[], None],
+                grace: float = STOP_GRACE) -> list[int]:
     """Start one process per command, call ``on_tick`` every second until all have exited; their exit codes.
 
-    A SIGINT or SIGTERM to this process stops the workers (forwarded; killed after :data:`STOP_GRACE`
-    seconds) and then raises ``KeyboardInterrupt``.
+    A SIGINT or SIGTERM to this process stops the workers: it is forwarded, each worker gets ``grace``
+    seconds to record its running trial, one still alive then is killed (its trial is failed and run
+    again on resume), and ``KeyboardInterrupt`` is raised.
     """
     env = {**env, PARENT_ENV: str(os.getpid())}
     processes: list[subprocess.Popen] = []
@@ -107,20 +110,21 @@ def run_workers(commands: Sequence[Sequence[str]], env: dict[str, str], on_tick:
                 processes.append(subprocess.Popen(list(command), env=env, start_new_session=True))
                 if received:  # a stop arrived while starting: forward it to the late ones too
                     processes[-1].send_signal(signal.SIGTERM)
-            while any(p.poll() is None for p in processes):
+            while not received and any(p.poll() is None for p in processes):
                 on_tick()
                 time.sleep(1.0)
-            on_tick()
+            if not received:
+                on_tick()
         finally:
-            _reap(processes)
+            _reap(processes, grace)
     if received:
         raise KeyboardInterrupt
     return [p.returncode for p in processes]
 
 
-def _reap(processes: Sequence[subprocess.Popen]) -> None:
-    """Wait for every worker; one that outlives :data:`STOP_GRACE` seconds is killed (no orphan is left)."""
-    deadline = time.monotonic() + STOP_GRACE
+def _reap(processes: Sequence[subprocess.Popen], grace: float) -> None:
+    """Wait for every worker; one that outlives ``grace`` seconds is killed (no orphan is left)."""
+    deadline = time.monotonic() + grace
     for process in processes:
         try:
             process.wait(timeout=max(0.0, deadline - time.monotonic()))
