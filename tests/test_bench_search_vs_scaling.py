@@ -20,6 +20,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import bench_search_vs_scaling as bench  # noqa: E402 - the script, found above
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import why_search_vs_scaling as why  # noqa: E402
+
+from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, pack_correct  # noqa: E402
 
 FLAGS = ["--dataset", "synthetic:96", "--space", "tiny", "--budget", "300M-madds", "--budget-seconds", "3",
          "--epochs", "2", "--short-epochs", "1", "--final-epochs", "1", "--proxy-size", "32", "--supernet-epochs", "1",
@@ -143,3 +148,43 @@ def test_an_arm_stops_once_its_compute_is_spent(tmp_path):
     bench.run_budgeted(args, "halving", lambda state: step)
     state = bench.strategies.load_state(bench.arm_state_path(args, "halving"))
     assert state["done"] and state["spent"] >= 0.05 and 1 <= len(steps) < 1000
+
+
+def test_the_diagnosis_reads_the_finished_run(runs):
+    """why_search_vs_scaling.py on the run's own options: its tables from the stored states, nothing trained."""
+    argv = [*FLAGS, "--results-dir", str(runs["folder"])]
+    buffer = StringIO()
+    with redirect_stdout(buffer):
+        result = why.main(argv)
+    assert set(runs["states"][0]) == {path.name for path in sorted(runs["folder"].glob("*.json"))}  # nothing new
+    value, low, high = result["proxy"]["tau"]
+    assert result["proxy"]["nets"] == len(bench.finals(runs["args"]))
+    assert -1 <= value <= 1 and (np.isnan(low) or low <= value <= high)
+    for arm, row in result["space"].items():
+        assert row["better"] + row["worse"] <= row["in_range"] <= row["trained"] == result["compute"][arm]["trained"]
+        assert row["area_added"] >= max(row["area_alone"], 0.0) - 1e-12  # the family and more covers both
+        if row["first_nets"] is not None:
+            assert 0 <= row["area_added_first"] <= row["area_added"] + 1e-12
+    assert {arm: c["trained"] for arm, c in result["compute"].items()} == \
+        {arm: r["trained"] for arm, r in runs["report"]["arms"].items()}
+    printed = buffer.getvalue()
+    assert "Kendall's tau" in printed and "better (McNemar 5%)" in printed and "CPU s a net" in printed
+
+
+def _nets(rows: list[tuple[str, float, float]], size: int = 400) -> pd.DataFrame:
+    """Nets with the given validation accuracy: the first ``accuracy x size`` images right, the rest wrong."""
+    return pd.DataFrame([{"arch": name, "name": name, "madds": madds, "accuracy": accuracy,
+                          CORRECT_ATTR: pack_correct(np.arange(size) < round(accuracy * size)), VAL_SIZE_ATTR: size}
+                         for name, madds, accuracy in rows])
+
+
+def test_a_net_is_held_against_the_best_family_net_at_no_more_madds_and_the_front_at_its_madds():
+    family = _nets([("small", 10e6, 0.50), ("weak", 50e6, 0.45), ("large", 100e6, 0.70)])
+    searched = _nets([("cheaper", 5e6, 0.9), ("between", 10 ** 7.5, 0.65), ("level", 100e6, 0.70)])
+    margins = why.staircase_margins(searched, family).set_index("arch")
+    assert "cheaper" not in margins.index  # below the whole family: nothing to beat
+    assert margins.loc["between", "reference"] == "small"  # not the weaker but costlier net
+    assert margins.loc["between", "margin"] == pytest.approx(0.15) and margins.loc["between", "verdict"] == "better"
+    assert margins.loc["level", "verdict"] == "indistinguishable" and margins.loc["level", "p_value"] == 1.0
+    # On the front joined in log MAdds, 10^7.5 lies half way from 0.50 to 0.70: 0.65 is 0.05 above it.
+    assert why.curve_margins(searched, family) == pytest.approx([0.05, 0.0])
