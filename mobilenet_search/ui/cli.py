@@ -129,7 +129,8 @@ def _stop_signals() -> Iterator[Callable[[], None]]:
 
     The ``KeyboardInterrupt`` a signal raises can be lost: raised while Python runs a ``__del__`` or a
     garbage-collector callback, it is printed as "Exception ignored" and the run goes on. So the stop is
-    also remembered, and the check this yields raises it again; the run calls it after every epoch and trial.
+    also remembered, and the check this yields raises it again; the run calls it after every epoch, trial and
+    supernet training step.
     """
     stopped: list[int] = []
 
@@ -182,6 +183,14 @@ def _run_with_progress(run: Callable[..., Any], study_name: str, storage: str, t
         stop_requested()
         if "progress" in state:
             state["progress"].on_epoch(epoch, epochs)
+
+    supernet_step = kwargs.pop("on_supernet_step", None)
+    if supernet_step is not None:  # a supernet's training steps are checked too: it may train for hours
+        def on_supernet_step(*step: Any) -> None:
+            stop_requested()
+            supernet_step(*step)
+
+        kwargs["on_supernet_step"] = on_supernet_step
 
     with _stop_signals() as stop_requested:
         try:
