@@ -17,7 +17,11 @@ It prints three tables:
   by the exact McNemar test at 5 % (the tool's own rule), how many would be by chance alone if none were
   (2.5 % of them: one side of a two-sided test), and the largest margin. When the nets better than the staircase
   are no more than chance gives, the space holds nothing this proxy can tell apart from the paper's family.
-- **The compute.** Per arm, CPU seconds spent, nets trained under the full proxy, and seconds a net.
+  Then the same nets against the family's front joined in log MAdds: their worth at equal MAdds.
+- **The compute.** The validation hypervolume (above the trivial floor) that the arm's nets add to the
+  family's: all of them, and a scratch arm's first nets in the compute the family leaves of the budget
+  (what a search seeded with the family would have had). Per arm, CPU seconds spent, nets trained under the
+  full proxy, and seconds a net.
 """
 
 from __future__ import annotations
