@@ -158,7 +158,8 @@ def test_the_diagnosis_reads_the_finished_run(runs):
         result = why.main(argv)
     assert set(runs["states"][0]) == {path.name for path in sorted(runs["folder"].glob("*.json"))}  # nothing new
     value, low, high = result["proxy"]["tau"]
-    assert result["proxy"]["nets"] == len(bench.finals(runs["args"]))
+    assert result["proxy"]["nets"] == len(bench.finals(runs["args"]))  # every retrained net was on a front
+    assert set(result["proxy"]["gain"]) == set(bench.ARMS)
     assert -1 <= value <= 1 and (np.isnan(low) or low <= value <= high)
     for arm, row in result["space"].items():
         assert row["better"] + row["worse"] <= row["in_range"] <= row["trained"] == result["compute"][arm]["trained"]
