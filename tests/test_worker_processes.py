@@ -187,3 +187,32 @@ def test_a_stop_lost_in_a_finaliser_is_raised_again_by_the_check():
 def test_the_check_raises_nothing_without_a_stop():
     with _stop_signals() as stop_requested:
         stop_requested()
+
+
+@linux_only
+def test_a_stop_inside_a_database_commit_waits_until_the_commit_is_done(tmp_path):
+    """A SIGTERM that lands inside SQLAlchemy is raised once the commit has returned: the row is stored, and the
+    interrupt comes at once after it, not inside the transaction (where it could leave a lock taken)."""
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'stop.db'}")
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE t (x INTEGER)"))
+
+    def stop_during_commit(connection) -> None:  # called by SQLAlchemy, inside its commit
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(100_000):  # the handler runs here, between bytecodes, with SQLAlchemy's frames below
+            pass
+
+    sqlalchemy.event.listen(engine, "commit", stop_during_commit)
+    committed = []
+    with _stop_signals(), pytest.raises(KeyboardInterrupt):
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text("INSERT INTO t VALUES (1)"))
+        committed.append(True)  # reached: the commit returned without the interrupt
+        time.sleep(5)  # the stop arrives here, from the retry
+    assert committed == [True]
+    sqlalchemy.event.remove(engine, "commit", stop_during_commit)
+    with engine.connect() as connection:
+        assert connection.execute(sqlalchemy.text("SELECT x FROM t")).scalars().all() == [1]
+    engine.dispose()

@@ -122,32 +122,60 @@ def _summary(study, budget: str, results_dir: Path, storage: str) -> None:
           f"report.json; study: {redact(storage)} ({study.study_name})")
 
 
+# Code a stop must not interrupt: an exception raised inside a database driver or Optuna's storage can leave a
+# transaction or a lock half taken, and the clean-up that records the interrupted trial then hangs on it.
+_STORAGE_MODULES = ("sqlalchemy", "sqlite3", "psycopg", "optuna.storages")
+_STOP_RETRY = 0.05  # seconds between tries to deliver a stop that arrived inside storage code
+_CAN_RETRY = hasattr(signal, "setitimer")  # not on Windows: a stop is raised where it lands
+
+
+def _in_storage(frame: Any) -> bool:
+    """Whether ``frame`` or any frame below it runs code of :data:`_STORAGE_MODULES`."""
+    while frame is not None:
+        if str(frame.f_globals.get("__name__", "")).startswith(_STORAGE_MODULES):
+            return True
+        frame = frame.f_back
+    return False
+
+
 @contextlib.contextmanager
 def _stop_signals() -> Iterator[Callable[[], None]]:
     """SIGTERM (what a scheduler or ``docker stop`` sends) stops a run the way Ctrl-C does: the running
     trial is recorded as interrupted and queued again when the study resumes.
 
-    The ``KeyboardInterrupt`` a signal raises can be lost: raised while Python runs a ``__del__`` or a
-    garbage-collector callback, it is printed as "Exception ignored" and the run goes on. So the stop is
-    also remembered, and the check this yields raises it again; the run calls it after every epoch, trial and
-    supernet training step.
+    A stop becomes a ``KeyboardInterrupt`` where it is safe to raise one. Inside storage code it waits
+    (retried every :data:`_STOP_RETRY` seconds by SIGALRM) until that code has returned. And it can be
+    lost: raised while Python runs a ``__del__`` or a garbage-collector callback, it is printed as
+    "Exception ignored" and the run goes on. So the stop is also remembered, and the check this yields
+    raises it again; the run calls it after every epoch, trial and supernet training step.
     """
     stopped: list[int] = []
 
-    def interrupt(signum: int, frame: object) -> None:
+    def raise_when_safe(frame: Any) -> None:
+        if _CAN_RETRY and _in_storage(frame):
+            signal.setitimer(signal.ITIMER_REAL, _STOP_RETRY)
+            return
+        raise KeyboardInterrupt
+
+    def interrupt(signum: int, frame: Any) -> None:
         if signum == signal.SIGTERM:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not break the clean-up
         stopped.append(signum)
-        raise KeyboardInterrupt
+        raise_when_safe(frame)
 
     def check() -> None:
         if stopped:
             raise KeyboardInterrupt
 
-    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
+    handlers = {signal.SIGINT: interrupt, signal.SIGTERM: interrupt}
+    if _CAN_RETRY:
+        handlers[signal.SIGALRM] = lambda signum, frame: raise_when_safe(frame)
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
     try:
         yield check
     finally:
+        if _CAN_RETRY:
+            signal.setitimer(signal.ITIMER_REAL, 0)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
