@@ -39,17 +39,13 @@ import pandas as pd
 
 from mobilenet_search.arch.budget import Budget
 from mobilenet_search.results.frame import pareto_mask
-from mobilenet_search.results.records import CORRECT_ATTR, VAL_SIZE_ATTR, trivial_accuracy, unpack_correct
+from mobilenet_search.results.records import trivial_accuracy
 from mobilenet_search.results.report import hypervolume
 from mobilenet_search.results.stats import compare, kendall_tau_interval
 from mobilenet_search.search.study import make_data
 
 ALPHA = 0.05  # the McNemar level of the tool's verdicts
 RESAMPLES = 1000
-
-
-def correct(entry: dict[str, Any]) -> np.ndarray:
-    return unpack_correct(entry[CORRECT_ATTR], int(entry[VAL_SIZE_ATTR]))
 
 
 def staircase_margins(nets: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +59,7 @@ def staircase_margins(nets: pd.DataFrame, family: pd.DataFrame) -> pd.DataFrame:
         if len(cheaper) == 0:
             continue
         ref = family.loc[best_so_far[cheaper].idxmax()]
-        verdict = compare(correct(net), correct(ref), alpha=ALPHA)
+        verdict = compare(*bench.correct_matrix([net, ref], "val"), alpha=ALPHA)
         rows.append({"arch": net["arch"], "madds": float(net["madds"]), "accuracy": float(net["accuracy"]),
                      "reference": ref["name"], "reference_accuracy": float(ref["accuracy"]),
                      "margin": float(net["accuracy"] - ref["accuracy"]), "verdict": verdict.verdict,
